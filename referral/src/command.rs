@@ -1,0 +1,81 @@
+//! Commands that change the region, and what they return.
+
+use crate::case::{CaseId, CaseStatus, Priority, Vitals};
+use crate::facility::{Facility, FacilityId};
+use crate::specialist::{Specialist, SpecialistId};
+use serde::{Deserialize, Serialize};
+
+/// A change to the region. Commands are replicated through Raft and applied in log order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    /// Register a clinic or hospital.
+    RegisterFacility(Facility),
+    /// Register a specialist at a hospital.
+    RegisterSpecialist(Specialist),
+    /// A clinic submits a case.
+    SubmitCase {
+        /// Pseudonymous patient reference.
+        patient_ref: String,
+        /// Chief complaint.
+        complaint: String,
+        /// Vitals.
+        #[serde(default)]
+        vitals: Vitals,
+        /// Urgency.
+        priority: Priority,
+        /// Submitting facility.
+        origin: FacilityId,
+        /// Receiving facility; defaults to the origin's parent.
+        #[serde(default)]
+        target: Option<FacilityId>,
+    },
+    /// Route a case to a specialist at the receiving facility.
+    Assign {
+        /// The case.
+        case: CaseId,
+        /// The specialist.
+        specialist: SpecialistId,
+    },
+    /// The assigned specialist accepts the case.
+    Accept {
+        /// The case.
+        case: CaseId,
+        /// The specialist accepting.
+        specialist: SpecialistId,
+    },
+    /// The specialist files a report.
+    Report {
+        /// The case.
+        case: CaseId,
+        /// The specialist reporting.
+        specialist: SpecialistId,
+        /// Findings and recommendation.
+        findings: String,
+    },
+    /// The specialist closes the case.
+    Complete {
+        /// The case.
+        case: CaseId,
+        /// The specialist completing.
+        specialist: SpecialistId,
+    },
+}
+
+/// What an accepted command produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    /// A facility or specialist was registered.
+    Registered {
+        /// Its id.
+        id: String,
+    },
+    /// A case moved to a new status (or was created).
+    Case {
+        /// The case id.
+        case_id: CaseId,
+        /// Its status now.
+        status: CaseStatus,
+    },
+}
