@@ -1,1 +1,17 @@
-pub fn x() {}
+//! Yilian consensus: openraft over QUIC with mutual TLS, with durable redb storage.
+//!
+//! Raft replicates the referral state (cases, study manifests, audit trail); image bytes never
+//! go through it.
+
+pub mod cluster;
+pub mod codec;
+pub mod error;
+pub mod network;
+pub mod pki;
+pub mod store;
+pub mod tls;
+pub mod types;
+
+pub use cluster::{ClusterNode, NodeStatus, RaftSettings};
+pub use error::ClusterError;
+pub use types::{NodeId, NodeInfo};

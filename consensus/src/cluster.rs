@@ -1,0 +1,533 @@
+//! A running cluster member: Raft, its storage, and its QUIC endpoint, plus the leader-routing
+//! logic every client operation goes through.
+
+use crate::error::ClusterError;
+use crate::network::transport::PeerHandler;
+use crate::network::{ForwardRequest, ForwardResponse, NetworkFactory, PeerRequest, PeerResponse, Transport};
+use crate::store::{self, SharedState, StoreOpenError};
+use crate::tls::{self, TlsError, TlsFiles, ALPN_RAFT};
+use crate::types::{NodeId, NodeInfo, Request, Response, YilianRaft};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+use yilian_referral::{Command, DomainError, Outcome};
+
+/// How long a client operation keeps looking for a leader before giving up.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+/// Pause between attempts while no leader is known.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// How far behind the leader a learner may be and still be promoted.
+const MAX_PROMOTE_LAG: u64 = 1000;
+
+/// Raft timing and snapshot settings (all from the node's config file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftSettings {
+    /// Leader heartbeat interval; in openraft 0.9 also the RPC timeout.
+    pub heartbeat_ms: u64,
+    /// Lower bound of the randomised election timeout.
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the randomised election timeout.
+    pub election_timeout_max_ms: u64,
+    /// Timeout for sending one snapshot chunk.
+    pub install_snapshot_timeout_ms: u64,
+    /// Most log entries sent in one AppendEntries.
+    pub max_payload_entries: u64,
+    /// Build a snapshot after this many entries since the last one.
+    pub snapshot_after_logs: u64,
+    /// Entries kept in the log behind the last snapshot (for lagging followers).
+    pub logs_kept_after_snapshot: u64,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 250,
+            election_timeout_min_ms: 1500,
+            election_timeout_max_ms: 3000,
+            install_snapshot_timeout_ms: 10_000,
+            max_payload_entries: 300,
+            snapshot_after_logs: 5000,
+            logs_kept_after_snapshot: 1000,
+        }
+    }
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Storage could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreOpenError),
+    /// TLS material is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The QUIC endpoint could not bind.
+    #[error("cannot listen on raft_addr {addr}: {source}; is the port in use?")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// raft_addr is not an IP:port.
+    #[error("raft_addr `{0}` is not an IP:port such as 127.0.0.1:7101")]
+    BadAddr(String),
+    /// openraft rejected the settings or failed to start.
+    #[error("raft failed to start: {0}")]
+    Raft(String),
+}
+
+/// One member's entry in [`NodeStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Node id.
+    pub node_id: NodeId,
+    /// QUIC address.
+    pub raft_addr: String,
+    /// HTTP API address.
+    pub api_addr: String,
+}
+
+/// What a node knows about itself and the cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// This node.
+    pub node_id: NodeId,
+    /// Leader, Follower, Candidate, Learner or Shutdown.
+    pub state: String,
+    /// Current term.
+    pub term: u64,
+    /// Leader this node knows of.
+    pub leader: Option<NodeId>,
+    /// Last log index in this node's log.
+    pub last_log_index: Option<u64>,
+    /// Last index applied to this node's state machine.
+    pub last_applied: Option<u64>,
+    /// Last index covered by this node's snapshot.
+    pub snapshot_index: Option<u64>,
+    /// Last index purged from this node's log.
+    pub purged_index: Option<u64>,
+    /// Voting members.
+    pub voters: Vec<Member>,
+    /// Non-voting members.
+    pub learners: Vec<Member>,
+    /// On the leader: the highest index known replicated to each member.
+    pub replication: Option<BTreeMap<NodeId, Option<u64>>>,
+    /// Node ids that were removed and can never be reused.
+    pub retired_nodes: Vec<NodeId>,
+}
+
+/// Result of trying an operation on this node as leader.
+enum Local {
+    NotLeader(Option<(NodeId, NodeInfo)>),
+    Failed(ClusterError),
+}
+
+/// A running cluster member.
+pub struct ClusterNode {
+    id: NodeId,
+    info: NodeInfo,
+    raft: YilianRaft,
+    state: SharedState,
+    transport: Arc<Transport>,
+    rpc_timeout: Duration,
+}
+
+impl ClusterNode {
+    /// Open storage under `data_dir`, bind the QUIC endpoint and start Raft.
+    pub async fn start(
+        id: NodeId,
+        info: NodeInfo,
+        data_dir: &Path,
+        tls_files: &TlsFiles,
+        settings: &RaftSettings,
+    ) -> Result<Arc<Self>, StartError> {
+        let opened = store::open(data_dir)?;
+        let state = opened.state_machine.shared();
+        let quic = tls::load(tls_files, ALPN_RAFT)?;
+        let addr: SocketAddr =
+            info.raft_addr.parse().map_err(|_| StartError::BadAddr(info.raft_addr.clone()))?;
+        let transport = Arc::new(
+            Transport::bind(addr, quic)
+                .map_err(|source| StartError::Bind { addr: info.raft_addr.clone(), source })?,
+        );
+        let config = openraft::Config {
+            cluster_name: "yilian".into(),
+            heartbeat_interval: settings.heartbeat_ms,
+            election_timeout_min: settings.election_timeout_min_ms,
+            election_timeout_max: settings.election_timeout_max_ms,
+            install_snapshot_timeout: settings.install_snapshot_timeout_ms,
+            max_payload_entries: settings.max_payload_entries,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_after_logs),
+            max_in_snapshot_log_to_keep: settings.logs_kept_after_snapshot,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+        let raft = YilianRaft::new(
+            id,
+            Arc::new(config),
+            NetworkFactory::new(transport.clone()),
+            opened.log,
+            opened.state_machine,
+        )
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+        let node = Arc::new(Self {
+            id,
+            info,
+            raft,
+            state,
+            transport: transport.clone(),
+            rpc_timeout: Duration::from_millis(settings.install_snapshot_timeout_ms.max(5000)),
+        });
+        let handler = node.clone();
+        tokio::spawn(
+            async move { transport.serve(handler).await }
+                .instrument(tracing::info_span!("quic", node_id = id)),
+        );
+        Ok(node)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// This node's addresses.
+    pub fn info(&self) -> &NodeInfo {
+        &self.info
+    }
+
+    /// Read access to the replicated state as applied on this node.
+    pub fn state(&self) -> &SharedState {
+        &self.state
+    }
+
+    /// Form a new cluster from `members` (call on one pristine node).
+    pub async fn initialize(&self, members: BTreeMap<NodeId, NodeInfo>) -> Result<(), ClusterError> {
+        if !members.contains_key(&self.id) {
+            return Err(ClusterError::BadRequest(format!(
+                "the initial members must include the node receiving the request (node {})",
+                self.id
+            )));
+        }
+        self.raft.initialize(members).await.map_err(|e| match e {
+            RaftError::APIError(e) => ClusterError::Conflict(format!("cannot initialize: {e}")),
+            RaftError::Fatal(e) => ClusterError::Raft(e.to_string()),
+        })
+    }
+
+    /// Apply a referral command through the leader and return the domain's answer.
+    pub async fn write(&self, command: Command) -> Result<Result<Outcome, DomainError>, ClusterError> {
+        match self.on_leader(ForwardRequest::Write(command)).await? {
+            ForwardResponse::Written(answer) => Ok(answer),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Wait until this node's state machine reflects every write committed before the call
+    /// (ReadIndex through the leader), so a read after it is linearizable.
+    pub async fn linearizable_barrier(&self) -> Result<(), ClusterError> {
+        let index = match self.on_leader(ForwardRequest::ReadIndex).await? {
+            ForwardResponse::ReadIndex(index) => index,
+            other => return Err(unexpected(other)),
+        };
+        if let Some(index) = index {
+            self.raft
+                .wait(Some(LEADER_WAIT))
+                .applied_index_at_least(Some(index), "linearizable read")
+                .await
+                .map_err(|e| ClusterError::Raft(format!("waiting for index {index} to apply: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Add a learner (routed to the leader). Waits for it to catch up, up to a bound.
+    pub async fn add_learner(&self, node_id: NodeId, info: NodeInfo) -> Result<(), ClusterError> {
+        self.on_leader(ForwardRequest::AddLearner { node_id, info }).await.map(drop)
+    }
+
+    /// Make a caught-up learner a voter (routed to the leader).
+    pub async fn promote(&self, node_id: NodeId) -> Result<(), ClusterError> {
+        self.on_leader(ForwardRequest::Promote { node_id }).await.map(drop)
+    }
+
+    /// Remove a member and retire its id forever (routed to the leader).
+    pub async fn remove(&self, node_id: NodeId) -> Result<(), ClusterError> {
+        self.on_leader(ForwardRequest::Remove { node_id }).await.map(drop)
+    }
+
+    /// This node's view of itself and the cluster.
+    pub fn status(&self) -> NodeStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let member = |id: NodeId| {
+            let n = membership.get_node(&id).cloned().unwrap_or_default();
+            Member { node_id: id, raft_addr: n.raft_addr, api_addr: n.api_addr }
+        };
+        let voters: Vec<Member> = membership.voter_ids().map(member).collect();
+        let learners: Vec<Member> = membership.learner_ids().map(member).collect();
+        NodeStatus {
+            node_id: self.id,
+            state: format!("{:?}", m.state),
+            term: m.current_term,
+            leader: m.current_leader,
+            last_log_index: m.last_log_index,
+            last_applied: m.last_applied.map(|l| l.index),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
+            voters,
+            learners,
+            replication: m
+                .replication
+                .as_ref()
+                .map(|r| r.iter().map(|(id, l)| (*id, l.map(|l| l.index))).collect()),
+            retired_nodes: self.state.read().retired_nodes.iter().copied().collect(),
+        }
+    }
+
+    /// Stop Raft and close the QUIC endpoint.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft did not shut down cleanly");
+        }
+        self.transport.close();
+    }
+
+    /// Run `request` on the leader: here if this node leads, otherwise over QUIC.
+    async fn on_leader(&self, request: ForwardRequest) -> Result<ForwardResponse, ClusterError> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            let retry_reason = match self.execute_local(request.clone()).await {
+                Ok(response) => return Ok(response),
+                Err(Local::Failed(e)) => return Err(e),
+                Err(Local::NotLeader(None)) => ClusterError::NoLeader,
+                Err(Local::NotLeader(Some((leader, node)))) => {
+                    let peer_request = PeerRequest::Forward(request.clone());
+                    match self.transport.call(leader, &node.raft_addr, &peer_request, self.rpc_timeout).await
+                    {
+                        Ok(PeerResponse::Forward(ForwardResponse::Failed(ClusterError::NoLeader))) => {
+                            ClusterError::NoLeader
+                        }
+                        Ok(PeerResponse::Forward(response)) => return response_or_error(response),
+                        Ok(other) => return Err(ClusterError::Raft(format!("leader answered {other:?}"))),
+                        Err(e) if e.nothing_sent() || !matches!(request, ForwardRequest::Write(_)) => {
+                            ClusterError::LeaderUnreachable { leader, reason: e.to_string() }
+                        }
+                        Err(e) => return Err(ClusterError::OutcomeUnknown(e.to_string())),
+                    }
+                }
+            };
+            if Instant::now() >= deadline {
+                return Err(retry_reason);
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
+    }
+
+    /// Serve `request` if this node is the leader.
+    async fn execute_local(&self, request: ForwardRequest) -> Result<ForwardResponse, Local> {
+        match request {
+            ForwardRequest::Write(command) => {
+                let req = Request::Referral { at_ms: now_ms(), command };
+                match self.raft.client_write(req).await {
+                    Ok(resp) => match resp.data {
+                        Response::Referral(answer) => Ok(ForwardResponse::Written(answer)),
+                        other => {
+                            Err(Local::Failed(ClusterError::Raft(format!("unexpected answer {other:?}"))))
+                        }
+                    },
+                    Err(e) => Err(client_write_error(e)),
+                }
+            }
+            ForwardRequest::ReadIndex => match self.raft.get_read_log_id().await {
+                Ok((read, _applied)) => Ok(ForwardResponse::ReadIndex(read.map(|l| l.index))),
+                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+                    Err(Local::NotLeader(f.leader_id.zip(f.leader_node)))
+                }
+                Err(RaftError::APIError(e)) => Err(Local::Failed(ClusterError::Raft(e.to_string()))),
+                Err(RaftError::Fatal(_)) => Err(Local::Failed(ClusterError::ShuttingDown)),
+            },
+            ForwardRequest::AddLearner { node_id, info } => self.add_learner_local(node_id, info).await,
+            ForwardRequest::Promote { node_id } => self.promote_local(node_id).await,
+            ForwardRequest::Remove { node_id } => self.remove_local(node_id).await,
+        }
+    }
+
+    fn leader_check(&self) -> Result<(), Local> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.state == ServerState::Leader {
+            return Ok(());
+        }
+        let leader = m
+            .current_leader
+            .and_then(|l| m.membership_config.membership().get_node(&l).cloned().map(|n| (l, n)));
+        Err(Local::NotLeader(leader))
+    }
+
+    async fn add_learner_local(&self, node_id: NodeId, info: NodeInfo) -> Result<ForwardResponse, Local> {
+        self.leader_check()?;
+        if self.state.read().retired_nodes.contains(&node_id) {
+            return Err(conflict(format!(
+                "node id {node_id} belonged to a removed node and can never be reused; issue a certificate with a new id"
+            )));
+        }
+        let status = self.status();
+        if status.voters.iter().chain(&status.learners).any(|m| m.node_id == node_id) {
+            return Err(conflict(format!("node {node_id} is already a member")));
+        }
+        tracing::info!(node_id, raft_addr = %info.raft_addr, "adding learner");
+        self.raft.add_learner(node_id, info, true).await.map_err(client_write_error)?;
+        Ok(ForwardResponse::Done)
+    }
+
+    async fn promote_local(&self, node_id: NodeId) -> Result<ForwardResponse, Local> {
+        self.leader_check()?;
+        let status = self.status();
+        if status.voters.iter().any(|m| m.node_id == node_id) {
+            return Err(conflict(format!("node {node_id} is already a voter")));
+        }
+        if !status.learners.iter().any(|m| m.node_id == node_id) {
+            return Err(conflict(format!(
+                "node {node_id} is not a learner; add it with `cluster add-learner` first"
+            )));
+        }
+        let matched =
+            status.replication.as_ref().and_then(|r| r.get(&node_id).copied().flatten()).unwrap_or(0);
+        let last = status.last_log_index.unwrap_or(0);
+        if last.saturating_sub(matched) > MAX_PROMOTE_LAG {
+            return Err(conflict(format!(
+                "learner {node_id} is {} entries behind the leader; wait for it to catch up, then promote",
+                last - matched
+            )));
+        }
+        tracing::info!(node_id, "promoting learner to voter");
+        let change = ChangeMembers::AddVoterIds(BTreeSet::from([node_id]));
+        self.raft.change_membership(change, false).await.map_err(client_write_error)?;
+        Ok(ForwardResponse::Done)
+    }
+
+    async fn remove_local(&self, node_id: NodeId) -> Result<ForwardResponse, Local> {
+        self.leader_check()?;
+        let status = self.status();
+        let is_voter = status.voters.iter().any(|m| m.node_id == node_id);
+        let is_learner = status.learners.iter().any(|m| m.node_id == node_id);
+        if !is_voter && !is_learner {
+            return Err(conflict(format!("node {node_id} is not a member of the cluster")));
+        }
+        if is_voter && status.voters.len() == 1 {
+            return Err(conflict("cannot remove the last voter".to_owned()));
+        }
+        tracing::info!(node_id, "retiring node id and removing member");
+        self.raft.client_write(Request::RetireNode { node_id }).await.map_err(client_write_error)?;
+        let change = if is_voter {
+            ChangeMembers::RemoveVoters(BTreeSet::from([node_id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([node_id]))
+        };
+        self.raft.change_membership(change, false).await.map_err(client_write_error)?;
+        Ok(ForwardResponse::Done)
+    }
+
+    fn refuse(&self, peer: NodeId, claimed: Option<NodeId>, what: &str) -> Option<PeerResponse> {
+        if self.state.read().retired_nodes.contains(&peer) {
+            tracing::warn!(peer, rpc = what, "refused RPC from a removed node");
+            return Some(PeerResponse::Refused(format!("node {peer} was removed from the cluster")));
+        }
+        match claimed {
+            Some(c) if c != peer => {
+                tracing::warn!(
+                    peer,
+                    claimed = c,
+                    rpc = what,
+                    "refused RPC: certificate names a different node than the sender claims"
+                );
+                Some(PeerResponse::Refused(format!(
+                    "certificate is for node {peer} but the {what} claims node {c}"
+                )))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl PeerHandler for ClusterNode {
+    async fn handle(&self, peer: NodeId, request: PeerRequest) -> PeerResponse {
+        match request {
+            PeerRequest::AppendEntries(rpc) => {
+                if let Some(r) = self.refuse(peer, rpc.vote.leader_id().voted_for(), "append-entries") {
+                    return r;
+                }
+                PeerResponse::AppendEntries(self.raft.append_entries(rpc).await)
+            }
+            PeerRequest::Vote(rpc) => {
+                if let Some(r) = self.refuse(peer, rpc.vote.leader_id().voted_for(), "vote request") {
+                    return r;
+                }
+                PeerResponse::Vote(self.raft.vote(rpc).await)
+            }
+            PeerRequest::InstallSnapshot(rpc) => {
+                if let Some(r) = self.refuse(peer, rpc.vote.leader_id().voted_for(), "install-snapshot") {
+                    return r;
+                }
+                PeerResponse::InstallSnapshot(self.raft.install_snapshot(rpc).await)
+            }
+            PeerRequest::Forward(request) => {
+                if let Some(r) = self.refuse(peer, None, "forwarded request") {
+                    return r;
+                }
+                PeerResponse::Forward(match self.execute_local(request).await {
+                    Ok(response) => response,
+                    Err(Local::NotLeader(_)) => ForwardResponse::Failed(ClusterError::NoLeader),
+                    Err(Local::Failed(e)) => ForwardResponse::Failed(e),
+                })
+            }
+        }
+    }
+}
+
+fn conflict(msg: String) -> Local {
+    Local::Failed(ClusterError::Conflict(msg))
+}
+
+fn unexpected(response: ForwardResponse) -> ClusterError {
+    ClusterError::Raft(format!("unexpected answer from leader: {response:?}"))
+}
+
+fn response_or_error(response: ForwardResponse) -> Result<ForwardResponse, ClusterError> {
+    match response {
+        ForwardResponse::Failed(e) => Err(e),
+        other => Ok(other),
+    }
+}
+
+fn client_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>) -> Local {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            Local::NotLeader(f.leader_id.zip(f.leader_node))
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => conflict(e.to_string()),
+        RaftError::Fatal(e) => Local::Failed(fatal(e)),
+    }
+}
+
+fn fatal(e: impl Display) -> ClusterError {
+    tracing::error!(error = %e, "raft stopped");
+    ClusterError::ShuttingDown
+}
+
+/// Milliseconds since the Unix epoch on this node's clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,78 @@
+//! Messages exchanged between nodes.
+
+use crate::error::ClusterError;
+use crate::types::{NodeId, NodeInfo, TypeConfig};
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+use yilian_referral::{Command, DomainError, Outcome};
+
+/// A request from one node to another.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PeerRequest {
+    /// Raft log replication and heartbeat.
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    /// Raft election.
+    Vote(VoteRequest<NodeId>),
+    /// One chunk of a Raft snapshot.
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A client request a follower passes to the leader.
+    Forward(ForwardRequest),
+}
+
+/// The answer to a [`PeerRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PeerResponse {
+    /// Answer to `AppendEntries`.
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    /// Answer to `Vote`.
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    /// Answer to `InstallSnapshot`.
+    InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    /// Answer to `Forward`.
+    Forward(ForwardResponse),
+    /// The request was refused before being looked at (e.g. identity mismatch).
+    Refused(String),
+}
+
+/// Client requests that only the leader can serve.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardRequest {
+    /// Propose a referral command.
+    Write(Command),
+    /// Confirm leadership and return the index a linearizable read must wait for.
+    ReadIndex,
+    /// Add a learner.
+    AddLearner {
+        /// Its id.
+        node_id: NodeId,
+        /// Its addresses.
+        info: NodeInfo,
+    },
+    /// Make a learner a voter.
+    Promote {
+        /// Its id.
+        node_id: NodeId,
+    },
+    /// Remove a voter or learner and retire its id.
+    Remove {
+        /// Its id.
+        node_id: NodeId,
+    },
+}
+
+/// The leader's answer to a [`ForwardRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardResponse {
+    /// The write was applied; this is the domain's answer.
+    Written(Result<Outcome, DomainError>),
+    /// Wait until this log index is applied, then read.
+    ReadIndex(Option<u64>),
+    /// A membership change completed.
+    Done,
+    /// The request failed.
+    Failed(ClusterError),
+}

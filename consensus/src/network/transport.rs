@@ -1,0 +1,201 @@
+//! QUIC endpoint: outgoing request/response calls and the incoming request loop.
+
+use super::rpc::{PeerRequest, PeerResponse};
+use crate::codec;
+use crate::pki::node_dns_name;
+use crate::tls::{peer_node_id, QuicTls};
+use crate::types::NodeId;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tracing::Instrument;
+
+/// Largest message accepted on a stream (a snapshot chunk or a batch of log entries).
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Why a call to a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// No connection could be made; nothing was sent.
+    #[error("cannot connect to node {target} at {addr}: {reason}")]
+    Connect {
+        /// The peer.
+        target: NodeId,
+        /// Its address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// The request may have been sent but no valid answer arrived.
+    #[error("exchange with node {target} failed: {reason}")]
+    Exchange {
+        /// The peer.
+        target: NodeId,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl TransportError {
+    /// True when the request certainly never reached the peer.
+    pub fn nothing_sent(&self) -> bool {
+        matches!(self, TransportError::Connect { .. })
+    }
+}
+
+/// Handles requests arriving from authenticated peers.
+pub trait PeerHandler: Send + Sync + 'static {
+    /// Answer `request` from the peer whose certificate names node `peer`.
+    fn handle(&self, peer: NodeId, request: PeerRequest) -> impl Future<Output = PeerResponse> + Send;
+}
+
+type Slot = Arc<Mutex<Option<quinn::Connection>>>;
+
+/// A node's QUIC endpoint for control traffic, with one cached connection per peer.
+pub struct Transport {
+    endpoint: quinn::Endpoint,
+    connections: std::sync::Mutex<HashMap<NodeId, Slot>>,
+}
+
+impl Transport {
+    /// Bind the endpoint on `addr` with the node's TLS configuration.
+    pub fn bind(addr: SocketAddr, tls: QuicTls) -> std::io::Result<Self> {
+        let mut endpoint = quinn::Endpoint::server(tls.server, addr)?;
+        endpoint.set_default_client_config(tls.client);
+        Ok(Self { endpoint, connections: Default::default() })
+    }
+
+    /// The address the endpoint is bound to.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    fn slot(&self, target: NodeId) -> Slot {
+        let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(target).or_default().clone()
+    }
+
+    async fn connection(&self, target: NodeId, addr: &str) -> Result<quinn::Connection, TransportError> {
+        let slot = self.slot(target);
+        let mut guard = slot.lock().await;
+        if let Some(conn) = guard.as_ref() {
+            if conn.close_reason().is_none() {
+                return Ok(conn.clone());
+            }
+        }
+        let fail = |reason: String| TransportError::Connect { target, addr: addr.to_owned(), reason };
+        let sock: SocketAddr = tokio::net::lookup_host(addr)
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .next()
+            .ok_or_else(|| fail("address resolves to nothing".into()))?;
+        let conn = self
+            .endpoint
+            .connect(sock, &node_dns_name(target))
+            .map_err(|e| fail(e.to_string()))?
+            .await
+            .map_err(|e| {
+                tracing::warn!(target_node = target, %addr, error = %e, "QUIC handshake with peer failed");
+                fail(e.to_string())
+            })?;
+        *guard = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Send `request` to node `target` at `addr` and wait up to `timeout` for its answer.
+    pub async fn call(
+        &self,
+        target: NodeId,
+        addr: &str,
+        request: &PeerRequest,
+        timeout: Duration,
+    ) -> Result<PeerResponse, TransportError> {
+        let bytes = codec::encode(request).map_err(|e| TransportError::Connect {
+            target,
+            addr: addr.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let exchange = async {
+            let conn = self.connection(target, addr).await?;
+            let fail = |reason: String| TransportError::Exchange { target, reason };
+            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| TransportError::Connect {
+                target,
+                addr: addr.to_owned(),
+                reason: e.to_string(),
+            })?;
+            send.write_all(&bytes).await.map_err(|e| fail(e.to_string()))?;
+            send.finish().map_err(|e| fail(e.to_string()))?;
+            let reply = recv.read_to_end(MAX_MESSAGE_BYTES).await.map_err(|e| fail(e.to_string()))?;
+            codec::decode::<PeerResponse>(&reply).map_err(|e| fail(e.to_string()))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => {
+                Err(TransportError::Exchange { target, reason: format!("no answer within {timeout:?}") })
+            }
+        }
+    }
+
+    /// Accept connections until the endpoint closes, passing each request to `handler`.
+    pub async fn serve<H: PeerHandler>(&self, handler: Arc<H>) {
+        while let Some(incoming) = self.endpoint.accept().await {
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let remote = incoming.remote_address();
+                let conn = match incoming.await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(%remote, error = %e, "refused peer: TLS handshake failed (certificate not from our CA?)");
+                        return;
+                    }
+                };
+                let peer = match peer_node_id(&conn) {
+                    Ok(id) => id,
+                    Err(e) => {
+                        tracing::warn!(%remote, error = %e, "refused peer: certificate does not identify a node");
+                        conn.close(quinn::VarInt::from_u32(1), b"certificate names no node");
+                        return;
+                    }
+                };
+                serve_connection(conn, peer, handler).instrument(tracing::debug_span!("peer", peer)).await;
+            });
+        }
+    }
+
+    /// Close the endpoint and all connections.
+    pub fn close(&self) {
+        self.endpoint.close(quinn::VarInt::from_u32(0), b"shutting down");
+    }
+}
+
+async fn serve_connection<H: PeerHandler>(conn: quinn::Connection, peer: NodeId, handler: Arc<H>) {
+    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let request = match recv.read_to_end(MAX_MESSAGE_BYTES).await {
+                Ok(bytes) => codec::decode::<PeerRequest>(&bytes),
+                Err(e) => {
+                    tracing::debug!(error = %e, "peer stream ended early");
+                    return;
+                }
+            };
+            let response = match request {
+                Ok(req) => handler.handle(peer, req).await,
+                Err(e) => PeerResponse::Refused(format!("undecodable request: {e}")),
+            };
+            let bytes = match codec::encode(&response) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot encode response");
+                    return;
+                }
+            };
+            if send.write_all(&bytes).await.is_ok() {
+                let _ = send.finish();
+            }
+        });
+    }
+}

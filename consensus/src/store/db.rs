@@ -1,0 +1,136 @@
+//! Opening the database, table layout and error conversion.
+
+use super::{ClusterState, LogStore, StateMachineStore};
+use crate::codec::{self, CodecError};
+use crate::types::StorageError;
+use openraft::{AnyError, ErrorSubject, ErrorVerb};
+use redb::{Database, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Log entries by index.
+pub(super) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+/// Log store metadata: vote, last purged log id, committed log id.
+pub(super) const LOG_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_log_meta");
+/// State machine metadata: last applied log id, membership, retired node ids.
+pub(super) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
+/// State machine entities (facilities, specialists, cases), keyed by encoded `EntityKey`.
+pub(super) const SM_ENTITIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_entities");
+/// The latest snapshot: its metadata and data.
+pub(super) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
+
+/// File name of the database inside a node's data directory.
+pub const DB_FILE: &str = "raft.redb";
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreOpenError {
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}; check the path and its permissions")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// redb refused to open the file.
+    #[error("cannot open database {path}: {source}; is another yilian process using this data_dir?")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// The redb error.
+        source: redb::DatabaseError,
+    },
+    /// The file opened but its contents could not be read.
+    #[error("database {path} is unreadable: {reason}; restore it from a backup or re-join the node")]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// A freshly opened store: the log half and the state machine half share one database.
+pub struct Opened {
+    /// Raft log and vote.
+    pub log: LogStore,
+    /// Replicated state machine.
+    pub state_machine: StateMachineStore,
+}
+
+/// Open (or create) the node's database under `data_dir` and load the state machine.
+pub fn open(data_dir: &Path) -> Result<Opened, StoreOpenError> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|source| StoreOpenError::CreateDir { path: data_dir.to_owned(), source })?;
+    let path = data_dir.join(DB_FILE);
+    let db = Database::create(&path).map_err(|source| StoreOpenError::Open { path: path.clone(), source })?;
+    let db = Arc::new(db);
+    let corrupt = |reason: String| StoreOpenError::Corrupt { path: path.clone(), reason };
+    create_tables(&db).map_err(|e| corrupt(e.to_string()))?;
+    let state = ClusterState::load(&db).map_err(|e| corrupt(e.to_string()))?;
+    Ok(Opened { log: LogStore::new(db.clone()), state_machine: StateMachineStore::new(db, state) })
+}
+
+fn create_tables(db: &Database) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    txn.open_table(LOG)?;
+    txn.open_table(LOG_META)?;
+    txn.open_table(SM_META)?;
+    txn.open_table(SM_ENTITIES)?;
+    txn.open_table(SNAPSHOT)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Turn any storage-layer failure into openraft's error for `subject`.
+pub(super) fn storage_error(
+    subject: ErrorSubject<u64>,
+    verb: ErrorVerb,
+    e: impl std::error::Error + 'static,
+) -> StorageError {
+    StorageError::IO { source: openraft::StorageIOError::new(subject, verb, AnyError::new(&e)) }
+}
+
+/// Any error from the storage layer, folded into one type for internal plumbing.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum DbError {
+    #[error(transparent)]
+    Redb(#[from] redb::Error),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error("background storage task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+macro_rules! impl_from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for DbError {
+            fn from(e: $t) -> Self {
+                DbError::Redb(e.into())
+            }
+        }
+    )*};
+}
+impl_from_redb!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+
+/// Read and decode `key` from a string-keyed metadata table.
+pub(super) fn read_meta<T: DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<T>, DbError> {
+    match table.get(key)? {
+        Some(v) => Ok(Some(codec::decode(v.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Run blocking database work off the async executor.
+pub(super) async fn blocking<T, F>(f: F) -> Result<T, DbError>
+where
+    F: FnOnce() -> Result<T, DbError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await?
+}

@@ -1,0 +1,290 @@
+//! The replicated state machine: the referral region plus cluster bookkeeping, persisted in redb.
+
+use super::db::{blocking, read_meta, storage_error, DbError, SM_ENTITIES, SM_META, SNAPSHOT};
+use crate::codec;
+use crate::types::{LogId, NodeId, Request, Response, StorageError, StoredMembership, TypeConfig};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, SnapshotMeta};
+use redb::{Database, ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashSet};
+use std::io::Cursor;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use yilian_referral::{EntityKey, Region};
+
+const LAST_APPLIED: &str = "last_applied";
+const MEMBERSHIP: &str = "membership";
+const RETIRED: &str = "retired_nodes";
+const SNAPSHOT_META: &str = "meta";
+const SNAPSHOT_DATA: &str = "data";
+
+/// Everything the state machine holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// Last log entry applied.
+    pub last_applied: Option<LogId>,
+    /// Last membership applied.
+    pub membership: StoredMembership,
+    /// Node ids that were removed and may never be used again.
+    pub retired_nodes: BTreeSet<NodeId>,
+    /// The referral region.
+    pub region: Region,
+}
+
+impl ClusterState {
+    pub(super) fn load(db: &Database) -> Result<Self, DbError> {
+        let txn = db.begin_read()?;
+        let meta = txn.open_table(SM_META)?;
+        let mut state = ClusterState {
+            last_applied: read_meta(&meta, LAST_APPLIED)?.flatten(),
+            membership: read_meta(&meta, MEMBERSHIP)?.unwrap_or_default(),
+            retired_nodes: read_meta(&meta, RETIRED)?.unwrap_or_default(),
+            region: Region::default(),
+        };
+        for item in txn.open_table(SM_ENTITIES)?.iter()? {
+            let (_, v) = item?;
+            state.region.restore(codec::decode(v.value())?);
+        }
+        Ok(state)
+    }
+
+    /// Write the metadata and the given entities into `txn`.
+    fn persist<'a>(
+        &self,
+        txn: &WriteTransaction,
+        keys: impl IntoIterator<Item = &'a EntityKey>,
+    ) -> Result<(), DbError> {
+        let mut meta = txn.open_table(SM_META)?;
+        meta.insert(LAST_APPLIED, codec::encode(&self.last_applied)?.as_slice())?;
+        meta.insert(MEMBERSHIP, codec::encode(&self.membership)?.as_slice())?;
+        meta.insert(RETIRED, codec::encode(&self.retired_nodes)?.as_slice())?;
+        let mut entities = txn.open_table(SM_ENTITIES)?;
+        for key in keys {
+            let k = codec::encode(key)?;
+            match self.region.entity(key) {
+                Some(e) => entities.insert(k.as_slice(), codec::encode(&e)?.as_slice())?,
+                None => entities.remove(k.as_slice())?,
+            };
+        }
+        Ok(())
+    }
+}
+
+/// Read access to the state machine shared with the API layer.
+#[derive(Clone, Default)]
+pub struct SharedState(Arc<RwLock<ClusterState>>);
+
+impl SharedState {
+    /// A read guard on the current state. Hold it briefly.
+    pub fn read(&self) -> RwLockReadGuard<'_, ClusterState> {
+        self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, ClusterState> {
+        self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The state machine store handed to openraft.
+#[derive(Clone)]
+pub struct StateMachineStore {
+    db: Arc<Database>,
+    state: SharedState,
+}
+
+/// A snapshot as stored and sent: metadata plus the full state.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, crate::types::NodeInfo>,
+    data: Vec<u8>,
+}
+
+impl StateMachineStore {
+    pub(super) fn new(db: Arc<Database>, state: ClusterState) -> Self {
+        Self { db, state: SharedState(Arc::new(RwLock::new(state))) }
+    }
+
+    /// Shared read access to the state, for the API.
+    pub fn shared(&self) -> SharedState {
+        self.state.clone()
+    }
+
+    async fn save_snapshot(&self, snapshot: StoredSnapshot) -> Result<(), DbError> {
+        let meta = codec::encode(&snapshot.meta)?;
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_write()?;
+            {
+                let mut t = txn.open_table(SNAPSHOT)?;
+                t.insert(SNAPSHOT_META, meta.as_slice())?;
+                t.insert(SNAPSHOT_DATA, snapshot.data.as_slice())?;
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn apply_entry(
+    state: &mut ClusterState,
+    entry: &openraft::Entry<TypeConfig>,
+    touched: &mut HashSet<EntityKey>,
+) -> Response {
+    state.last_applied = Some(entry.log_id);
+    match &entry.payload {
+        EntryPayload::Blank => Response::Empty,
+        EntryPayload::Membership(m) => {
+            state.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+            Response::Empty
+        }
+        EntryPayload::Normal(Request::Referral { at_ms, command }) => {
+            let applied = state.region.apply(*at_ms, command);
+            touched.extend(applied.touched);
+            Response::Referral(applied.result)
+        }
+        EntryPayload::Normal(Request::RetireNode { node_id }) => {
+            state.retired_nodes.insert(*node_id);
+            Response::NodeRetired
+        }
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let s = self.state.read();
+        Ok((s.last_applied, s.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = openraft::Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut touched = HashSet::new();
+        let mut responses = Vec::new();
+        let snapshot_of_state = {
+            let mut state = self.state.write();
+            for entry in entries {
+                responses.push(apply_entry(&mut state, &entry, &mut touched));
+            }
+            state.clone_for_persist(&touched)
+        };
+        let last = snapshot_of_state.last_applied;
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_write()?;
+            snapshot_of_state.persist(&txn, touched.iter())?;
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| {
+            storage_error(last.map_or(ErrorSubject::StateMachine, ErrorSubject::Apply), ErrorVerb::Write, e)
+        })?;
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, crate::types::NodeInfo>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
+        let data = snapshot.into_inner();
+        let new_state: ClusterState =
+            codec::decode(&data).map_err(|e| storage_error(subject(), ErrorVerb::Read, e))?;
+        tracing::info!(snapshot = %meta.snapshot_id, last = ?meta.last_log_id, "installing snapshot");
+        let meta_bytes = codec::encode(meta).map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
+        let db = self.db.clone();
+        let to_write = new_state.clone();
+        blocking(move || {
+            let txn = db.begin_write()?;
+            txn.open_table(SM_ENTITIES)?.retain(|_, _| false)?;
+            let entities = to_write.region.entities();
+            to_write.persist(&txn, entities.iter().map(|(k, _)| k))?;
+            {
+                let mut t = txn.open_table(SNAPSHOT)?;
+                t.insert(SNAPSHOT_META, meta_bytes.as_slice())?;
+                t.insert(SNAPSHOT_DATA, data.as_slice())?;
+            }
+            txn.commit()?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
+        *self.state.write() = new_state;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let db = self.db.clone();
+        let stored = blocking(move || {
+            let txn = db.begin_read()?;
+            let t = txn.open_table(SNAPSHOT)?;
+            let meta = read_meta::<SnapshotMeta<NodeId, crate::types::NodeInfo>>(&t, SNAPSHOT_META)?;
+            let data = t.get(SNAPSHOT_DATA)?.map(|v| v.value().to_vec());
+            Ok(meta.zip(data))
+        })
+        .await
+        .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
+        Ok(stored.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let (state, data) = {
+            let s = self.state.read();
+            let data = codec::encode(&*s)
+                .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+            (s.clone_meta(), data)
+        };
+        let snapshot_id = match state.0 {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, now_ms()),
+            None => format!("empty-{}", now_ms()),
+        };
+        let meta = SnapshotMeta { last_log_id: state.0, last_membership: state.1, snapshot_id };
+        self.save_snapshot(StoredSnapshot { meta: meta.clone(), data: data.clone() }).await.map_err(|e| {
+            storage_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, e)
+        })?;
+        tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "built snapshot");
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    }
+}
+
+impl ClusterState {
+    /// A copy holding what [`ClusterState::persist`] needs for `touched` entities.
+    fn clone_for_persist(&self, touched: &HashSet<EntityKey>) -> ClusterState {
+        let mut region = Region::default();
+        for key in touched {
+            if let Some(e) = self.region.entity(key) {
+                region.restore(e);
+            }
+        }
+        ClusterState {
+            last_applied: self.last_applied,
+            membership: self.membership.clone(),
+            retired_nodes: self.retired_nodes.clone(),
+            region,
+        }
+    }
+
+    fn clone_meta(&self) -> (Option<LogId>, StoredMembership) {
+        (self.last_applied, self.membership.clone())
+    }
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+}

@@ -1,0 +1,163 @@
+//! Mutual TLS for QUIC: building quinn configs from the CA and node certificate, and reading
+//! which node a peer's certificate names.
+
+use crate::pki::node_id_from_dns_name;
+use crate::types::NodeId;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// ALPN protocol of node-to-node control connections (Raft RPCs and forwarded requests).
+pub const ALPN_RAFT: &[u8] = b"yilian-raft/1";
+
+/// Where a node's TLS material lives.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The regional CA certificate (PEM).
+    pub ca_cert: PathBuf,
+    /// This node's certificate (PEM), issued by `yilian ca issue`.
+    pub cert: PathBuf,
+    /// This node's private key (PEM).
+    pub key: PathBuf,
+}
+
+/// quinn server and client configs for one node.
+pub struct QuicTls {
+    /// Accepts only peers with a certificate from the regional CA.
+    pub server: quinn::ServerConfig,
+    /// Presents this node's certificate and checks the server's against the CA.
+    pub client: quinn::ClientConfig,
+}
+
+/// Why TLS material could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A file had no usable PEM item.
+    #[error("{path} holds no {what}; generate it with `yilian ca init` / `yilian ca issue`")]
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// What was expected.
+        what: &'static str,
+    },
+    /// rustls refused the material.
+    #[error("TLS configuration rejected: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The client verifier could not be built.
+    #[error("CA certificate unusable for client verification: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    /// quinn refused the rustls config.
+    #[error("QUIC TLS configuration rejected: {0}")]
+    Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+}
+
+fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })
+}
+
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read_pem(path)?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|source| TlsError::Read { path: path.to_owned(), source })?;
+    if certs.is_empty() {
+        return Err(TlsError::Missing { path: path.to_owned(), what: "certificate" });
+    }
+    Ok(certs)
+}
+
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = read_pem(path)?;
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|source| TlsError::Read { path: path.to_owned(), source })?
+        .ok_or_else(|| TlsError::Missing { path: path.to_owned(), what: "private key" })
+}
+
+/// Close a connection after this long without any packet from the peer.
+const IDLE_TIMEOUT_MS: u32 = 10_000;
+
+fn transport_config() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(Duration::from_secs(1)));
+    t.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(IDLE_TIMEOUT_MS))));
+    Arc::new(t)
+}
+
+/// Build quinn configs speaking `alpn` from the CA and node files.
+pub fn load(files: &TlsFiles, alpn: &[u8]) -> Result<QuicTls, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for ca in load_certs(&files.ca_cert)? {
+        roots.add(ca)?;
+    }
+    let roots = Arc::new(roots);
+    let chain = load_certs(&files.cert)?;
+    let key = load_key(&files.key)?;
+
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone()).build()?;
+    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain.clone(), key.clone_key())?;
+    server.alpn_protocols = vec![alpn.to_vec()];
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(server)?));
+    server.transport_config(transport_config());
+
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)?;
+    client.alpn_protocols = vec![alpn.to_vec()];
+    let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(client)?));
+    client.transport_config(transport_config());
+    Ok(QuicTls { server, client })
+}
+
+/// Why a peer's identity could not be established.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The peer presented no certificate.
+    #[error("peer presented no certificate")]
+    NoCertificate,
+    /// The certificate could not be parsed.
+    #[error("peer certificate unparsable: {0}")]
+    Unparsable(String),
+    /// The certificate names no Yilian node.
+    #[error("peer certificate names no yilian node (expected a DNS SAN like node-<id>.yilian)")]
+    NoNodeName,
+}
+
+/// The node id named in the certificate a connected peer presented (already CA-verified by TLS).
+pub fn peer_node_id(conn: &quinn::Connection) -> Result<NodeId, IdentityError> {
+    let certs = conn
+        .peer_identity()
+        .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .ok_or(IdentityError::NoCertificate)?;
+    let leaf = certs.first().ok_or(IdentityError::NoCertificate)?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(leaf).map_err(|e| IdentityError::Unparsable(e.to_string()))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| IdentityError::Unparsable(e.to_string()))?
+        .ok_or(IdentityError::NoNodeName)?;
+    san.value
+        .general_names
+        .iter()
+        .find_map(|name| match name {
+            x509_parser::extensions::GeneralName::DNSName(dns) => node_id_from_dns_name(dns),
+            _ => None,
+        })
+        .ok_or(IdentityError::NoNodeName)
+}

@@ -1,0 +1,65 @@
+//! Raft type configuration and the application data carried in the log.
+
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+use yilian_referral::{Command, DomainError, Outcome};
+
+/// Raft node id. Ids are never reused after a node is removed.
+pub type NodeId = u64;
+
+/// How to reach a cluster member.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// UDP address of the node's QUIC endpoint (Raft and bulk transfer).
+    pub raft_addr: String,
+    /// TCP address of the node's HTTP API.
+    pub api_addr: String,
+}
+
+/// A write to the replicated state, as proposed by the leader.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// A referral-domain command, stamped with the leader's clock.
+    Referral {
+        /// Milliseconds since the Unix epoch when the leader accepted the write.
+        at_ms: u64,
+        /// The command.
+        command: Command,
+    },
+    /// Mark a node id as retired so it can never be used again.
+    RetireNode {
+        /// The id being retired.
+        node_id: NodeId,
+    },
+}
+
+/// The state machine's answer to one log entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// Answer to a referral command.
+    Referral(Result<Outcome, DomainError>),
+    /// The node id is now retired.
+    NodeRetired,
+    /// Blank or membership entries carry no answer.
+    Empty,
+}
+
+openraft::declare_raft_types!(
+    /// Yilian's Raft types.
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+        NodeId = NodeId,
+        Node = NodeInfo,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+/// The Raft handle for Yilian.
+pub type YilianRaft = openraft::Raft<TypeConfig>;
+/// Log id with Yilian's node id type.
+pub type LogId = openraft::LogId<NodeId>;
+/// Membership as stored in the log.
+pub type StoredMembership = openraft::StoredMembership<NodeId, NodeInfo>;
+/// Storage error with Yilian's node id type.
+pub type StorageError = openraft::StorageError<NodeId>;
