@@ -63,3 +63,53 @@ pub type LogId = openraft::LogId<NodeId>;
 pub type StoredMembership = openraft::StoredMembership<NodeId, NodeInfo>;
 /// Storage error with Yilian's node id type.
 pub type StorageError = openraft::StorageError<NodeId>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+    use yilian_referral::{CaseId, CaseStatus, FacilityId, Priority, SpecialistId, Vitals};
+
+    /// Every request and response must survive the binary codec (bincode cannot decode
+    /// self-describing serde layouts such as internally tagged enums).
+    #[test]
+    fn log_payloads_round_trip_through_codec() {
+        let commands = vec![
+            Command::SubmitCase {
+                patient_ref: "P".into(),
+                complaint: "c".into(),
+                vitals: Vitals { heart_rate_bpm: Some(80), ..Vitals::default() },
+                priority: Priority::Stat,
+                origin: FacilityId("TS".into()),
+                target: None,
+            },
+            Command::Assign { case: CaseId("C1".into()), specialist: SpecialistId("D".into()) },
+            Command::Report {
+                case: CaseId("C1".into()),
+                specialist: SpecialistId("D".into()),
+                findings: "f".into(),
+            },
+        ];
+        for command in commands {
+            let entry = openraft::Entry::<TypeConfig> {
+                log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), 7),
+                payload: openraft::EntryPayload::Normal(Request::Referral { at_ms: 5, command }),
+            };
+            let back: openraft::Entry<TypeConfig> =
+                codec::decode(&codec::encode(&entry).expect("encode")).expect("decode");
+            assert_eq!(format!("{back:?}"), format!("{entry:?}"));
+        }
+        let responses = vec![
+            Response::Referral(Ok(Outcome::Case {
+                case_id: CaseId("C1".into()),
+                status: CaseStatus::Assigned,
+            })),
+            Response::Referral(Err(DomainError::invalid("x", "y"))),
+            Response::NodeRetired,
+        ];
+        for r in responses {
+            let back: Response = codec::decode(&codec::encode(&r).expect("encode")).expect("decode");
+            assert_eq!(back, r);
+        }
+    }
+}

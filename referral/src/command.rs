@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// A change to the region. Commands are replicated through Raft and applied in log order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Command {
     /// Register a clinic or hospital.
     RegisterFacility(Facility),
@@ -64,7 +64,7 @@ pub enum Command {
 
 /// What an accepted command produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// A facility or specialist was registered.
     Registered {

@@ -1,0 +1,87 @@
+//! Node status and membership changes.
+
+use super::extract::Body;
+use super::{ApiError, AppState};
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use yilian_consensus::cluster::Member;
+use yilian_consensus::{NodeInfo, NodeStatus};
+
+/// Answer of `GET /v1/node`: who this node is and what it sees.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NodeView {
+    /// This node's identity and addresses.
+    pub identity: Member,
+    /// Its view of the cluster.
+    pub status: NodeStatus,
+}
+
+/// `GET /v1/node`
+pub async fn node(State(node): State<AppState>) -> Json<NodeView> {
+    let info = node.info();
+    let identity =
+        Member { node_id: node.id(), raft_addr: info.raft_addr.clone(), api_addr: info.api_addr.clone() };
+    Json(NodeView { identity, status: node.status() })
+}
+
+/// Body of `POST /v1/cluster/init`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InitRequest {
+    members: Vec<Member>,
+}
+
+fn info(m: Member) -> (u64, NodeInfo) {
+    (m.node_id, NodeInfo { raft_addr: m.raft_addr, api_addr: m.api_addr })
+}
+
+/// `POST /v1/cluster/init`
+pub async fn init(
+    State(node): State<AppState>,
+    Body(b): Body<InitRequest>,
+) -> Result<Json<NodeStatus>, ApiError> {
+    if b.members.is_empty() {
+        return Err(ApiError::bad_request("`members` must list at least this node"));
+    }
+    let members: BTreeMap<u64, NodeInfo> = b.members.into_iter().map(info).collect();
+    node.initialize(members).await?;
+    Ok(Json(node.status()))
+}
+
+/// `POST /v1/cluster/learners`
+pub async fn add_learner(
+    State(node): State<AppState>,
+    Body(m): Body<Member>,
+) -> Result<Json<NodeStatus>, ApiError> {
+    let (id, info) = info(m);
+    node.add_learner(id, info).await?;
+    Ok(Json(node.status()))
+}
+
+/// Body of `POST /v1/cluster/voters`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromoteRequest {
+    node_id: u64,
+}
+
+/// `POST /v1/cluster/voters`
+pub async fn promote(
+    State(node): State<AppState>,
+    Body(b): Body<PromoteRequest>,
+) -> Result<Json<NodeStatus>, ApiError> {
+    node.promote(b.node_id).await?;
+    Ok(Json(node.status()))
+}
+
+/// `DELETE /v1/cluster/members/{id}`
+pub async fn remove(
+    State(node): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<NodeStatus>, ApiError> {
+    let id: u64 = id.parse().map_err(|_| ApiError::bad_request(format!("node id `{id}` is not a number")))?;
+    node.remove(id).await?;
+    Ok(Json(node.status()))
+}

@@ -1,0 +1,67 @@
+//! How errors become HTTP responses: a status code and `{"error": "..."}`.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use yilian_consensus::ClusterError;
+use yilian_referral::DomainError;
+
+/// An error answered to an API client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    /// A 400 with `message`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(serde_json::json!({ "error": self.message }))).into_response()
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        let status = match &e {
+            DomainError::NotFound { .. } => StatusCode::NOT_FOUND,
+            DomainError::AlreadyExists { .. } | DomainError::InvalidTransition { .. } => StatusCode::CONFLICT,
+            DomainError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            DomainError::NotAllowed { .. } => StatusCode::FORBIDDEN,
+        };
+        Self { status, message: e.to_string() }
+    }
+}
+
+impl From<ClusterError> for ApiError {
+    fn from(e: ClusterError) -> Self {
+        let status = match &e {
+            ClusterError::NoLeader | ClusterError::LeaderUnreachable { .. } | ClusterError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ClusterError::OutcomeUnknown(_) => StatusCode::GATEWAY_TIMEOUT,
+            ClusterError::Conflict(_) => StatusCode::CONFLICT,
+            ClusterError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ClusterError::Raft(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self { status, message: e.to_string() }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        Self { status: e.status(), message: format!("invalid JSON body: {}", e.body_text()) }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        Self::bad_request(format!("invalid query string: {}", e.body_text()))
+    }
+}

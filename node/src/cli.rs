@@ -1,0 +1,311 @@
+//! Command-line interface of the `yilian` binary.
+
+use crate::api::NodeView;
+use crate::client::ApiClient;
+use crate::config::NodeConfig;
+use crate::{demo, runtime};
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use std::path::PathBuf;
+use yilian_consensus::cluster::Member;
+use yilian_consensus::{pki, NodeStatus};
+use yilian_referral::{Case, Outcome, Priority};
+
+/// Yilian (医联): regional telemedicine and referral backbone.
+#[derive(Debug, Parser)]
+#[command(name = "yilian", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Debug, Subcommand)]
+enum Top {
+    /// Regional certificate authority.
+    #[command(subcommand)]
+    Ca(CaCmd),
+    /// Run a node.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Inspect and change cluster membership.
+    Cluster(ClusterArgs),
+    /// Submit and read cases.
+    Case(CaseArgs),
+    /// Start a local 3-node demo cluster with a seeded region (Ctrl-C stops it; rerun resumes).
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCmd {
+    /// Create a regional CA (ca.crt, ca.key) in --dir.
+    Init {
+        /// Directory for the CA files.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// Region name written into the CA certificate.
+        #[arg(long, default_value = "region")]
+        region: String,
+    },
+    /// Issue a certificate for a node, signed by the CA in --dir.
+    Issue {
+        /// Directory holding ca.crt and ca.key.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// The node's id (never reuse the id of a removed node).
+        #[arg(long)]
+        node_id: u64,
+        /// The node's QUIC address (IP:port), written into the certificate.
+        #[arg(long)]
+        addr: String,
+        /// Where to write node-<id>.crt/.key (default: --dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCmd {
+    /// Run a node until Ctrl-C or SIGTERM.
+    Run {
+        /// Path to node.toml (see deploy/node.example.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// Which node to talk to.
+#[derive(Debug, Args)]
+struct Target {
+    /// HTTP API address of any node.
+    #[arg(long, env = "YILIAN_API", default_value = "127.0.0.1:7201", global = true)]
+    api: String,
+}
+
+#[derive(Debug, Args)]
+struct ClusterArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(subcommand)]
+    command: ClusterCmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCmd {
+    /// Form a new cluster from running, pristine nodes (given by API address; --api is ignored).
+    Init {
+        /// API addresses of the initial members; the first receives the request.
+        #[arg(long = "node", required = true)]
+        nodes: Vec<String>,
+    },
+    /// Leader, term, members, learners and last applied index per node.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a running node (given by its API address) as a learner.
+    AddLearner {
+        /// The new node's API address.
+        #[arg(long = "node")]
+        node: String,
+    },
+    /// Make a caught-up learner a voter.
+    Promote {
+        /// The learner's id.
+        #[arg(long)]
+        node_id: u64,
+    },
+    /// Remove a member; its id is retired forever.
+    Remove {
+        /// The member's id.
+        #[arg(long)]
+        node_id: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+struct CaseArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(subcommand)]
+    command: CaseCmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum CaseCmd {
+    /// Submit a case from a clinic.
+    Submit {
+        /// Submitting facility id.
+        #[arg(long)]
+        origin: String,
+        /// Pseudonymous patient reference.
+        #[arg(long)]
+        patient_ref: String,
+        /// Chief complaint.
+        #[arg(long)]
+        complaint: String,
+        /// routine, urgent or stat.
+        #[arg(long, default_value = "routine")]
+        priority: String,
+        /// Receiving facility (default: the origin's parent).
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// List cases, most urgent first.
+    List {
+        /// Read this node's state without asking the leader (may lag).
+        #[arg(long)]
+        stale: bool,
+    },
+    /// Show one case as JSON.
+    Show {
+        /// Case id, e.g. C00000001.
+        id: String,
+        /// Read this node's state without asking the leader (may lag).
+        #[arg(long)]
+        stale: bool,
+    },
+}
+
+/// Parse the command line and run it.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Top::Ca(CaCmd::Init { dir, region }) => {
+            let cert = pki::init_ca(&dir, &region)?;
+            println!("CA created: {} (keep {} secret)", cert.display(), dir.join(pki::CA_KEY).display());
+        }
+        Top::Ca(CaCmd::Issue { dir, node_id, addr, out }) => {
+            let files = pki::issue_node_cert(&dir, node_id, &addr, out.as_deref().unwrap_or(&dir))?;
+            println!("issued node {node_id}: {} and {}", files.cert.display(), files.key.display());
+        }
+        Top::Node(NodeCmd::Run { config }) => runtime::run(NodeConfig::load(&config)?).await?,
+        Top::Cluster(c) => cluster(ApiClient::new(&c.target.api), c.command).await?,
+        Top::Case(c) => case(ApiClient::new(&c.target.api), c.command).await?,
+        Top::Demo(args) => demo::run(args).await?,
+    }
+    Ok(())
+}
+
+async fn cluster(api: ApiClient, cmd: ClusterCmd) -> anyhow::Result<()> {
+    match cmd {
+        ClusterCmd::Init { nodes } => {
+            let mut members = Vec::new();
+            for addr in &nodes {
+                let view: NodeView = ApiClient::new(addr).get("/v1/node").await?;
+                members.push(view.identity);
+            }
+            let first = ApiClient::new(&nodes[0]);
+            let _: NodeStatus = first.post("/v1/cluster/init", &json!({ "members": members })).await?;
+            println!(
+                "cluster initialized with nodes {:?}",
+                members.iter().map(|m| m.node_id).collect::<Vec<_>>()
+            );
+        }
+        ClusterCmd::Status { json } => status(&api, json).await?,
+        ClusterCmd::AddLearner { node } => {
+            let view: NodeView = ApiClient::new(&node).get("/v1/node").await?;
+            let id = view.identity.node_id;
+            let _: NodeStatus = api.post("/v1/cluster/learners", &view.identity).await?;
+            println!("node {id} added as learner and caught up; promote it with `yilian cluster promote --node-id {id}`");
+        }
+        ClusterCmd::Promote { node_id } => {
+            let _: NodeStatus = api.post("/v1/cluster/voters", &json!({ "node_id": node_id })).await?;
+            println!("node {node_id} is now a voter");
+        }
+        ClusterCmd::Remove { node_id } => {
+            let _: NodeStatus = api.delete(&format!("/v1/cluster/members/{node_id}")).await?;
+            println!("node {node_id} removed; its id is retired and can never be reused");
+        }
+    }
+    Ok(())
+}
+
+async fn status(api: &ApiClient, as_json: bool) -> anyhow::Result<()> {
+    let view: NodeView = api.get("/v1/node").await?;
+    let s = &view.status;
+    let members: Vec<(&str, &Member)> =
+        s.voters.iter().map(|m| ("voter", m)).chain(s.learners.iter().map(|m| ("learner", m))).collect();
+    let mut rows = Vec::new();
+    for (role, m) in &members {
+        let seen = ApiClient::new(&m.api_addr).get::<NodeView>("/v1/node").await.ok().map(|v| v.status);
+        rows.push((*role, (*m).clone(), seen));
+    }
+    if as_json {
+        let nodes: Vec<_> =
+            rows.iter().map(|(role, m, seen)| json!({ "role": role, "member": m, "status": seen })).collect();
+        let out =
+            json!({ "leader": s.leader, "term": s.term, "nodes": nodes, "retired_nodes": s.retired_nodes });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+    println!("leader: {}   term: {}", opt(s.leader), s.term);
+    println!(
+        "{:<5} {:<8} {:<12} {:<22} {:<22} {:>9} {:>9}",
+        "NODE", "ROLE", "STATE", "RAFT ADDR", "API ADDR", "LAST LOG", "APPLIED"
+    );
+    for (role, m, seen) in rows {
+        let (state, last, applied) = match &seen {
+            Some(st) => (st.state.clone(), opt(st.last_log_index), opt(st.last_applied)),
+            None => ("unreachable".to_owned(), "-".to_owned(), "-".to_owned()),
+        };
+        println!(
+            "{:<5} {:<8} {:<12} {:<22} {:<22} {:>9} {:>9}",
+            m.node_id, role, state, m.raft_addr, m.api_addr, last, applied
+        );
+    }
+    if !s.retired_nodes.is_empty() {
+        println!("retired node ids (never reuse): {:?}", s.retired_nodes);
+    }
+    Ok(())
+}
+
+fn read_query(stale: bool) -> &'static str {
+    if stale {
+        "?consistency=stale"
+    } else {
+        ""
+    }
+}
+
+async fn case(api: ApiClient, cmd: CaseCmd) -> anyhow::Result<()> {
+    match cmd {
+        CaseCmd::Submit { origin, patient_ref, complaint, priority, target } => {
+            let priority: Priority = serde_json::from_value(json!(priority))
+                .with_context(|| format!("unknown priority `{priority}`; use routine, urgent or stat"))?;
+            let body = json!({
+                "origin": origin, "patient_ref": patient_ref, "complaint": complaint,
+                "priority": priority, "target": target,
+            });
+            match api.post::<_, Outcome>("/v1/cases", &body).await? {
+                Outcome::Case { case_id, status } => println!("{case_id} {status}"),
+                other => bail!("unexpected answer: {other:?}"),
+            }
+        }
+        CaseCmd::List { stale } => {
+            let cases: Vec<Case> = api.get(&format!("/v1/cases{}", read_query(stale))).await?;
+            println!(
+                "{:<10} {:<8} {:<10} {:<14} {:<14} {:<14} COMPLAINT",
+                "CASE", "PRIORITY", "STATUS", "ORIGIN", "TARGET", "SPECIALIST"
+            );
+            for c in cases {
+                println!(
+                    "{:<10} {:<8} {:<10} {:<14} {:<14} {:<14} {}",
+                    c.id.0,
+                    format!("{:?}", c.priority).to_lowercase(),
+                    c.status.to_string(),
+                    c.origin.0,
+                    c.target.0,
+                    c.specialist.map_or("-".to_owned(), |s| s.0),
+                    c.complaint
+                );
+            }
+        }
+        CaseCmd::Show { id, stale } => {
+            let case: serde_json::Value = api.get(&format!("/v1/cases/{id}{}", read_query(stale))).await?;
+            println!("{}", serde_json::to_string_pretty(&case)?);
+        }
+    }
+    Ok(())
+}

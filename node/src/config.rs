@@ -1,0 +1,234 @@
+//! The node configuration file (`node.toml`). Every key is documented in
+//! `deploy/node.example.toml`; unknown keys are rejected by name.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use yilian_consensus::tls::TlsFiles;
+use yilian_consensus::RaftSettings;
+
+/// A node's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's Raft id (≥ 1; must match its certificate; never reused).
+    pub node_id: u64,
+    /// Directory for the node's database (`raft.redb`). Relative to the config file.
+    pub data_dir: PathBuf,
+    /// UDP address for QUIC (Raft and node-to-node traffic), e.g. `127.0.0.1:7101`.
+    pub raft_addr: String,
+    /// TCP address for the HTTP API, e.g. `127.0.0.1:7201`.
+    pub api_addr: String,
+    /// Certificate files.
+    pub tls: TlsConfig,
+    /// Raft timing and snapshots.
+    #[serde(default)]
+    pub raft: RaftConfig,
+}
+
+/// `[tls]`: certificate files, relative to the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Regional CA certificate.
+    pub ca_cert: PathBuf,
+    /// This node's certificate.
+    pub cert: PathBuf,
+    /// This node's private key.
+    pub key: PathBuf,
+}
+
+/// `[raft]`: timing and snapshot policy. Every key is optional.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftConfig {
+    /// Heartbeat interval, ms (also the Raft RPC timeout in openraft 0.9).
+    pub heartbeat_ms: u64,
+    /// Minimum election timeout, ms.
+    pub election_timeout_min_ms: u64,
+    /// Maximum election timeout, ms.
+    pub election_timeout_max_ms: u64,
+    /// Timeout for one snapshot chunk, ms.
+    pub install_snapshot_timeout_ms: u64,
+    /// Most entries per AppendEntries.
+    pub max_payload_entries: u64,
+    /// Build a snapshot after this many new entries.
+    pub snapshot_after_logs: u64,
+    /// Entries kept behind the last snapshot for lagging followers.
+    pub logs_kept_after_snapshot: u64,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        let d = RaftSettings::default();
+        Self {
+            heartbeat_ms: d.heartbeat_ms,
+            election_timeout_min_ms: d.election_timeout_min_ms,
+            election_timeout_max_ms: d.election_timeout_max_ms,
+            install_snapshot_timeout_ms: d.install_snapshot_timeout_ms,
+            max_payload_entries: d.max_payload_entries,
+            snapshot_after_logs: d.snapshot_after_logs,
+            logs_kept_after_snapshot: d.logs_kept_after_snapshot,
+        }
+    }
+}
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has a bad key.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, which names the key and line.
+        message: String,
+    },
+    /// A key has an unusable value.
+    #[error("config file {path}: key `{key}`: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key, dotted (e.g. `raft.heartbeat_ms`).
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl NodeConfig {
+    /// Read, parse and check `path`; relative paths inside are resolved against its folder.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let mut cfg: NodeConfig = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut cfg.data_dir, &mut cfg.tls.ca_cert, &mut cfg.tls.cert, &mut cfg.tls.key] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid =
+            |key, reason: &str| ConfigError::Invalid { path: path.to_owned(), key, reason: reason.into() };
+        if self.node_id == 0 {
+            return Err(invalid("node_id", "must be 1 or greater"));
+        }
+        if self.raft_addr.parse::<SocketAddr>().is_err() {
+            return Err(invalid("raft_addr", "must be IP:port, e.g. 127.0.0.1:7101"));
+        }
+        if self.api_addr.parse::<SocketAddr>().is_err() {
+            return Err(invalid("api_addr", "must be IP:port, e.g. 127.0.0.1:7201"));
+        }
+        let r = &self.raft;
+        if r.heartbeat_ms == 0 {
+            return Err(invalid("raft.heartbeat_ms", "must be greater than 0"));
+        }
+        if r.election_timeout_min_ms <= r.heartbeat_ms {
+            return Err(invalid("raft.election_timeout_min_ms", "must be greater than raft.heartbeat_ms"));
+        }
+        if r.election_timeout_max_ms <= r.election_timeout_min_ms {
+            return Err(invalid(
+                "raft.election_timeout_max_ms",
+                "must be greater than raft.election_timeout_min_ms",
+            ));
+        }
+        if r.max_payload_entries == 0 {
+            return Err(invalid("raft.max_payload_entries", "must be greater than 0"));
+        }
+        if r.snapshot_after_logs == 0 {
+            return Err(invalid("raft.snapshot_after_logs", "must be greater than 0"));
+        }
+        for (key, p) in
+            [("tls.ca_cert", &self.tls.ca_cert), ("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)]
+        {
+            if !p.is_file() {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    key,
+                    reason: format!(
+                        "{} does not exist; create it with `yilian ca init` / `yilian ca issue`",
+                        p.display()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// TLS files for the consensus layer.
+    pub fn tls_files(&self) -> TlsFiles {
+        TlsFiles { ca_cert: self.tls.ca_cert.clone(), cert: self.tls.cert.clone(), key: self.tls.key.clone() }
+    }
+
+    /// Raft settings for the consensus layer.
+    pub fn raft_settings(&self) -> RaftSettings {
+        let r = &self.raft;
+        RaftSettings {
+            heartbeat_ms: r.heartbeat_ms,
+            election_timeout_min_ms: r.election_timeout_min_ms,
+            election_timeout_max_ms: r.election_timeout_max_ms,
+            install_snapshot_timeout_ms: r.install_snapshot_timeout_ms,
+            max_payload_entries: r.max_payload_entries,
+            snapshot_after_logs: r.snapshot_after_logs,
+            logs_kept_after_snapshot: r.logs_kept_after_snapshot,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, body: &str) -> PathBuf {
+        for f in ["ca.crt", "n.crt", "n.key"] {
+            std::fs::write(dir.join(f), "x").expect("write");
+        }
+        let p = dir.join("node.toml");
+        std::fs::write(&p, body).expect("write");
+        p
+    }
+
+    const GOOD: &str = r#"
+node_id = 1
+data_dir = "data"
+raft_addr = "127.0.0.1:7101"
+api_addr = "127.0.0.1:7201"
+[tls]
+ca_cert = "ca.crt"
+cert = "n.crt"
+key = "n.key"
+"#;
+
+    #[test]
+    fn good_config_resolves_relative_paths() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = NodeConfig::load(&write(dir.path(), GOOD)).expect("load");
+        assert_eq!(cfg.data_dir, dir.path().join("data"));
+        assert_eq!(cfg.raft.heartbeat_ms, RaftSettings::default().heartbeat_ms);
+    }
+
+    #[test]
+    fn bad_keys_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let unknown = NodeConfig::load(&write(dir.path(), &format!("{GOOD}\n[raft]\nheartbeat = 5\n")));
+        assert!(unknown.expect_err("unknown key").to_string().contains("heartbeat"));
+        let bad = NodeConfig::load(&write(dir.path(), &GOOD.replace("127.0.0.1:7101", "nowhere")));
+        assert!(bad.expect_err("bad addr").to_string().contains("raft_addr"));
+        let zero = NodeConfig::load(&write(dir.path(), &GOOD.replace("node_id = 1", "node_id = 0")));
+        assert!(zero.expect_err("zero id").to_string().contains("node_id"));
+    }
+}

@@ -1,0 +1,266 @@
+//! `yilian demo`: a local 3-node cluster on loopback with a seeded demo region.
+//!
+//! Everything lives under one directory (certificates, configs, data, logs). Running it again
+//! reuses that directory and resumes from disk; seeding happens only on an empty region.
+
+use crate::api::NodeView;
+use crate::client::ApiClient;
+use anyhow::{bail, Context};
+use clap::Args;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+use yilian_consensus::pki;
+use yilian_referral::Outcome;
+
+/// Number of nodes the demo runs.
+const NODES: u16 = 3;
+/// How long to wait for nodes to come up and elect a leader.
+const STARTUP_WAIT: Duration = Duration::from_secs(60);
+
+/// Options of `yilian demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Directory for certificates, node configs, data and logs (reused on the next run).
+    #[arg(long, default_value = "demo-cluster")]
+    dir: PathBuf,
+    /// Node i listens for QUIC on UDP base+i and for HTTP on TCP base+100+i.
+    #[arg(long, default_value_t = 7100)]
+    base_port: u16,
+}
+
+struct DemoNode {
+    id: u16,
+    raft_addr: String,
+    api_addr: String,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+/// Run the demo until Ctrl-C.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    let dir = args.dir.canonicalize().context("resolving the demo directory")?;
+    let nodes = prepare(&dir, args.base_port)?;
+    let mut children = Vec::new();
+    for n in &nodes {
+        children.push(spawn(n)?);
+    }
+    let outcome = tokio::select! {
+        r = bring_up(&dir, &nodes) => r,
+        _ = crate::runtime::shutdown_signal() => Ok(()),
+    };
+    if let Err(e) = outcome {
+        eprintln!("demo failed to start: {e:#}");
+        stop(&mut children).await;
+        return Err(e);
+    }
+    tokio::select! {
+        _ = crate::runtime::shutdown_signal() => println!("\nstopping the demo cluster..."),
+        exited = first_exit(&mut children) => println!("a node exited ({exited}); stopping the others..."),
+    }
+    stop(&mut children).await;
+    println!("all nodes stopped; data kept in {} (run the same command to resume)", dir.display());
+    Ok(())
+}
+
+/// Create certificates and node configs that do not exist yet.
+fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<DemoNode>> {
+    let certs = dir.join("certs");
+    if !certs.join(pki::CA_CERT).exists() {
+        pki::init_ca(&certs, "demo region")?;
+    }
+    std::fs::create_dir_all(dir.join("logs"))?;
+    let mut nodes = Vec::new();
+    for id in 1..=NODES {
+        let n = DemoNode {
+            id,
+            raft_addr: format!("127.0.0.1:{}", base_port + id),
+            api_addr: format!("127.0.0.1:{}", base_port + 100 + id),
+            config: dir.join(format!("node-{id}.toml")),
+            log: dir.join("logs").join(format!("node-{id}.log")),
+        };
+        if !certs.join(format!("node-{id}.crt")).exists() {
+            pki::issue_node_cert(&certs, u64::from(id), &n.raft_addr, &certs)?;
+        }
+        if !n.config.exists() {
+            let toml = format!(
+                "# Demo node {id}; every key is explained in deploy/node.example.toml\n\
+                 node_id = {id}\ndata_dir = \"data/node-{id}\"\nraft_addr = \"{}\"\napi_addr = \"{}\"\n\n\
+                 [tls]\nca_cert = \"certs/ca.crt\"\ncert = \"certs/node-{id}.crt\"\nkey = \"certs/node-{id}.key\"\n",
+                n.raft_addr, n.api_addr
+            );
+            std::fs::write(&n.config, toml).with_context(|| format!("writing {}", n.config.display()))?;
+        }
+        nodes.push(n);
+    }
+    Ok(nodes)
+}
+
+fn spawn(n: &DemoNode) -> anyhow::Result<Child> {
+    let exe = std::env::current_exe().context("locating the yilian binary")?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&n.log)?;
+    Command::new(exe)
+        .args(["node", "run", "--config"])
+        .arg(&n.config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting node {}", n.id))
+}
+
+/// Wait for the nodes, form the cluster if new, seed if empty, and print where to look.
+async fn bring_up(dir: &Path, nodes: &[DemoNode]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + STARTUP_WAIT;
+    let mut members = Vec::new();
+    for n in nodes {
+        let client = ApiClient::new(&n.api_addr);
+        let view: NodeView = loop {
+            match client.get("/v1/node").await {
+                Ok(v) => break v,
+                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(e) => bail!("node {} did not start (see {}): {e:#}", n.id, n.log.display()),
+            }
+        };
+        members.push(view);
+    }
+    let first = ApiClient::new(&nodes[0].api_addr);
+    if members.iter().all(|v| v.status.voters.is_empty()) {
+        let identities: Vec<_> = members.iter().map(|v| v.identity.clone()).collect();
+        let _: Value = first.post("/v1/cluster/init", &json!({ "members": identities })).await?;
+        println!("formed a new {NODES}-node cluster");
+    } else {
+        println!("resuming the cluster from {}", dir.display());
+    }
+    let facilities: Vec<Value> = loop {
+        match first.get("/v1/facilities").await {
+            Ok(f) => break f,
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => bail!("the cluster did not elect a leader: {e:#}"),
+        }
+    };
+    if facilities.is_empty() {
+        seed(&first).await.context("seeding the demo region")?;
+        println!("seeded the demo region: 1 provincial hospital, 2 county hospitals, 4 township clinics");
+    }
+    print_guide(dir, nodes);
+    Ok(())
+}
+
+fn facility(id: &str, name: &str, level: &str, parent: Option<&str>) -> Value {
+    json!({ "id": id, "name": name, "level": level, "region": "示范县域医共体", "parent": parent })
+}
+
+async fn seed(api: &ApiClient) -> anyhow::Result<()> {
+    let facilities = [
+        facility("PROV-SX", "省人民医院", "provincial", None),
+        facility("CTY-AN", "安宁县人民医院", "county", Some("PROV-SX")),
+        facility("CTY-PY", "平原县人民医院", "county", Some("PROV-SX")),
+        facility("TS-LJ", "李家镇卫生院", "township", Some("CTY-AN")),
+        facility("TS-HS", "河上镇卫生院", "township", Some("CTY-AN")),
+        facility("TS-QS", "青山乡卫生院", "township", Some("CTY-PY")),
+        facility("TS-DW", "大王庄乡卫生院", "township", Some("CTY-PY")),
+    ];
+    for f in &facilities {
+        let _: Outcome = api.post("/v1/facilities", f).await?;
+    }
+    let specialists = [
+        ("DR-AN-CARD", "王医生", "CTY-AN", "cardiology"),
+        ("DR-AN-NEUR", "李医生", "CTY-AN", "neurology"),
+        ("DR-PY-RAD", "张医生", "CTY-PY", "radiology"),
+        ("DR-PROV-CARD", "陈主任", "PROV-SX", "cardiology"),
+        ("DR-PROV-NEUR", "刘主任", "PROV-SX", "neurology"),
+    ];
+    for (id, name, facility, specialty) in specialists {
+        let body = json!({ "id": id, "name": name, "facility": facility, "specialty": specialty });
+        let _: Outcome = api.post("/v1/specialists", &body).await?;
+    }
+    let cases = [
+        ("TS-LJ", "DEMO-P-0001", "chest pain 40 min, sweating", "stat", None, Some("DR-AN-CARD"), 2),
+        (
+            "TS-QS",
+            "DEMO-P-0002",
+            "left-side weakness, slurred speech",
+            "stat",
+            Some("PROV-SX"),
+            Some("DR-PROV-NEUR"),
+            1,
+        ),
+        ("TS-HS", "DEMO-P-0003", "persistent cough, abnormal DR chest film", "urgent", None, None, 0),
+        ("TS-DW", "DEMO-P-0004", "abdominal ultrasound review", "routine", None, Some("DR-PY-RAD"), 4),
+        ("TS-LJ", "DEMO-P-0005", "hypertension follow-up ECG", "routine", None, None, 0),
+    ];
+    for (origin, patient, complaint, priority, target, specialist, steps) in cases {
+        let body = json!({
+            "origin": origin, "patient_ref": patient, "complaint": complaint, "priority": priority,
+            "target": target, "vitals": { "heart_rate_bpm": 96, "systolic_mmhg": 150, "diastolic_mmhg": 92 },
+        });
+        let Outcome::Case { case_id, .. } = api.post("/v1/cases", &body).await? else {
+            bail!("unexpected answer to a case submission");
+        };
+        if let Some(dr) = specialist {
+            let actions = ["assign", "accept", "report", "complete"];
+            for action in actions.iter().take(steps) {
+                let body = json!({ "specialist": dr, "findings": "demo findings: see attached images" });
+                let _: Outcome = api.post(&format!("/v1/cases/{case_id}/{action}"), &body).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_guide(dir: &Path, nodes: &[DemoNode]) {
+    println!("\nYilian demo cluster is running ({NODES} nodes on loopback)");
+    println!("  data, certificates, configs: {}", dir.display());
+    println!("  logs:                        {}", dir.join("logs").display());
+    for n in nodes {
+        println!("  node {}: HTTP API http://{}   QUIC {}", n.id, n.api_addr, n.raft_addr);
+    }
+    let api = &nodes[0].api_addr;
+    println!("\nTry, in another terminal:");
+    println!("  cargo run --release --bin yilian -- cluster status --api {api}");
+    println!("  cargo run --release --bin yilian -- case list --api {api}");
+    println!("  curl -s http://{api}/v1/cases | python3 -m json.tool");
+    println!("\nPress Ctrl-C to stop all nodes.");
+}
+
+async fn first_exit(children: &mut [Child]) -> String {
+    loop {
+        for (i, c) in children.iter_mut().enumerate() {
+            if let Ok(Some(status)) = c.try_wait() {
+                return format!("node {}: {status}", i + 1);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Ask every node to stop (SIGTERM), then wait; kill any that hang.
+async fn stop(children: &mut [Child]) {
+    for c in children.iter() {
+        if let Some(pid) = c.id() {
+            terminate(pid);
+        }
+    }
+    for c in children.iter_mut() {
+        if tokio::time::timeout(Duration::from_secs(15), c.wait()).await.is_err() {
+            let _ = c.kill().await;
+        }
+    }
+}
+
+#[cfg(unix)]
+fn terminate(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        // SAFETY: kill(2) with a pid we spawned and a valid signal number has no memory effects.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn terminate(_pid: u32) {}

@@ -1,0 +1,60 @@
+//! `yilian node run`: start a node from its config and serve until SIGINT/SIGTERM.
+
+use crate::api;
+use crate::config::NodeConfig;
+use anyhow::Context;
+use tracing::Instrument;
+use yilian_consensus::{ClusterNode, NodeInfo};
+
+/// Run the node described by `cfg` until a shutdown signal arrives.
+pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
+    let span = tracing::info_span!("node", node_id = cfg.node_id);
+    async move {
+        let info = NodeInfo { raft_addr: cfg.raft_addr.clone(), api_addr: cfg.api_addr.clone() };
+        let node = ClusterNode::start(cfg.node_id, info, &cfg.data_dir, &cfg.tls_files(), &cfg.raft_settings())
+            .await
+            .context("starting the node")?;
+        let listener = tokio::net::TcpListener::bind(&cfg.api_addr)
+            .await
+            .with_context(|| format!("cannot listen on api_addr {}; is the port in use?", cfg.api_addr))?;
+        tracing::info!(raft_addr = %cfg.raft_addr, api_addr = %cfg.api_addr, data_dir = %cfg.data_dir.display(), "node started");
+        axum::serve(listener, api::router(node.clone()))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("HTTP server failed")?;
+        tracing::info!("shutting down");
+        node.shutdown().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+    .instrument(span)
+    .await
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
