@@ -250,7 +250,8 @@ impl ClusterNode {
         Ok(())
     }
 
-    /// Add a learner (routed to the leader). Waits for it to catch up, up to a bound.
+    /// Add a learner (routed to the leader). Returns once the membership change is committed;
+    /// the learner then catches up in the background (watch `last_applied` in the status).
     pub async fn add_learner(&self, node_id: NodeId, info: NodeInfo) -> Result<(), ClusterError> {
         self.on_leader(ForwardRequest::AddLearner { node_id, info }).await.map(drop)
     }
@@ -385,7 +386,7 @@ impl ClusterNode {
             return Err(conflict(format!("node {node_id} is already a member")));
         }
         tracing::info!(node_id, raft_addr = %info.raft_addr, "adding learner");
-        self.raft.add_learner(node_id, info, true).await.map_err(client_write_error)?;
+        self.raft.add_learner(node_id, info, false).await.map_err(client_write_error)?;
         Ok(ForwardResponse::Done)
     }
 
@@ -400,14 +401,22 @@ impl ClusterNode {
                 "node {node_id} is not a learner; add it with `cluster add-learner` first"
             )));
         }
-        let matched =
-            status.replication.as_ref().and_then(|r| r.get(&node_id).copied().flatten()).unwrap_or(0);
+        let matched = status.replication.as_ref().and_then(|r| r.get(&node_id).copied().flatten());
         let last = status.last_log_index.unwrap_or(0);
-        if last.saturating_sub(matched) > MAX_PROMOTE_LAG {
-            return Err(conflict(format!(
-                "learner {node_id} is {} entries behind the leader; wait for it to catch up, then promote",
-                last - matched
-            )));
+        match matched {
+            None => {
+                return Err(conflict(format!(
+                    "learner {node_id} has not replicated anything yet; check that it is running and holds a \
+                     certificate from this region's CA"
+                )))
+            }
+            Some(m) if last.saturating_sub(m) > MAX_PROMOTE_LAG => {
+                return Err(conflict(format!(
+                    "learner {node_id} is {} entries behind the leader; wait for it to catch up, then promote",
+                    last - m
+                )))
+            }
+            Some(_) => {}
         }
         tracing::info!(node_id, "promoting learner to voter");
         let change = ChangeMembers::AddVoterIds(BTreeSet::from([node_id]));

@@ -207,7 +207,7 @@ async fn cluster(api: ApiClient, cmd: ClusterCmd) -> anyhow::Result<()> {
             let view: NodeView = ApiClient::new(&node).get("/v1/node").await?;
             let id = view.identity.node_id;
             let _: NodeStatus = api.post("/v1/cluster/learners", &view.identity).await?;
-            println!("node {id} added as learner and caught up; promote it with `yilian cluster promote --node-id {id}`");
+            println!("node {id} added as learner; when `yilian cluster status` shows it caught up, run `yilian cluster promote --node-id {id}`");
         }
         ClusterCmd::Promote { node_id } => {
             let _: NodeStatus = api.post("/v1/cluster/voters", &json!({ "node_id": node_id })).await?;

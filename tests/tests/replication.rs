@@ -1,0 +1,71 @@
+//! A 3-node cluster elects a leader and replicates submitted cases to every node; the API
+//! forwards follower writes, serves linearizable follower reads and rejects bad input.
+
+mod support;
+
+use std::time::Duration;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_elect_and_replicate_cases() {
+    let cluster = TestCluster::start(3, FAST_RAFT).await;
+    let leader = cluster.wait_leader(&[1, 2, 3]).await;
+    seed_region(&cluster.api(1)).await;
+
+    let mut expected = std::collections::BTreeMap::new();
+    for i in 0..30u64 {
+        let via = 1 + i % 3;
+        let api = cluster.api(via);
+        let id = submit(&api, &format!("r{i}")).await.expect("submit through any node");
+        // Linearizable read on the node that took the write (often a follower) sees it at once.
+        let case: yilian_referral::Case = api.get(&format!("/v1/cases/{id}")).await.expect("read own write");
+        assert_eq!(case.complaint, format!("complaint r{i}"));
+        expected.insert(id, format!("complaint r{i}"));
+    }
+    for id in 1..=3 {
+        let api = cluster.api(id);
+        let exp = expected.clone();
+        wait_for(&format!("node {id} to hold all 30 cases"), Duration::from_secs(20), || {
+            let api = api.clone();
+            let exp = exp.clone();
+            async move { cases_stale(&api).await.map(|c| by_id(&c) == exp).unwrap_or(false) }
+        })
+        .await;
+    }
+    let view = cluster.view(leader).await.expect("leader view");
+    assert_eq!(view.status.state, "Leader");
+    assert_eq!(view.status.voters.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_4xx() {
+    let cluster = TestCluster::start(3, FAST_RAFT).await;
+    cluster.wait_leader(&[1, 2, 3]).await;
+    seed_region(&cluster.api(1)).await;
+    let follower_api = cluster.api(2);
+
+    let bad_json = follower_api.post::<_, serde_json::Value>("/v1/cases", &serde_json::json!({"origin": 5})).await;
+    assert!(bad_json.as_ref().expect_err("bad body").to_string().contains("422"), "{bad_json:?}");
+    let unknown = follower_api.get::<serde_json::Value>("/v1/cases/C99999999").await;
+    let msg = unknown.expect_err("unknown case").to_string();
+    assert!(msg.contains("404") && msg.contains("C99999999"), "{msg}");
+    let bad_origin = follower_api
+        .post::<_, serde_json::Value>(
+            "/v1/cases",
+            &serde_json::json!({"origin": "NOPE", "patient_ref": "p", "complaint": "c", "priority": "stat"}),
+        )
+        .await;
+    let msg = bad_origin.expect_err("unknown facility").to_string();
+    assert!(msg.contains("404") && msg.contains("NOPE"), "{msg}");
+    let wrong_state = follower_api
+        .post::<_, serde_json::Value>("/v1/cases/C00000001/accept", &serde_json::json!({"specialist": "DR"}))
+        .await;
+    assert!(wrong_state.expect_err("no such case").to_string().contains("404"));
+    let id = submit(&follower_api, "x").await.expect("submit");
+    let accept_unassigned = follower_api
+        .post::<_, serde_json::Value>(&format!("/v1/cases/{id}/accept"), &serde_json::json!({"specialist": "DR"}))
+        .await;
+    assert!(accept_unassigned.expect_err("not assigned").to_string().contains("409"));
+    let bad_consistency = follower_api.get::<serde_json::Value>("/v1/cases?consistency=sometimes").await;
+    assert!(bad_consistency.expect_err("bad query").to_string().contains("400"));
+}

@@ -1,0 +1,307 @@
+//! Test harness: real `yilian` node processes on loopback with real certificates, QUIC and redb.
+
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use yilian_consensus::pki;
+use yilian_node::api::NodeView;
+use yilian_node::client::ApiClient;
+use yilian_referral::{Case, Outcome};
+
+/// Path of the node binary built for tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_yilian-under-test");
+
+/// Raft settings tuned for fast tests on loopback.
+pub const FAST_RAFT: &str = "[raft]\nheartbeat_ms = 100\nelection_timeout_min_ms = 800\nelection_timeout_max_ms = 1600\n";
+
+/// One node process.
+pub struct TestNode {
+    /// Node id.
+    pub id: u64,
+    /// QUIC address.
+    pub raft_addr: String,
+    /// HTTP address.
+    pub api_addr: String,
+    /// Config file.
+    pub config: PathBuf,
+    /// Log file (stderr + stdout).
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A set of node processes sharing one CA under a temporary directory.
+pub struct TestCluster {
+    /// Root of certificates, configs, data and logs.
+    pub dir: TempDir,
+    /// Nodes by id.
+    pub nodes: BTreeMap<u64, TestNode>,
+    raft_toml: String,
+}
+
+fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+        let port = tcp.local_addr().expect("addr").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+impl TestCluster {
+    /// Start `count` node processes (ids 1..=count) and form a cluster of all of them.
+    pub async fn start(count: u64, raft_toml: &str) -> Self {
+        let mut c = Self::empty(raft_toml);
+        for id in 1..=count {
+            c.spawn_new(id);
+        }
+        c.wait_alive().await;
+        c.init((1..=count).collect()).await;
+        c
+    }
+
+    /// A CA and an empty directory, no nodes.
+    pub fn empty(raft_toml: &str) -> Self {
+        let dir = tempfile::Builder::new().prefix("yilian-test-").tempdir().expect("tempdir");
+        pki::init_ca(&dir.path().join("certs"), "test").expect("ca");
+        Self { dir, nodes: BTreeMap::new(), raft_toml: raft_toml.to_owned() }
+    }
+
+    /// The CA directory.
+    pub fn certs(&self) -> PathBuf {
+        self.dir.path().join("certs")
+    }
+
+    /// Issue a certificate for a new node `id` from `ca_dir`, write its config and start it.
+    pub fn spawn_new_with_ca(&mut self, id: u64, ca_dir: &Path) {
+        let port = free_port();
+        let raft_addr = format!("127.0.0.1:{port}");
+        let api_addr = format!("127.0.0.1:{}", free_port());
+        let node_dir = self.dir.path().join(format!("node-{id}-{port}"));
+        std::fs::create_dir_all(&node_dir).expect("node dir");
+        let files = pki::issue_node_cert(ca_dir, id, &raft_addr, &node_dir).expect("issue");
+        let config = node_dir.join("node.toml");
+        let toml = format!(
+            "node_id = {id}\ndata_dir = \"data\"\nraft_addr = \"{raft_addr}\"\napi_addr = \"{api_addr}\"\n\
+             [tls]\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n{}",
+            ca_dir.join(pki::CA_CERT).display(),
+            files.cert.display(),
+            files.key.display(),
+            self.raft_toml
+        );
+        std::fs::write(&config, toml).expect("config");
+        let mut node = TestNode { id, raft_addr, api_addr, config, log: node_dir.join("node.log"), child: None };
+        node.launch();
+        self.nodes.insert(id, node);
+    }
+
+    /// Start a new node `id` with a certificate from this cluster's CA.
+    pub fn spawn_new(&mut self, id: u64) {
+        let certs = self.certs();
+        self.spawn_new_with_ca(id, &certs);
+    }
+
+    /// HTTP client for node `id`.
+    pub fn api(&self, id: u64) -> ApiClient {
+        ApiClient::new(&self.node(id).api_addr)
+    }
+
+    /// The node with `id`.
+    pub fn node(&self, id: u64) -> &TestNode {
+        self.nodes.get(&id).unwrap_or_else(|| panic!("no node {id}"))
+    }
+
+    /// Ids of nodes whose process is running.
+    pub fn running(&self) -> Vec<u64> {
+        self.nodes.values().filter(|n| n.child.is_some()).map(|n| n.id).collect()
+    }
+
+    /// Wait until every running node answers HTTP.
+    pub async fn wait_alive(&self) {
+        for id in self.running() {
+            let api = self.api(id);
+            wait_for(&format!("node {id} to answer HTTP"), Duration::from_secs(30), || {
+                let api = api.clone();
+                async move { api.get::<NodeView>("/v1/node").await.is_ok() }
+            })
+            .await;
+        }
+    }
+
+    /// Form a cluster of `ids` (all running and pristine), sending the request to the first.
+    pub async fn init(&self, ids: Vec<u64>) {
+        let mut members = Vec::new();
+        for id in &ids {
+            let view: NodeView = self.api(*id).get("/v1/node").await.expect("node view");
+            members.push(view.identity);
+        }
+        let _: Value = self.api(ids[0]).post("/v1/cluster/init", &json!({ "members": members })).await.expect("init");
+    }
+
+    /// `GET /v1/node` on `id`.
+    pub async fn view(&self, id: u64) -> anyhow::Result<NodeView> {
+        self.api(id).get("/v1/node").await
+    }
+
+    /// Wait until all running nodes among `among` agree on one leader, and return it.
+    pub async fn wait_leader(&self, among: &[u64]) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut leaders = Vec::new();
+            for id in among {
+                if let Ok(v) = self.view(*id).await {
+                    leaders.push((v.status.leader, v.status.state == "Leader", v.identity.node_id));
+                }
+            }
+            if leaders.len() == among.len() {
+                let first = leaders[0].0;
+                let all_agree = first.is_some() && leaders.iter().all(|(l, _, _)| *l == first);
+                let leader_claims = leaders.iter().any(|(_, is_leader, id)| *is_leader && Some(*id) == first);
+                if all_agree && leader_claims {
+                    return first.unwrap_or(0);
+                }
+            }
+            assert!(Instant::now() < deadline, "no agreed leader among {among:?}: {leaders:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL node `id` and reap it.
+    pub fn kill9(&mut self, id: u64) {
+        let node = self.nodes.get_mut(&id).expect("node");
+        if let Some(mut child) = node.child.take() {
+            child.kill().expect("kill -9");
+            child.wait().expect("reap");
+        }
+    }
+
+    /// SIGTERM node `id` and wait for it to exit.
+    pub fn stop(&mut self, id: u64) {
+        let node = self.nodes.get_mut(&id).expect("node");
+        if let Some(mut child) = node.child.take() {
+            // SAFETY: kill(2) on a child we spawned.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            child.wait().expect("reap");
+        }
+    }
+
+    /// Start node `id` again from its data directory.
+    pub fn restart(&mut self, id: u64) {
+        self.nodes.get_mut(&id).expect("node").launch();
+    }
+
+    /// Log output of node `id` so far.
+    pub fn log_of(&self, id: u64) -> String {
+        std::fs::read_to_string(&self.node(id).log).unwrap_or_default()
+    }
+}
+
+impl TestNode {
+    fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let child = Command::new(BIN)
+            .args(["node", "run", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info,openraft=info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn node");
+        self.child = Some(child);
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for node in self.nodes.values_mut() {
+            if let Some(mut c) = node.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if std::thread::panicking() {
+            for node in self.nodes.values() {
+                let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("---- last log lines of node {} ----", node.id);
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
+/// Poll `check` until it returns true, failing the test after `timeout`.
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Register a small region: provincial, county, township, one specialist at the county.
+pub async fn seed_region(api: &ApiClient) {
+    let facilities = [
+        json!({"id": "PROV", "name": "省医院", "level": "provincial", "region": "r", "parent": null}),
+        json!({"id": "CTY", "name": "县医院", "level": "county", "region": "r", "parent": "PROV"}),
+        json!({"id": "TS", "name": "镇卫生院", "level": "township", "region": "r", "parent": "CTY"}),
+    ];
+    for f in facilities {
+        let _: Outcome = api.post("/v1/facilities", &f).await.expect("facility");
+    }
+    let dr = json!({"id": "DR", "name": "医生", "facility": "CTY", "specialty": "cardiology"});
+    let _: Outcome = api.post("/v1/specialists", &dr).await.expect("specialist");
+}
+
+/// Submit a case whose complaint carries `tag`; returns the case id.
+pub async fn submit(api: &ApiClient, tag: &str) -> anyhow::Result<String> {
+    let body = json!({
+        "origin": "TS", "patient_ref": format!("P-{tag}"), "complaint": format!("complaint {tag}"),
+        "priority": "urgent",
+    });
+    match api.post::<_, Outcome>("/v1/cases", &body).await? {
+        Outcome::Case { case_id, .. } => Ok(case_id.0),
+        other => anyhow::bail!("unexpected outcome {other:?}"),
+    }
+}
+
+/// Submit with retries while the cluster has no leader (503); other errors fail the test.
+pub async fn submit_retrying(api: &ApiClient, tag: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match submit(api, tag).await {
+            Ok(id) => return id,
+            Err(e) if Instant::now() < deadline && e.to_string().contains("503") => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("submit {tag} failed: {e:#}"),
+        }
+    }
+}
+
+/// Cases as node `api` has applied them (stale read, no leader involved).
+pub async fn cases_stale(api: &ApiClient) -> anyhow::Result<Vec<Case>> {
+    api.get("/v1/cases?consistency=stale").await
+}
+
+/// Case id → complaint map.
+pub fn by_id(cases: &[Case]) -> BTreeMap<String, String> {
+    cases.iter().map(|c| (c.id.0.clone(), c.complaint.clone())).collect()
+}
