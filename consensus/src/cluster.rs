@@ -26,8 +26,10 @@ const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// How far behind the leader a learner may be and still be promoted.
 const MAX_PROMOTE_LAG: u64 = 1000;
 
-/// Raft timing and snapshot settings (all from the node's config file).
+/// Raft timing and snapshot settings: the `[raft]` table of the node's config file, where every
+/// key is optional.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RaftSettings {
     /// Leader heartbeat interval; in openraft 0.9 also the RPC timeout.
     pub heartbeat_ms: u64,
@@ -412,9 +414,9 @@ impl ClusterNode {
             }
             Some(m) if last.saturating_sub(m) > MAX_PROMOTE_LAG => {
                 return Err(conflict(format!(
-                    "learner {node_id} is {} entries behind the leader; wait for it to catch up, then promote",
-                    last - m
-                )))
+                "learner {node_id} is {} entries behind the leader; wait for it to catch up, then promote",
+                last - m
+            )))
             }
             Some(_) => {}
         }

@@ -14,8 +14,9 @@ use std::time::Duration;
 /// ALPN protocol of node-to-node control connections (Raft RPCs and forwarded requests).
 pub const ALPN_RAFT: &[u8] = b"yilian-raft/1";
 
-/// Where a node's TLS material lives.
-#[derive(Debug, Clone)]
+/// Where a node's TLS material lives: the `[tls]` table of the node's config file.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TlsFiles {
     /// The regional CA certificate (PEM).
     pub ca_cert: PathBuf,

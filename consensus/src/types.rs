@@ -68,21 +68,21 @@ pub type StorageError = openraft::StorageError<NodeId>;
 mod tests {
     use super::*;
     use crate::codec;
-    use yilian_referral::{CaseId, CaseStatus, FacilityId, Priority, SpecialistId, Vitals};
+    use yilian_referral::{CaseId, CaseStatus, CaseSubmission, FacilityId, Priority, SpecialistId, Vitals};
 
     /// Every request and response must survive the binary codec (bincode cannot decode
     /// self-describing serde layouts such as internally tagged enums).
     #[test]
     fn log_payloads_round_trip_through_codec() {
         let commands = vec![
-            Command::SubmitCase {
+            Command::SubmitCase(CaseSubmission {
                 patient_ref: "P".into(),
                 complaint: "c".into(),
                 vitals: Vitals { heart_rate_bpm: Some(80), ..Vitals::default() },
                 priority: Priority::Stat,
                 origin: FacilityId("TS".into()),
                 target: None,
-            },
+            }),
             Command::Assign { case: CaseId("C1".into()), specialist: SpecialistId("D".into()) },
             Command::Report {
                 case: CaseId("C1".into()),

@@ -19,58 +19,11 @@ pub struct NodeConfig {
     pub raft_addr: String,
     /// TCP address for the HTTP API, e.g. `127.0.0.1:7201`.
     pub api_addr: String,
-    /// Certificate files.
-    pub tls: TlsConfig,
+    /// Certificate files (relative to the config file).
+    pub tls: TlsFiles,
     /// Raft timing and snapshots.
     #[serde(default)]
-    pub raft: RaftConfig,
-}
-
-/// `[tls]`: certificate files, relative to the config file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// Regional CA certificate.
-    pub ca_cert: PathBuf,
-    /// This node's certificate.
-    pub cert: PathBuf,
-    /// This node's private key.
-    pub key: PathBuf,
-}
-
-/// `[raft]`: timing and snapshot policy. Every key is optional.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RaftConfig {
-    /// Heartbeat interval, ms (also the Raft RPC timeout in openraft 0.9).
-    pub heartbeat_ms: u64,
-    /// Minimum election timeout, ms.
-    pub election_timeout_min_ms: u64,
-    /// Maximum election timeout, ms.
-    pub election_timeout_max_ms: u64,
-    /// Timeout for one snapshot chunk, ms.
-    pub install_snapshot_timeout_ms: u64,
-    /// Most entries per AppendEntries.
-    pub max_payload_entries: u64,
-    /// Build a snapshot after this many new entries.
-    pub snapshot_after_logs: u64,
-    /// Entries kept behind the last snapshot for lagging followers.
-    pub logs_kept_after_snapshot: u64,
-}
-
-impl Default for RaftConfig {
-    fn default() -> Self {
-        let d = RaftSettings::default();
-        Self {
-            heartbeat_ms: d.heartbeat_ms,
-            election_timeout_min_ms: d.election_timeout_min_ms,
-            election_timeout_max_ms: d.election_timeout_max_ms,
-            install_snapshot_timeout_ms: d.install_snapshot_timeout_ms,
-            max_payload_entries: d.max_payload_entries,
-            snapshot_after_logs: d.snapshot_after_logs,
-            logs_kept_after_snapshot: d.logs_kept_after_snapshot,
-        }
-    }
+    pub raft: RaftSettings,
 }
 
 /// Why the configuration is unusable.
@@ -167,25 +120,6 @@ impl NodeConfig {
             }
         }
         Ok(())
-    }
-
-    /// TLS files for the consensus layer.
-    pub fn tls_files(&self) -> TlsFiles {
-        TlsFiles { ca_cert: self.tls.ca_cert.clone(), cert: self.tls.cert.clone(), key: self.tls.key.clone() }
-    }
-
-    /// Raft settings for the consensus layer.
-    pub fn raft_settings(&self) -> RaftSettings {
-        let r = &self.raft;
-        RaftSettings {
-            heartbeat_ms: r.heartbeat_ms,
-            election_timeout_min_ms: r.election_timeout_min_ms,
-            election_timeout_max_ms: r.election_timeout_max_ms,
-            install_snapshot_timeout_ms: r.install_snapshot_timeout_ms,
-            max_payload_entries: r.max_payload_entries,
-            snapshot_after_logs: r.snapshot_after_logs,
-            logs_kept_after_snapshot: r.logs_kept_after_snapshot,
-        }
     }
 }
 

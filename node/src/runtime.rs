@@ -11,7 +11,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let span = tracing::info_span!("node", node_id = cfg.node_id);
     async move {
         let info = NodeInfo { raft_addr: cfg.raft_addr.clone(), api_addr: cfg.api_addr.clone() };
-        let node = ClusterNode::start(cfg.node_id, info, &cfg.data_dir, &cfg.tls_files(), &cfg.raft_settings())
+        let node = ClusterNode::start(cfg.node_id, info, &cfg.data_dir, &cfg.tls, &cfg.raft)
             .await
             .context("starting the node")?;
         let listener = tokio::net::TcpListener::bind(&cfg.api_addr)

@@ -14,22 +14,7 @@ pub enum Command {
     /// Register a specialist at a hospital.
     RegisterSpecialist(Specialist),
     /// A clinic submits a case.
-    SubmitCase {
-        /// Pseudonymous patient reference.
-        patient_ref: String,
-        /// Chief complaint.
-        complaint: String,
-        /// Vitals.
-        #[serde(default)]
-        vitals: Vitals,
-        /// Urgency.
-        priority: Priority,
-        /// Submitting facility.
-        origin: FacilityId,
-        /// Receiving facility; defaults to the origin's parent.
-        #[serde(default)]
-        target: Option<FacilityId>,
-    },
+    SubmitCase(CaseSubmission),
     /// Route a case to a specialist at the receiving facility.
     Assign {
         /// The case.
@@ -60,6 +45,26 @@ pub enum Command {
         /// The specialist completing.
         specialist: SpecialistId,
     },
+}
+
+/// What a clinic sends when it submits a case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseSubmission {
+    /// Pseudonymous patient reference.
+    pub patient_ref: String,
+    /// Chief complaint.
+    pub complaint: String,
+    /// Vitals.
+    #[serde(default)]
+    pub vitals: Vitals,
+    /// Urgency.
+    pub priority: Priority,
+    /// Submitting facility.
+    pub origin: FacilityId,
+    /// Receiving facility; defaults to the origin's parent.
+    #[serde(default)]
+    pub target: Option<FacilityId>,
 }
 
 /// What an accepted command produced.

@@ -12,7 +12,7 @@ pub mod region;
 pub mod specialist;
 
 pub use case::{Case, CaseId, CaseStatus, Priority, Vitals};
-pub use command::{Command, Outcome};
+pub use command::{CaseSubmission, Command, Outcome};
 pub use error::DomainError;
 pub use facility::{Facility, FacilityId, FacilityLevel};
 pub use region::{Applied, Entity, EntityKey, Region};

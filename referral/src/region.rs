@@ -1,7 +1,7 @@
 //! The whole replicated referral state of a region, and how commands change it.
 
 use crate::case::{Case, CaseEvent, CaseId, CaseStatus};
-use crate::command::{Command, Outcome};
+use crate::command::{CaseSubmission, Command, Outcome};
 use crate::error::DomainError;
 use crate::facility::{Facility, FacilityId, FacilityLevel};
 use crate::specialist::{Specialist, SpecialistId};
@@ -108,7 +108,14 @@ impl Region {
                 touched.push(EntityKey::Specialist(s.id.clone()));
                 Ok(Outcome::Registered { id: s.id.0.clone() })
             }
-            Command::SubmitCase { patient_ref, complaint, vitals, priority, origin, target } => {
+            Command::SubmitCase(CaseSubmission {
+                patient_ref,
+                complaint,
+                vitals,
+                priority,
+                origin,
+                target,
+            }) => {
                 validate_id("patient_ref", patient_ref)?;
                 validate_text("complaint", complaint)?;
                 let origin_facility = self.facility(origin)?;

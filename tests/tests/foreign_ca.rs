@@ -13,8 +13,11 @@ use yilian_consensus::tls::{self, TlsFiles, ALPN_RAFT};
 /// A bare QUIC endpoint holding the certificate of node `id` issued by the CA in `ca_dir`.
 fn endpoint_with(ca_dir: &std::path::Path, id: u64, out: &std::path::Path) -> Transport {
     let files = pki::issue_node_cert(ca_dir, id, "127.0.0.1:1", out).expect("issue");
-    let tls = tls::load(&TlsFiles { ca_cert: ca_dir.join(pki::CA_CERT), cert: files.cert, key: files.key }, ALPN_RAFT)
-        .expect("tls");
+    let tls = tls::load(
+        &TlsFiles { ca_cert: ca_dir.join(pki::CA_CERT), cert: files.cert, key: files.key },
+        ALPN_RAFT,
+    )
+    .expect("tls");
     Transport::bind("127.0.0.1:0".parse::<SocketAddr>().expect("addr"), tls).expect("bind")
 }
 
@@ -41,7 +44,9 @@ async fn foreign_ca_and_impersonation_are_refused() {
     let impostor = endpoint_with(&cluster.certs(), 7, cluster.dir.path());
     let answer = impostor.call(1, &node1_raft, &vote_from(2), Duration::from_secs(5)).await.expect("answer");
     match answer {
-        PeerResponse::Refused(reason) => assert!(reason.contains("node 7") && reason.contains("node 2"), "{reason}"),
+        PeerResponse::Refused(reason) => {
+            assert!(reason.contains("node 7") && reason.contains("node 2"), "{reason}")
+        }
         other => panic!("impersonation must be refused, got {other:?}"),
     }
     // Neither attempt disturbed the cluster.
@@ -52,17 +57,27 @@ async fn foreign_ca_and_impersonation_are_refused() {
     cluster.wait_alive().await;
     let node4 = cluster.node(4);
     let body = serde_json::json!({"node_id": 4, "raft_addr": node4.raft_addr, "api_addr": node4.api_addr});
-    let _: serde_json::Value = cluster.api(leader).post("/v1/cluster/learners", &body).await.expect("add learner");
+    let _: serde_json::Value =
+        cluster.api(leader).post("/v1/cluster/learners", &body).await.expect("add learner");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let seen = cases_stale(&cluster.api(4)).await.expect("stale read");
     assert!(seen.is_empty());
     let facilities: Vec<serde_json::Value> =
         cluster.api(4).get("/v1/facilities?consistency=stale").await.expect("facilities");
     assert!(facilities.is_empty(), "a foreign node must receive nothing");
-    let promote = cluster.api(leader).post::<_, serde_json::Value>("/v1/cluster/voters", &serde_json::json!({"node_id": 4})).await;
+    let promote = cluster
+        .api(leader)
+        .post::<_, serde_json::Value>("/v1/cluster/voters", &serde_json::json!({"node_id": 4}))
+        .await;
     assert!(promote.expect_err("cannot promote").to_string().contains("certificate"));
 
     assert!(cluster.log_of(1).contains("refused peer"), "node 1 must log why it refused the foreign peer");
-    assert!(cluster.log_of(1).contains("certificate names a different node"), "node 1 must log the impersonation");
-    assert!(cluster.log_of(4).contains("refused peer"), "the foreign node refuses the region's certificates too");
+    assert!(
+        cluster.log_of(1).contains("certificate names a different node"),
+        "node 1 must log the impersonation"
+    );
+    assert!(
+        cluster.log_of(4).contains("refused peer"),
+        "the foreign node refuses the region's certificates too"
+    );
 }

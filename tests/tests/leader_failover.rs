@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::time::Duration;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,19 +27,13 @@ async fn leader_kill9_failover_keeps_acked_writes_and_restart_catches_up() {
         acked.insert(id, format!("complaint after{i}"));
     }
     for id in &survivors {
-        let cases: Vec<yilian_referral::Case> = cluster.api(*id).get("/v1/cases").await.expect("linearizable read");
+        let cases: Vec<yilian_referral::Case> =
+            cluster.api(*id).get("/v1/cases").await.expect("linearizable read");
         assert_eq!(by_id(&cases), acked, "node {id} lost or invented a write");
     }
 
     cluster.restart(old_leader);
-    let api = cluster.api(old_leader);
-    let expected = acked.clone();
-    wait_for("the restarted node to catch up", Duration::from_secs(30), || {
-        let api = api.clone();
-        let expected = expected.clone();
-        async move { cases_stale(&api).await.map(|c| by_id(&c) == expected).unwrap_or(false) }
-    })
-    .await;
+    wait_for_cases("the restarted node to catch up", &cluster.api(old_leader), &acked).await;
     let view = cluster.view(old_leader).await.expect("view");
     assert_eq!(view.status.voters.len(), 3, "restarted node keeps its membership");
 }

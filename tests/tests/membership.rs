@@ -24,11 +24,19 @@ async fn add_learner_promote_remove_and_never_reuse_ids() {
     cluster.spawn_new(4);
     cluster.wait_alive().await;
     // Promoting a node that is not a learner yet is refused with a hint.
-    let early = cluster.api(2).post::<_, serde_json::Value>("/v1/cluster/voters", &json!({"node_id": 4})).await;
+    let early =
+        cluster.api(2).post::<_, serde_json::Value>("/v1/cluster/voters", &json!({"node_id": 4})).await;
     assert!(early.expect_err("not a learner").to_string().contains("add-learner"));
 
     let cli = std::process::Command::new(BIN)
-        .args(["cluster", "add-learner", "--api", &cluster.node(2).api_addr, "--node", &cluster.node(4).api_addr])
+        .args([
+            "cluster",
+            "add-learner",
+            "--api",
+            &cluster.node(2).api_addr,
+            "--node",
+            &cluster.node(4).api_addr,
+        ])
         .output()
         .expect("run cli");
     assert!(cli.status.success(), "add-learner failed: {}", String::from_utf8_lossy(&cli.stderr));
@@ -60,7 +68,7 @@ async fn add_learner_promote_remove_and_never_reuse_ids() {
     cluster.stop(victim);
     cluster.spawn_new(victim);
     cluster.wait_alive().await;
-    let again = cluster.api(4).get::<NodeView>(&"/v1/node".to_string()).await.expect("view");
+    let again = cluster.api(4).get::<NodeView>("/v1/node").await.expect("view");
     assert!(again.status.retired_nodes.contains(&victim));
     let node = cluster.node(victim);
     let body = json!({"node_id": victim, "raft_addr": node.raft_addr, "api_addr": node.api_addr});

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::time::Duration;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,14 +22,7 @@ async fn three_nodes_elect_and_replicate_cases() {
         expected.insert(id, format!("complaint r{i}"));
     }
     for id in 1..=3 {
-        let api = cluster.api(id);
-        let exp = expected.clone();
-        wait_for(&format!("node {id} to hold all 30 cases"), Duration::from_secs(20), || {
-            let api = api.clone();
-            let exp = exp.clone();
-            async move { cases_stale(&api).await.map(|c| by_id(&c) == exp).unwrap_or(false) }
-        })
-        .await;
+        wait_for_cases(&format!("node {id} to hold all 30 cases"), &cluster.api(id), &expected).await;
     }
     let view = cluster.view(leader).await.expect("leader view");
     assert_eq!(view.status.state, "Leader");
@@ -44,7 +36,8 @@ async fn bad_input_gets_clear_4xx() {
     seed_region(&cluster.api(1)).await;
     let follower_api = cluster.api(2);
 
-    let bad_json = follower_api.post::<_, serde_json::Value>("/v1/cases", &serde_json::json!({"origin": 5})).await;
+    let bad_json =
+        follower_api.post::<_, serde_json::Value>("/v1/cases", &serde_json::json!({"origin": 5})).await;
     assert!(bad_json.as_ref().expect_err("bad body").to_string().contains("422"), "{bad_json:?}");
     let unknown = follower_api.get::<serde_json::Value>("/v1/cases/C99999999").await;
     let msg = unknown.expect_err("unknown case").to_string();
@@ -63,7 +56,10 @@ async fn bad_input_gets_clear_4xx() {
     assert!(wrong_state.expect_err("no such case").to_string().contains("404"));
     let id = submit(&follower_api, "x").await.expect("submit");
     let accept_unassigned = follower_api
-        .post::<_, serde_json::Value>(&format!("/v1/cases/{id}/accept"), &serde_json::json!({"specialist": "DR"}))
+        .post::<_, serde_json::Value>(
+            &format!("/v1/cases/{id}/accept"),
+            &serde_json::json!({"specialist": "DR"}),
+        )
         .await;
     assert!(accept_unassigned.expect_err("not assigned").to_string().contains("409"));
     let bad_consistency = follower_api.get::<serde_json::Value>("/v1/cases?consistency=sometimes").await;

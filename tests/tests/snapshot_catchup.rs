@@ -34,14 +34,7 @@ async fn offline_node_catches_up_by_snapshot_after_purge() {
     .await;
 
     cluster.restart(offline);
-    let api = cluster.api(offline);
-    let expected = acked.clone();
-    wait_for("the offline node to catch up", Duration::from_secs(30), || {
-        let api = api.clone();
-        let expected = expected.clone();
-        async move { cases_stale(&api).await.map(|c| by_id(&c) == expected).unwrap_or(false) }
-    })
-    .await;
+    wait_for_cases("the offline node to catch up", &cluster.api(offline), &acked).await;
     assert!(
         cluster.log_of(offline).contains("installing snapshot"),
         "the lagging node must have caught up by installing a snapshot"

@@ -73,7 +73,7 @@ pub fn open(data_dir: &Path) -> Result<Opened, StoreOpenError> {
     Ok(Opened { log: LogStore::new(db.clone()), state_machine: StateMachineStore::new(db, state) })
 }
 
-fn create_tables(db: &Database) -> Result<(), redb::Error> {
+fn create_tables(db: &Database) -> Result<(), DbError> {
     let txn = db.begin_write()?;
     txn.open_table(LOG)?;
     txn.open_table(LOG_META)?;
@@ -97,7 +97,7 @@ pub(super) fn storage_error(
 #[derive(Debug, thiserror::Error)]
 pub(super) enum DbError {
     #[error(transparent)]
-    Redb(#[from] redb::Error),
+    Redb(Box<redb::Error>),
     #[error(transparent)]
     Codec(#[from] CodecError),
     #[error("background storage task failed: {0}")]
@@ -108,12 +108,12 @@ macro_rules! impl_from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for DbError {
             fn from(e: $t) -> Self {
-                DbError::Redb(e.into())
+                DbError::Redb(Box::new(e.into()))
             }
         }
     )*};
 }
-impl_from_redb!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+impl_from_redb!(redb::Error, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
 
 /// Read and decode `key` from a string-keyed metadata table.
 pub(super) fn read_meta<T: DeserializeOwned>(

@@ -8,37 +8,15 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use yilian_referral::{
-    Case, CaseId, CaseStatus, Command, FacilityId, Outcome, Priority, SpecialistId, Vitals,
+    Case, CaseId, CaseStatus, CaseSubmission, Command, FacilityId, Outcome, Priority, SpecialistId,
 };
-
-/// Body of `POST /v1/cases`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SubmitCase {
-    patient_ref: String,
-    complaint: String,
-    #[serde(default)]
-    vitals: Vitals,
-    priority: Priority,
-    origin: FacilityId,
-    #[serde(default)]
-    target: Option<FacilityId>,
-}
 
 /// `POST /v1/cases`
 pub async fn submit(
     State(node): State<AppState>,
-    Body(b): Body<SubmitCase>,
+    Body(b): Body<CaseSubmission>,
 ) -> Result<(StatusCode, Json<Outcome>), ApiError> {
-    let command = Command::SubmitCase {
-        patient_ref: b.patient_ref,
-        complaint: b.complaint,
-        vitals: b.vitals,
-        priority: b.priority,
-        origin: b.origin,
-        target: b.target,
-    };
-    created(&node, command).await
+    created(&node, Command::SubmitCase(b)).await
 }
 
 /// Filters for `GET /v1/cases`.

@@ -1,5 +1,6 @@
 use super::*;
 use crate::case::{Priority, Vitals};
+use crate::command::CaseSubmission;
 
 fn facility(id: &str, level: FacilityLevel, parent: Option<&str>) -> Command {
     Command::RegisterFacility(Facility {
@@ -30,14 +31,14 @@ fn seeded() -> Region {
 }
 
 fn submit() -> Command {
-    Command::SubmitCase {
+    Command::SubmitCase(CaseSubmission {
         patient_ref: "P1".into(),
         complaint: "chest pain".into(),
         vitals: Vitals::default(),
         priority: Priority::Stat,
         origin: FacilityId("TS".into()),
         target: None,
-    }
+    })
 }
 
 #[test]

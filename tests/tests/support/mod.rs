@@ -19,7 +19,8 @@ use yilian_referral::{Case, Outcome};
 pub const BIN: &str = env!("CARGO_BIN_EXE_yilian-under-test");
 
 /// Raft settings tuned for fast tests on loopback.
-pub const FAST_RAFT: &str = "[raft]\nheartbeat_ms = 100\nelection_timeout_min_ms = 800\nelection_timeout_max_ms = 1600\n";
+pub const FAST_RAFT: &str =
+    "[raft]\nheartbeat_ms = 100\nelection_timeout_min_ms = 800\nelection_timeout_max_ms = 1600\n";
 
 /// One node process.
 pub struct TestNode {
@@ -97,7 +98,8 @@ impl TestCluster {
             self.raft_toml
         );
         std::fs::write(&config, toml).expect("config");
-        let mut node = TestNode { id, raft_addr, api_addr, config, log: node_dir.join("node.log"), child: None };
+        let mut node =
+            TestNode { id, raft_addr, api_addr, config, log: node_dir.join("node.log"), child: None };
         node.launch();
         self.nodes.insert(id, node);
     }
@@ -142,7 +144,8 @@ impl TestCluster {
             let view: NodeView = self.api(*id).get("/v1/node").await.expect("node view");
             members.push(view.identity);
         }
-        let _: Value = self.api(ids[0]).post("/v1/cluster/init", &json!({ "members": members })).await.expect("init");
+        let _: Value =
+            self.api(ids[0]).post("/v1/cluster/init", &json!({ "members": members })).await.expect("init");
     }
 
     /// `GET /v1/node` on `id`.
@@ -304,4 +307,14 @@ pub async fn cases_stale(api: &ApiClient) -> anyhow::Result<Vec<Case>> {
 /// Case id → complaint map.
 pub fn by_id(cases: &[Case]) -> BTreeMap<String, String> {
     cases.iter().map(|c| (c.id.0.clone(), c.complaint.clone())).collect()
+}
+
+/// Wait until node `api` has applied exactly the cases in `expected` (id → complaint).
+pub async fn wait_for_cases(what: &str, api: &ApiClient, expected: &BTreeMap<String, String>) {
+    wait_for(what, Duration::from_secs(30), || {
+        let api = api.clone();
+        let expected = expected.clone();
+        async move { cases_stale(&api).await.map(|c| by_id(&c) == expected).unwrap_or(false) }
+    })
+    .await;
 }
