@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 use yilian_referral::{Command, DomainError, Outcome};
@@ -25,6 +26,8 @@ const LEADER_WAIT: Duration = Duration::from_secs(10);
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// How far behind the leader a learner may be and still be promoted.
 const MAX_PROMOTE_LAG: u64 = 1000;
+/// How often the leader looks for passed SLA and offer deadlines.
+const DEADLINE_CHECK: Duration = Duration::from_millis(200);
 
 /// Raft timing and snapshot settings: the `[raft]` table of the node's config file, where every
 /// key is optional.
@@ -140,6 +143,7 @@ pub struct ClusterNode {
     state: SharedState,
     transport: Arc<Transport>,
     rpc_timeout: Duration,
+    stopping: AtomicBool,
 }
 
 impl ClusterNode {
@@ -189,7 +193,12 @@ impl ClusterNode {
             state,
             transport: transport.clone(),
             rpc_timeout: Duration::from_millis(settings.install_snapshot_timeout_ms.max(5000)),
+            stopping: AtomicBool::new(false),
         });
+        tokio::spawn(
+            run_deadline_timer(Arc::downgrade(&node))
+                .instrument(tracing::info_span!("deadlines", node_id = id)),
+        );
         let handler = node.clone();
         tokio::spawn(
             async move { transport.serve(handler).await }
@@ -299,10 +308,33 @@ impl ClusterNode {
 
     /// Stop Raft and close the QUIC endpoint.
     pub async fn shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft did not shut down cleanly");
         }
         self.transport.close();
+    }
+
+    /// On the leader, commit the consequences of every deadline that has passed (offer timeouts,
+    /// SLA breaches, escalations) as one `Tick` command, so every replica applies the same
+    /// decisions. Followers do nothing: a deadline that passes during a leader change is
+    /// committed by the next leader, and the domain fires each consequence only once.
+    async fn commit_due_deadlines(&self) {
+        if self.raft.metrics().borrow().current_leader != Some(self.id) {
+            return;
+        }
+        let due = self.state.read().region.next_deadline().is_some_and(|t| t <= now_ms());
+        if !due {
+            return;
+        }
+        match self.execute_local(ForwardRequest::Write(Command::tick())).await {
+            Ok(ForwardResponse::Written(Ok(Outcome::Tick { consequences }))) => {
+                tracing::info!(consequences, "committed deadline consequences");
+            }
+            Ok(other) => tracing::warn!(answer = ?other, "deadline tick got an unexpected answer"),
+            Err(Local::NotLeader(_)) => tracing::debug!("lost leadership before committing deadlines"),
+            Err(Local::Failed(e)) => tracing::warn!(error = %e, "could not commit deadline consequences"),
+        }
     }
 
     /// Run `request` on the leader: here if this node leads, otherwise over QUIC.
@@ -533,6 +565,20 @@ fn client_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>) 
 fn fatal(e: impl Display) -> ClusterError {
     tracing::error!(error = %e, "raft stopped");
     ClusterError::ShuttingDown
+}
+
+/// The leader's deadline timer: checks every [`DEADLINE_CHECK`] until the node stops.
+async fn run_deadline_timer(node: Weak<ClusterNode>) {
+    let mut interval = tokio::time::interval(DEADLINE_CHECK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        interval.tick().await;
+        let Some(node) = node.upgrade() else { return };
+        if node.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        node.commit_due_deadlines().await;
+    }
 }
 
 /// Milliseconds since the Unix epoch on this node's clock.

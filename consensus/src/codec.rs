@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// Version of the on-disk and on-wire format written by this build.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 
 /// Why bytes could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
@@ -17,7 +17,7 @@ pub enum CodecError {
     #[error("empty input: expected a format version byte")]
     Empty,
     /// The input was written by a format this build does not read.
-    #[error("format version {found} is not supported (this build reads version {FORMAT_VERSION}); upgrade this node")]
+    #[error("data in format version {found}, but this build reads version {FORMAT_VERSION}; run a build that matches the rest of the cluster, or start this node from an empty data directory")]
     UnsupportedVersion {
         /// The version byte found.
         found: u8,

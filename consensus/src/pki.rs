@@ -17,6 +17,10 @@ use time::{Duration, OffsetDateTime};
 pub const CA_CERT: &str = "ca.crt";
 /// File name of the CA private key inside a CA directory.
 pub const CA_KEY: &str = "ca.key";
+/// File name of the regional patient-key secret written next to the CA.
+pub const PATIENT_SECRET: &str = "patient-key.secret";
+/// Bytes of randomness in a patient-key secret.
+const PATIENT_SECRET_BYTES: usize = 32;
 /// How long a CA certificate is valid.
 const CA_VALIDITY_DAYS: i64 = 3650;
 /// How long a node certificate is valid.
@@ -63,6 +67,9 @@ pub enum PkiError {
     /// The address given for the node is not usable.
     #[error("invalid --addr `{0}`: expected host:port with an IP host, e.g. 10.0.0.5:7101")]
     BadAddr(String),
+    /// The operating system's random source failed.
+    #[error("cannot read random bytes from the operating system: {0}")]
+    Random(String),
 }
 
 fn read(path: &Path) -> Result<String, PkiError> {
@@ -108,7 +115,22 @@ pub fn init_ca(dir: &Path, region: &str) -> Result<PathBuf, PkiError> {
     let cert = params.self_signed(&key)?;
     write(&dir.join(CA_KEY), &key.serialize_pem(), true)?;
     write(&cert_path, &cert.pem(), false)?;
+    init_patient_secret(dir)?;
     Ok(cert_path)
+}
+
+/// Write the region's patient-key secret (random, hex) to `dir` unless one is already there.
+/// Every node of the region must use the same secret so one patient gets one key everywhere.
+pub fn init_patient_secret(dir: &Path) -> Result<PathBuf, PkiError> {
+    let path = dir.join(PATIENT_SECRET);
+    if path.exists() {
+        return Ok(path);
+    }
+    let mut bytes = [0u8; PATIENT_SECRET_BYTES];
+    getrandom::getrandom(&mut bytes).map_err(|e| PkiError::Random(e.to_string()))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write(&path, &format!("{hex}\n"), true)?;
+    Ok(path)
 }
 
 /// Issue a certificate for node `node_id` listening on `addr` (host:port), signed by the CA in

@@ -68,27 +68,46 @@ pub type StorageError = openraft::StorageError<NodeId>;
 mod tests {
     use super::*;
     use crate::codec;
-    use yilian_referral::{CaseId, CaseStatus, CaseSubmission, FacilityId, Priority, SpecialistId, Vitals};
+    use yilian_referral::{
+        Actor, CaseAction, CaseId, CaseSubmission, Change, FacilityId, PatientKey, Priority, SpecialistId,
+        TaskStatus, Vitals,
+    };
 
     /// Every request and response must survive the binary codec (bincode cannot decode
     /// self-describing serde layouts such as internally tagged enums).
     #[test]
     fn log_payloads_round_trip_through_codec() {
+        let submission = CaseSubmission {
+            patient: PatientKey("ab".repeat(32)),
+            complaint: "c".into(),
+            vitals: Vitals { heart_rate_bpm: Some(80), ..Vitals::default() },
+            priority: Priority::Stat,
+            green_channel: None,
+            specialty: "cardiology".into(),
+            modality: None,
+            origin: FacilityId("TS".into()),
+            target: None,
+            draft: false,
+        };
         let commands = vec![
-            Command::SubmitCase(CaseSubmission {
-                patient_ref: "P".into(),
-                complaint: "c".into(),
-                vitals: Vitals { heart_rate_bpm: Some(80), ..Vitals::default() },
-                priority: Priority::Stat,
-                origin: FacilityId("TS".into()),
-                target: None,
-            }),
-            Command::Assign { case: CaseId("C1".into()), specialist: SpecialistId("D".into()) },
-            Command::Report {
-                case: CaseId("C1".into()),
-                specialist: SpecialistId("D".into()),
-                findings: "f".into(),
-            },
+            Command::new(Actor::staff("n1", "TS"), Change::SubmitCase(submission)),
+            Command::new(
+                Actor::specialist("D"),
+                Change::Case {
+                    case: CaseId("C1".into()),
+                    action: CaseAction::Report { text: "f".into() },
+                    reason: None,
+                },
+            ),
+            Command::new(
+                Actor::ops("o"),
+                Change::Case {
+                    case: CaseId("C1".into()),
+                    action: CaseAction::Assign { to: SpecialistId("D".into()) },
+                    reason: Some("r".into()),
+                },
+            ),
+            Command::tick(),
         ];
         for command in commands {
             let entry = openraft::Entry::<TypeConfig> {
@@ -102,7 +121,9 @@ mod tests {
         let responses = vec![
             Response::Referral(Ok(Outcome::Case {
                 case_id: CaseId("C1".into()),
-                status: CaseStatus::Assigned,
+                status: TaskStatus::Requested,
+                owner: Some(SpecialistId("D".into())),
+                unrouted: false,
             })),
             Response::Referral(Err(DomainError::invalid("x", "y"))),
             Response::NodeRetired,

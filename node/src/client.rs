@@ -10,6 +10,7 @@ use std::time::Duration;
 pub struct ApiClient {
     base: String,
     http: reqwest::Client,
+    actor: Option<String>,
 }
 
 impl ApiClient {
@@ -21,7 +22,13 @@ impl ApiClient {
             format!("http://{addr}")
         };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
-        Self { base, http }
+        Self { base, http, actor: None }
+    }
+
+    /// The same client, acting as `actor` (header form, e.g. `ops:admin`) on every request.
+    pub fn acting_as(mut self, actor: Option<String>) -> Self {
+        self.actor = actor;
+        self
     }
 
     /// The base URL.
@@ -39,13 +46,38 @@ impl ApiClient {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
     }
 
+    /// `PUT path` with a JSON body.
+    pub async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> anyhow::Result<T> {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(body)).await
+    }
+
+    /// `GET path`, answered as text (e.g. Prometheus metrics).
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let resp = self.request(self.http.get(format!("{}{path}", self.base))).send().await;
+        let resp = resp.with_context(|| format!("cannot reach node at {}; is it running?", self.base))?;
+        let status = resp.status();
+        let text = resp.text().await.context("reading the node's answer")?;
+        if !status.is_success() {
+            return Err(anyhow!("{status}: {text}"));
+        }
+        Ok(text)
+    }
+
     /// `DELETE path`.
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send(self.http.delete(format!("{}{path}", self.base))).await
     }
 
+    fn request(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.actor {
+            Some(a) => req.header(crate::api::actor::ACTOR_HEADER, a),
+            None => req,
+        }
+    }
+
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
-        let resp = req
+        let resp = self
+            .request(req)
             .send()
             .await
             .with_context(|| format!("cannot reach node at {}; is it running?", self.base))?;

@@ -24,6 +24,18 @@ pub struct NodeConfig {
     /// Raft timing and snapshots.
     #[serde(default)]
     pub raft: RaftSettings,
+    /// Patient pseudonymisation.
+    #[serde(default)]
+    pub patient: PatientSettings,
+}
+
+/// The `[patient]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatientSettings {
+    /// The region's patient-key secret (the same file on every node of the region). Defaults to
+    /// `patient-key.secret` next to `tls.ca_cert`, where `yilian ca init` writes it.
+    pub key_secret_file: Option<PathBuf>,
 }
 
 /// Why the configuration is unusable.
@@ -70,6 +82,12 @@ impl NodeConfig {
                 *p = base.join(&*p);
             }
         }
+        let secret = match cfg.patient.key_secret_file.take() {
+            Some(p) if p.is_relative() => base.join(p),
+            Some(p) => p,
+            None => cfg.tls.ca_cert.with_file_name(yilian_consensus::pki::PATIENT_SECRET),
+        };
+        cfg.patient.key_secret_file = Some(secret);
         cfg.validate(path)?;
         Ok(cfg)
     }
@@ -105,9 +123,12 @@ impl NodeConfig {
         if r.snapshot_after_logs == 0 {
             return Err(invalid("raft.snapshot_after_logs", "must be greater than 0"));
         }
-        for (key, p) in
-            [("tls.ca_cert", &self.tls.ca_cert), ("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)]
-        {
+        for (key, p) in [
+            ("tls.ca_cert", &self.tls.ca_cert),
+            ("tls.cert", &self.tls.cert),
+            ("tls.key", &self.tls.key),
+            ("patient.key_secret_file", &self.patient_secret_file().to_path_buf()),
+        ] {
             if !p.is_file() {
                 return Err(ConfigError::Invalid {
                     path: path.to_owned(),
@@ -121,6 +142,11 @@ impl NodeConfig {
         }
         Ok(())
     }
+
+    /// The patient-key secret file in force.
+    pub fn patient_secret_file(&self) -> &Path {
+        self.patient.key_secret_file.as_deref().unwrap_or(Path::new(yilian_consensus::pki::PATIENT_SECRET))
+    }
 }
 
 #[cfg(test)]
@@ -128,7 +154,7 @@ mod tests {
     use super::*;
 
     fn write(dir: &Path, body: &str) -> PathBuf {
-        for f in ["ca.crt", "n.crt", "n.key"] {
+        for f in ["ca.crt", "n.crt", "n.key", "patient-key.secret"] {
             std::fs::write(dir.join(f), "x").expect("write");
         }
         let p = dir.join("node.toml");

@@ -5,6 +5,7 @@
 
 use crate::api::NodeView;
 use crate::client::ApiClient;
+use crate::patient_key::with_check_character;
 use anyhow::{bail, Context};
 use clap::Args;
 use serde_json::{json, Value};
@@ -72,6 +73,7 @@ fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<DemoNode>> {
     if !certs.join(pki::CA_CERT).exists() {
         pki::init_ca(&certs, "demo region")?;
     }
+    pki::init_patient_secret(&certs)?;
     std::fs::create_dir_all(dir.join("logs"))?;
     let mut nodes = Vec::new();
     for id in 1..=NODES {
@@ -144,71 +146,176 @@ async fn bring_up(dir: &Path, nodes: &[DemoNode]) -> anyhow::Result<()> {
     };
     if facilities.is_empty() {
         seed(&first).await.context("seeding the demo region")?;
-        println!("seeded the demo region: 1 provincial hospital, 2 county hospitals, 4 township clinics");
+        println!(
+            "seeded the demo region: 1 provincial hospital, 2 county hospitals, 4 township clinics, \
+             7 specialists, 5 cases, 2 patient transfers"
+        );
     }
     print_guide(dir, nodes);
     Ok(())
 }
 
-fn facility(id: &str, name: &str, level: &str, parent: Option<&str>) -> Value {
-    json!({ "id": id, "name": name, "level": level, "region": "示范县域医共体", "parent": parent })
+/// The demo region's name.
+const REGION: &str = "示范县域医共体";
+
+fn facility(
+    id: &str,
+    name: &str,
+    level: &str,
+    parent: Option<&str>,
+    at: (i32, i32),
+    devices: &[&str],
+) -> Value {
+    json!({
+        "id": id, "name": name, "level": level, "region": REGION, "parent": parent,
+        "location": { "lat_e6": at.0, "lon_e6": at.1 }, "devices": devices,
+    })
+}
+
+/// A demo patient's resident ID (valid check character; not a real person's).
+fn demo_patient_id(n: u32) -> anyhow::Result<String> {
+    with_check_character(&format!("3301021960{n:07}")).context("building a demo patient id")
+}
+
+async fn act(api: &ApiClient, actor: &str, case: &str, action: &str, body: Value) -> anyhow::Result<Outcome> {
+    api.clone().acting_as(Some(actor.to_owned())).post(&format!("/v1/cases/{case}/{action}"), &body).await
 }
 
 async fn seed(api: &ApiClient) -> anyhow::Result<()> {
+    let ops = api.clone().acting_as(Some("ops:demo-admin".into()));
     let facilities = [
-        facility("PROV-SX", "省人民医院", "provincial", None),
-        facility("CTY-AN", "安宁县人民医院", "county", Some("PROV-SX")),
-        facility("CTY-PY", "平原县人民医院", "county", Some("PROV-SX")),
-        facility("TS-LJ", "李家镇卫生院", "township", Some("CTY-AN")),
-        facility("TS-HS", "河上镇卫生院", "township", Some("CTY-AN")),
-        facility("TS-QS", "青山乡卫生院", "township", Some("CTY-PY")),
-        facility("TS-DW", "大王庄乡卫生院", "township", Some("CTY-PY")),
+        facility(
+            "PROV-SX",
+            "省人民医院",
+            "provincial",
+            None,
+            (30_250_000, 120_160_000),
+            &["CT", "MR", "DR", "US", "ECG"],
+        ),
+        facility(
+            "CTY-AN",
+            "安宁县人民医院",
+            "county",
+            Some("PROV-SX"),
+            (30_050_000, 119_950_000),
+            &["CT", "DR", "US", "ECG"],
+        ),
+        facility(
+            "CTY-PY",
+            "平原县人民医院",
+            "county",
+            Some("PROV-SX"),
+            (30_450_000, 120_400_000),
+            &["CT", "DR", "US", "ECG"],
+        ),
+        facility(
+            "TS-LJ",
+            "李家镇卫生院",
+            "township",
+            Some("CTY-AN"),
+            (30_000_000, 119_900_000),
+            &["DR", "US", "ECG"],
+        ),
+        facility(
+            "TS-HS",
+            "河上镇卫生院",
+            "township",
+            Some("CTY-AN"),
+            (30_080_000, 119_880_000),
+            &["DR", "US", "ECG"],
+        ),
+        facility(
+            "TS-QS",
+            "青山乡卫生院",
+            "township",
+            Some("CTY-PY"),
+            (30_500_000, 120_450_000),
+            &["DR", "ECG"],
+        ),
+        facility(
+            "TS-DW",
+            "大王庄乡卫生院",
+            "township",
+            Some("CTY-PY"),
+            (30_420_000, 120_350_000),
+            &["DR", "US", "ECG"],
+        ),
     ];
     for f in &facilities {
-        let _: Outcome = api.post("/v1/facilities", f).await?;
+        let _: Outcome = ops.post("/v1/facilities", f).await?;
     }
     let specialists = [
-        ("DR-AN-CARD", "王医生", "CTY-AN", "cardiology"),
-        ("DR-AN-NEUR", "李医生", "CTY-AN", "neurology"),
-        ("DR-PY-RAD", "张医生", "CTY-PY", "radiology"),
-        ("DR-PROV-CARD", "陈主任", "PROV-SX", "cardiology"),
-        ("DR-PROV-NEUR", "刘主任", "PROV-SX", "neurology"),
+        ("DR-AN-CARD", "王医生", "CTY-AN", "cardiology", &["ECG", "US"][..]),
+        ("DR-AN-NEUR", "李医生", "CTY-AN", "neurology", &["CT"][..]),
+        ("DR-AN-RAD", "赵医生", "CTY-AN", "radiology", &["DR", "CT", "US"][..]),
+        ("DR-PY-RAD", "张医生", "CTY-PY", "radiology", &["DR", "CT", "US"][..]),
+        ("DR-PROV-CARD", "陈主任", "PROV-SX", "cardiology", &["ECG", "US", "CT"][..]),
+        ("DR-PROV-NEUR", "刘主任", "PROV-SX", "neurology", &["CT", "MR"][..]),
+        ("DR-PROV-RAD", "孙主任", "PROV-SX", "radiology", &["DR", "CT", "MR", "US"][..]),
     ];
-    for (id, name, facility, specialty) in specialists {
-        let body = json!({ "id": id, "name": name, "facility": facility, "specialty": specialty });
-        let _: Outcome = api.post("/v1/specialists", &body).await?;
+    for (id, name, facility, specialty, modalities) in specialists {
+        let body = json!({
+            "id": id, "name": name, "facility": facility, "specialty": specialty,
+            "modalities": modalities, "cap": 6, "on_shift": true,
+        });
+        let _: Outcome = ops.post("/v1/specialists", &body).await?;
+    }
+    for (facility, service, capacity) in [
+        ("TS-LJ", "rehab-stroke", json!("yes")),
+        ("TS-HS", "rehab-stroke", json!("no")),
+        ("TS-DW", "rehab-stroke", json!({ "waitlist": { "days": 14 } })),
+        ("TS-QS", "diabetes-follow-up", json!("yes")),
+        ("CTY-AN", "cardiology-ward", json!("yes")),
+    ] {
+        let _: Outcome = ops
+            .put(&format!("/v1/facilities/{facility}/capacity/{service}"), &json!({ "capacity": capacity }))
+            .await?;
     }
     let cases = [
-        ("TS-LJ", "DEMO-P-0001", "chest pain 40 min, sweating", "stat", None, Some("DR-AN-CARD"), 2),
-        (
-            "TS-QS",
-            "DEMO-P-0002",
-            "left-side weakness, slurred speech",
-            "stat",
-            Some("PROV-SX"),
-            Some("DR-PROV-NEUR"),
-            1,
-        ),
-        ("TS-HS", "DEMO-P-0003", "persistent cough, abnormal DR chest film", "urgent", None, None, 0),
-        ("TS-DW", "DEMO-P-0004", "abdominal ultrasound review", "routine", None, Some("DR-PY-RAD"), 4),
-        ("TS-LJ", "DEMO-P-0005", "hypertension follow-up ECG", "routine", None, None, 0),
+        ("TS-LJ", 1, "chest pain 40 min, sweating", "stat", Some("chest_pain"), "cardiology", "ECG", 3),
+        ("TS-QS", 2, "left-side weakness, slurred speech", "stat", Some("stroke"), "neurology", "CT", 1),
+        ("TS-HS", 3, "persistent cough, abnormal DR chest film", "urgent", None, "radiology", "DR", 0),
+        ("TS-DW", 4, "abdominal ultrasound review", "routine", None, "radiology", "US", 4),
+        ("TS-LJ", 5, "hypertension follow-up ECG", "routine", None, "cardiology", "ECG", 0),
     ];
-    for (origin, patient, complaint, priority, target, specialist, steps) in cases {
+    for (origin, patient, complaint, priority, green, specialty, modality, steps) in cases {
+        let staff = api.clone().acting_as(Some(format!("clinic_staff:nurse-{origin}@{origin}")));
         let body = json!({
-            "origin": origin, "patient_ref": patient, "complaint": complaint, "priority": priority,
-            "target": target, "vitals": { "heart_rate_bpm": 96, "systolic_mmhg": 150, "diastolic_mmhg": 92 },
+            "patient_id": demo_patient_id(patient)?, "complaint": complaint, "priority": priority,
+            "green_channel": green, "specialty": specialty, "modality": modality,
+            "vitals": { "heart_rate_bpm": 96, "systolic_mmhg": 150, "diastolic_mmhg": 92 },
         });
-        let Outcome::Case { case_id, .. } = api.post("/v1/cases", &body).await? else {
-            bail!("unexpected answer to a case submission");
+        let Outcome::Case { case_id, owner: Some(owner), .. } = staff.post("/v1/cases", &body).await? else {
+            continue;
         };
-        if let Some(dr) = specialist {
-            let actions = ["assign", "accept", "report", "complete"];
-            for action in actions.iter().take(steps) {
-                let body = json!({ "specialist": dr, "findings": "demo findings: see attached images" });
-                let _: Outcome = api.post(&format!("/v1/cases/{case_id}/{action}"), &body).await?;
-            }
+        let reader = format!("specialist:{owner}");
+        let steps_taken = [
+            ("accept", json!({})),
+            ("start", json!({})),
+            (
+                "report",
+                json!({ "text": "demo findings: see attached images; advice to the requesting clinic" }),
+            ),
+            ("complete", json!({})),
+        ];
+        for (action, body) in steps_taken.into_iter().take(steps) {
+            act(api, &reader, &case_id.0, action, body).await?;
         }
     }
+    let county = api.clone().acting_as(Some("clinic_staff:ward-clerk@CTY-AN".into()));
+    let up = json!({ "case": "C00000001", "direction": "up", "to": "CTY-AN", "service": "cardiology-ward" });
+    let _: Outcome = api
+        .clone()
+        .acting_as(Some("clinic_staff:nurse-TS-LJ@TS-LJ".into()))
+        .post("/v1/transfers", &up)
+        .await?;
+    let _: Outcome = county.post("/v1/transfers/T00000001/accept", &json!({})).await?;
+    let _: Outcome = county.post("/v1/transfers/T00000001/complete", &json!({})).await?;
+    let down = json!({
+        "case": "C00000001", "direction": "down", "to": "TS-LJ", "service": "rehab-stroke",
+        "follow_up": [{ "what": "blood pressure check", "due_after_days": 7 }],
+    });
+    let _: Outcome = county.post("/v1/transfers", &down).await?;
     Ok(())
 }
 
@@ -223,7 +330,11 @@ fn print_guide(dir: &Path, nodes: &[DemoNode]) {
     println!("\nTry, in another terminal:");
     println!("  cargo run --release --bin yilian -- cluster status --api {api}");
     println!("  cargo run --release --bin yilian -- case list --api {api}");
+    println!("  cargo run --release --bin yilian -- worklist DR-AN-RAD --api {api}");
+    println!("  cargo run --release --bin yilian -- facility search rehab-stroke --near TS-HS --api {api}");
+    println!("  cargo run --release --bin yilian -- figures --api {api}");
     println!("  curl -s http://{api}/v1/cases | python3 -m json.tool");
+    println!("  curl -s http://{api}/fhir/Task?status=requested | python3 -m json.tool");
     println!("\nPress Ctrl-C to stop all nodes.");
 }
 

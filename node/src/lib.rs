@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod logging;
+pub mod patient_key;
 pub mod runtime;
 
 /// Entry point shared by the `yilian` binary and test harnesses: parse args, run, report errors.

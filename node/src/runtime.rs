@@ -2,7 +2,9 @@
 
 use crate::api;
 use crate::config::NodeConfig;
+use crate::patient_key::PatientKeyer;
 use anyhow::Context;
+use std::sync::Arc;
 use tracing::Instrument;
 use yilian_consensus::{ClusterNode, NodeInfo};
 
@@ -10,6 +12,7 @@ use yilian_consensus::{ClusterNode, NodeInfo};
 pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let span = tracing::info_span!("node", node_id = cfg.node_id);
     async move {
+        let patient_keys = PatientKeyer::load(cfg.patient_secret_file()).context("loading the patient-key secret")?;
         let info = NodeInfo { raft_addr: cfg.raft_addr.clone(), api_addr: cfg.api_addr.clone() };
         let node = ClusterNode::start(cfg.node_id, info, &cfg.data_dir, &cfg.tls, &cfg.raft)
             .await
@@ -18,7 +21,8 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on api_addr {}; is the port in use?", cfg.api_addr))?;
         tracing::info!(raft_addr = %cfg.raft_addr, api_addr = %cfg.api_addr, data_dir = %cfg.data_dir.display(), "node started");
-        axum::serve(listener, api::router(node.clone()))
+        let state = Arc::new(api::ApiState { node: node.clone(), patient_keys });
+        axum::serve(listener, api::router(state))
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("HTTP server failed")?;

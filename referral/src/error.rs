@@ -2,13 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Why the referral domain refused a command. Every message says what to do next.
+/// Why the referral domain refused a command. Every message says what went wrong and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum DomainError {
-    /// A facility, specialist or case id was not found.
+    /// A facility, specialist, case or transfer id was not found.
     #[error("{kind} `{id}` does not exist; check the id or register it first")]
     NotFound {
-        /// What kind of thing was looked up ("facility", "specialist", "case").
+        /// What kind of thing was looked up ("facility", "specialist", "case", "transfer").
         kind: String,
         /// The id that was not found.
         id: String,
@@ -21,8 +21,8 @@ pub enum DomainError {
         /// The id that clashed.
         id: String,
     },
-    /// The case is not in a state that allows this action.
-    #[error("case `{case}` is {status}; cannot {action} it (allowed from: {allowed})")]
+    /// The lifecycle rule for this action does not allow it from the current status.
+    #[error("rule `{rule}` refuses to {action} case `{case}`: it is {status}, and {action} is allowed only from {allowed}")]
     InvalidTransition {
         /// The case id.
         case: String,
@@ -32,6 +32,8 @@ pub enum DomainError {
         action: String,
         /// Statuses the action is allowed from.
         allowed: String,
+        /// The name of the lifecycle rule that refused it.
+        rule: String,
     },
     /// A field failed validation.
     #[error("invalid {field}: {reason}")]
@@ -41,12 +43,35 @@ pub enum DomainError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The actor is not allowed to do this.
-    #[error("{reason}")]
+    /// The actor may not do this.
+    #[error("rule `{rule}` refuses: {reason}")]
     NotAllowed {
-        /// Why the action was refused.
+        /// The name of the rule that refused it.
+        rule: String,
+        /// Why the action was refused and who may do it.
         reason: String,
     },
+    /// The receiving facility declared it cannot take the patient for this service.
+    #[error("facility `{facility}` declared capacity `{declared}` for `{service}`; {}", suggestion_text(.suggestion))]
+    NoCapacity {
+        /// The facility that was asked.
+        facility: String,
+        /// The service needed.
+        service: String,
+        /// What it declared ("no" or "undeclared").
+        declared: String,
+        /// The nearest facility that can take the patient, if any.
+        suggestion: Option<String>,
+    },
+}
+
+fn suggestion_text(suggestion: &Option<String>) -> String {
+    match suggestion {
+        Some(f) => format!("the nearest facility that can take the patient is `{f}`"),
+        None => {
+            "no facility in the region has declared capacity for it; ask ops to check declarations".into()
+        }
+    }
 }
 
 impl DomainError {
@@ -63,5 +88,10 @@ impl DomainError {
     /// A validation error for `field`.
     pub fn invalid(field: &str, reason: impl Into<String>) -> Self {
         Self::Invalid { field: field.to_owned(), reason: reason.into() }
+    }
+
+    /// A refusal by the rule named `rule`.
+    pub fn not_allowed(rule: &str, reason: impl Into<String>) -> Self {
+        Self::NotAllowed { rule: rule.to_owned(), reason: reason.into() }
     }
 }

@@ -1,19 +1,39 @@
-//! Yilian referral domain: facilities, specialists, cases and their lifecycle.
+//! Yilian referral domain: facilities, specialists, cases, routing, SLA clocks, transfers and the
+//! audit trail.
 //!
-//! Pure logic, no I/O. Every change to the region goes through [`Region::apply`], which is
-//! deterministic given the command and the timestamp the leader stamped on it, so every Raft
-//! replica that applies the same log reaches the same state.
+//! Pure logic, no I/O and no clock of its own. Every change to the region goes through
+//! [`Region::apply`], which is deterministic given the command and the time the Raft leader
+//! stamped on it, so every replica that applies the same log reaches the same state.
 
+pub mod actor;
+pub mod audit;
 pub mod case;
 pub mod command;
 pub mod error;
 pub mod facility;
+pub mod lifecycle;
+pub mod modality;
+pub mod patient;
+pub mod priority;
 pub mod region;
 pub mod specialist;
+pub mod status;
+pub mod transfer;
 
-pub use case::{Case, CaseId, CaseStatus, Priority, Vitals};
-pub use command::{CaseSubmission, Command, Outcome};
+pub use actor::{Actor, Role};
+pub use audit::{AuditAction, AuditEvent};
+pub use case::{Case, CaseId, SlaClock, Vitals};
+pub use command::{
+    CaseSubmission, Change, Command, FacilityRegistration, Outcome, SpecialistRegistration, TransferAction,
+    TransferRequest,
+};
 pub use error::DomainError;
-pub use facility::{Facility, FacilityId, FacilityLevel};
-pub use region::{Applied, Entity, EntityKey, Region};
+pub use facility::{Capacity, Facility, FacilityId, FacilityLevel, GeoPoint};
+pub use lifecycle::CaseAction;
+pub use modality::Modality;
+pub use patient::PatientKey;
+pub use priority::{GreenChannel, Priority, RegionPolicy, SlaTargets};
+pub use region::{Applied, CapacityOption, CaseFilter, Entity, EntityKey, Ineligible, Region};
 pub use specialist::{Specialist, SpecialistId};
+pub use status::TaskStatus;
+pub use transfer::{Direction, Transfer, TransferId, TransferStatus};

@@ -1,14 +1,36 @@
 //! The whole replicated referral state of a region, and how commands change it.
+//!
+//! Handlers follow one discipline so a refused command changes nothing: look up and validate
+//! everything first, then work on copies and store them with the `put_*` methods, which keep the
+//! derived indexes and the list of touched entities up to date.
 
-use crate::case::{Case, CaseEvent, CaseId, CaseStatus};
-use crate::command::{CaseSubmission, Command, Outcome};
+mod cases;
+mod index;
+mod queries;
+mod registry;
+mod routing;
+mod timers;
+mod transfers;
+
+pub use queries::{CapacityOption, CaseFilter};
+pub use routing::Ineligible;
+
+use crate::actor::Actor;
+use crate::audit::{AuditAction, AuditEvent};
+use crate::case::{Case, CaseId};
+use crate::command::{Change, Command, Outcome};
 use crate::error::DomainError;
-use crate::facility::{Facility, FacilityId, FacilityLevel};
+use crate::facility::{Facility, FacilityId};
+use crate::patient::PatientKey;
+use crate::priority::RegionPolicy;
 use crate::specialist::{Specialist, SpecialistId};
-use serde::{Deserialize, Serialize};
+use crate::transfer::{Transfer, TransferId};
+use index::Indexes;
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 
-/// Longest free-text field accepted (complaint, report), in bytes.
+/// Longest free-text field accepted (complaint, report, reasons), in bytes.
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
 
 /// Names one stored entity, so storage can persist exactly what a command touched.
@@ -20,8 +42,27 @@ pub enum EntityKey {
     Specialist(SpecialistId),
     /// A case.
     Case(CaseId),
-    /// The case id counter.
-    CaseSequence,
+    /// A transfer.
+    Transfer(TransferId),
+    /// A region's policy.
+    Policy(String),
+    /// An audit event.
+    Audit(u64),
+    /// Sequence counters and the region clock.
+    Counters,
+}
+
+/// Sequence counters and the region clock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Cases created so far.
+    pub cases: u64,
+    /// Transfers created so far.
+    pub transfers: u64,
+    /// Audit events written so far.
+    pub audit: u64,
+    /// Latest command time seen; the region's clock never runs backwards.
+    pub clock_ms: u64,
 }
 
 /// One stored entity, as persisted by the state machine.
@@ -33,8 +74,14 @@ pub enum Entity {
     Specialist(Specialist),
     /// A case.
     Case(Case),
-    /// The number of cases submitted so far.
-    CaseSequence(u64),
+    /// A transfer.
+    Transfer(Transfer),
+    /// A region's policy.
+    Policy(String, RegionPolicy),
+    /// An audit event.
+    Audit(AuditEvent),
+    /// Counters.
+    Counters(Counters),
 }
 
 /// The result of applying one command: the answer for the client and what changed.
@@ -46,200 +93,76 @@ pub struct Applied {
     pub touched: Vec<EntityKey>,
 }
 
-/// Facilities, specialists and cases of one region.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Facilities, specialists, cases, transfers, policies and the audit trail of one region.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Region {
     facilities: BTreeMap<FacilityId, Facility>,
     specialists: BTreeMap<SpecialistId, Specialist>,
     cases: BTreeMap<CaseId, Case>,
-    case_sequence: u64,
+    transfers: BTreeMap<TransferId, Transfer>,
+    policies: BTreeMap<String, RegionPolicy>,
+    audit: BTreeMap<u64, AuditEvent>,
+    counters: Counters,
+    index: Indexes,
+    touched: Vec<EntityKey>,
 }
 
 impl Region {
     /// Apply `command` at time `at_ms` (stamped by the leader, so replicas agree).
     pub fn apply(&mut self, at_ms: u64, command: &Command) -> Applied {
-        let mut touched = Vec::new();
-        let result = self.apply_inner(at_ms, command, &mut touched);
+        self.touched.clear();
+        let now = at_ms.max(self.counters.clock_ms);
+        let result = self.validate_actor(&command.actor).and_then(|()| self.dispatch(now, command));
+        let mut touched = std::mem::take(&mut self.touched);
         if result.is_err() {
             touched.clear();
+        }
+        if now != self.counters.clock_ms {
+            self.counters.clock_ms = now;
+            touched.push(EntityKey::Counters);
         }
         Applied { result, touched }
     }
 
-    fn apply_inner(
-        &mut self,
-        at_ms: u64,
-        command: &Command,
-        touched: &mut Vec<EntityKey>,
-    ) -> Result<Outcome, DomainError> {
-        match command {
-            Command::RegisterFacility(f) => {
-                validate_id("id", &f.id.0)?;
-                validate_text("name", &f.name)?;
-                if self.facilities.contains_key(&f.id) {
-                    return Err(DomainError::already_exists("facility", &f.id));
-                }
-                if let Some(parent) = &f.parent {
-                    let p = self.facility(parent)?;
-                    if p.level <= f.level {
-                        return Err(DomainError::invalid(
-                            "parent",
-                            format!("parent `{parent}` must be a higher tier than the facility"),
-                        ));
-                    }
-                }
-                self.facilities.insert(f.id.clone(), f.clone());
-                touched.push(EntityKey::Facility(f.id.clone()));
-                Ok(Outcome::Registered { id: f.id.0.clone() })
+    fn dispatch(&mut self, now: u64, command: &Command) -> Result<Outcome, DomainError> {
+        let actor = &command.actor;
+        match &command.change {
+            Change::RegisterFacility(r) => self.register_facility(now, actor, r),
+            Change::RegisterSpecialist(r) => self.register_specialist(now, actor, r),
+            Change::SetPolicy { region, policy } => self.set_policy(now, actor, region, policy),
+            Change::SetShift { specialist, on_shift } => self.set_shift(now, actor, specialist, *on_shift),
+            Change::DeclareCapacity { facility, service, capacity } => {
+                self.declare_capacity(now, actor, facility, service, *capacity)
             }
-            Command::RegisterSpecialist(s) => {
-                validate_id("id", &s.id.0)?;
-                validate_text("name", &s.name)?;
-                if self.specialists.contains_key(&s.id) {
-                    return Err(DomainError::already_exists("specialist", &s.id));
-                }
-                if self.facility(&s.facility)?.level == FacilityLevel::Township {
-                    return Err(DomainError::invalid(
-                        "facility",
-                        "specialists work at county or provincial hospitals",
-                    ));
-                }
-                self.specialists.insert(s.id.clone(), s.clone());
-                touched.push(EntityKey::Specialist(s.id.clone()));
-                Ok(Outcome::Registered { id: s.id.0.clone() })
+            Change::SetDevice { facility, modality, in_service, reason } => {
+                self.set_device(now, actor, facility, *modality, *in_service, reason.as_deref())
             }
-            Command::SubmitCase(CaseSubmission {
-                patient_ref,
-                complaint,
-                vitals,
-                priority,
-                origin,
-                target,
-            }) => {
-                validate_id("patient_ref", patient_ref)?;
-                validate_text("complaint", complaint)?;
-                let origin_facility = self.facility(origin)?;
-                let target = match target.clone().or_else(|| origin_facility.parent.clone()) {
-                    Some(t) => t,
-                    None => {
-                        return Err(DomainError::invalid(
-                            "target",
-                            format!("facility `{origin}` has no parent; name a target facility"),
-                        ))
-                    }
-                };
-                if self.facility(&target)?.level == FacilityLevel::Township {
-                    return Err(DomainError::invalid(
-                        "target",
-                        "cases are sent to county or provincial hospitals",
-                    ));
-                }
-                self.case_sequence += 1;
-                let id = CaseId::from_sequence(self.case_sequence);
-                let case = Case {
-                    id: id.clone(),
-                    patient_ref: patient_ref.clone(),
-                    complaint: complaint.clone(),
-                    vitals: vitals.clone(),
-                    priority: *priority,
-                    origin: origin.clone(),
-                    target,
-                    specialist: None,
-                    status: CaseStatus::Submitted,
-                    report: None,
-                    submitted_at_ms: at_ms,
-                    history: vec![CaseEvent {
-                        at_ms,
-                        status: CaseStatus::Submitted,
-                        actor: origin.0.clone(),
-                    }],
-                };
-                self.cases.insert(id.clone(), case);
-                touched.push(EntityKey::CaseSequence);
-                touched.push(EntityKey::Case(id.clone()));
-                Ok(Outcome::Case { case_id: id, status: CaseStatus::Submitted })
+            Change::SubmitCase(s) => self.submit_case(now, actor, s),
+            Change::Case { case, action, reason } => {
+                self.act_on_case(now, actor, case, action, reason.as_deref())
             }
-            Command::Assign { case, specialist } => {
-                let spec_facility = self.specialist(specialist)?.facility.clone();
-                let c = self.case_in(case, "assign", &[CaseStatus::Submitted, CaseStatus::Assigned])?;
-                if spec_facility != c.target {
-                    return Err(DomainError::NotAllowed {
-                        reason: format!(
-                            "specialist `{specialist}` works at `{spec_facility}`, but case `{case}` is sent to `{}`",
-                            c.target
-                        ),
-                    });
-                }
-                c.specialist = Some(specialist.clone());
-                self.transition(at_ms, case, CaseStatus::Assigned, &specialist.0, touched)
-            }
-            Command::Accept { case, specialist } => {
-                self.case_for(case, specialist, "accept", &[CaseStatus::Assigned])?;
-                self.transition(at_ms, case, CaseStatus::Accepted, &specialist.0, touched)
-            }
-            Command::Report { case, specialist, findings } => {
-                validate_text("findings", findings)?;
-                let c = self.case_for(case, specialist, "report", &[CaseStatus::Accepted])?;
-                c.report = Some(findings.clone());
-                self.transition(at_ms, case, CaseStatus::Reported, &specialist.0, touched)
-            }
-            Command::Complete { case, specialist } => {
-                self.case_for(case, specialist, "complete", &[CaseStatus::Reported])?;
-                self.transition(at_ms, case, CaseStatus::Completed, &specialist.0, touched)
-            }
+            Change::RequestTransfer(r) => self.request_transfer(now, actor, r),
+            Change::Transfer { transfer, action } => self.act_on_transfer(now, actor, transfer, action),
+            Change::Tick => self.tick(now, actor),
         }
     }
 
-    fn transition(
-        &mut self,
-        at_ms: u64,
-        case: &CaseId,
-        status: CaseStatus,
-        actor: &str,
-        touched: &mut Vec<EntityKey>,
-    ) -> Result<Outcome, DomainError> {
-        let c = self.cases.get_mut(case).ok_or_else(|| DomainError::not_found("case", case))?;
-        c.status = status;
-        c.history.push(CaseEvent { at_ms, status, actor: actor.to_owned() });
-        touched.push(EntityKey::Case(case.clone()));
-        Ok(Outcome::Case { case_id: case.clone(), status })
+    fn validate_actor(&self, actor: &Actor) -> Result<(), DomainError> {
+        validate_id("actor.id", &actor.id)?;
+        if let Some(f) = &actor.facility {
+            self.facility(f)?;
+        }
+        Ok(())
     }
 
-    /// The case, if it is in one of `allowed` statuses.
-    fn case_in(
-        &mut self,
-        case: &CaseId,
-        action: &str,
-        allowed: &[CaseStatus],
-    ) -> Result<&mut Case, DomainError> {
-        let c = self.cases.get_mut(case).ok_or_else(|| DomainError::not_found("case", case))?;
-        if !allowed.contains(&c.status) {
-            return Err(DomainError::InvalidTransition {
-                case: case.0.clone(),
-                status: c.status.to_string(),
-                action: action.to_owned(),
-                allowed: allowed.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "),
-            });
-        }
-        Ok(c)
+    /// The region's clock: the latest command time applied.
+    pub fn clock_ms(&self) -> u64 {
+        self.counters.clock_ms
     }
 
-    /// The case, if `specialist` is the one it is assigned to and it is in an `allowed` status.
-    fn case_for(
-        &mut self,
-        case: &CaseId,
-        specialist: &SpecialistId,
-        action: &str,
-        allowed: &[CaseStatus],
-    ) -> Result<&mut Case, DomainError> {
-        self.specialist(specialist)?;
-        let c = self.case_in(case, action, allowed)?;
-        if c.specialist.as_ref() != Some(specialist) {
-            return Err(DomainError::NotAllowed {
-                reason: format!("case `{case}` is not assigned to specialist `{specialist}`"),
-            });
-        }
-        Ok(c)
+    /// The earliest deadline of any open case, for the leader's timer.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.index.next_deadline()
     }
 
     /// Look up a facility.
@@ -257,6 +180,16 @@ impl Region {
         self.cases.get(id).ok_or_else(|| DomainError::not_found("case", id))
     }
 
+    /// Look up a transfer.
+    pub fn transfer(&self, id: &TransferId) -> Result<&Transfer, DomainError> {
+        self.transfers.get(id).ok_or_else(|| DomainError::not_found("transfer", id))
+    }
+
+    /// The policy in force for `region` (the default if none was set).
+    pub fn policy(&self, region: &str) -> RegionPolicy {
+        self.policies.get(region).cloned().unwrap_or_default()
+    }
+
     /// All facilities, by id.
     pub fn facilities(&self) -> impl Iterator<Item = &Facility> {
         self.facilities.values()
@@ -272,17 +205,78 @@ impl Region {
         self.cases.values()
     }
 
+    /// All transfers, by id.
+    pub fn transfers(&self) -> impl Iterator<Item = &Transfer> {
+        self.transfers.values()
+    }
+
+    /// The audit trail, oldest first.
+    pub fn audit_events(&self) -> impl Iterator<Item = &AuditEvent> {
+        self.audit.values()
+    }
+
+    /// Store a case and keep the indexes in step.
+    fn put_case(&mut self, case: Case) {
+        if let Some(old) = self.cases.get(&case.id) {
+            self.index.remove_case(old);
+        }
+        self.index.insert_case(&case);
+        self.touched.push(EntityKey::Case(case.id.clone()));
+        self.cases.insert(case.id.clone(), case);
+    }
+
+    fn put_specialist(&mut self, s: Specialist) {
+        self.touched.push(EntityKey::Specialist(s.id.clone()));
+        self.specialists.insert(s.id.clone(), s);
+    }
+
+    fn put_facility(&mut self, f: Facility) {
+        self.touched.push(EntityKey::Facility(f.id.clone()));
+        self.facilities.insert(f.id.clone(), f);
+    }
+
+    fn put_transfer(&mut self, t: Transfer) {
+        self.touched.push(EntityKey::Transfer(t.id.clone()));
+        self.transfers.insert(t.id.clone(), t);
+    }
+
+    /// Append an audit event and return its sequence number.
+    fn audit(&mut self, now: u64, actor: &Actor, event: AuditRecord) -> u64 {
+        self.counters.audit += 1;
+        let seq = self.counters.audit;
+        self.audit.insert(
+            seq,
+            AuditEvent {
+                seq,
+                at_ms: now,
+                event_type: event.event_type,
+                action: event.action,
+                actor: actor.clone(),
+                case: event.case,
+                patient: event.patient,
+                object: event.object,
+                detail: event.detail,
+            },
+        );
+        self.touched.push(EntityKey::Audit(seq));
+        self.touched.push(EntityKey::Counters);
+        seq
+    }
+
     /// The current value of a stored entity, or `None` if it does not exist.
     pub fn entity(&self, key: &EntityKey) -> Option<Entity> {
         match key {
             EntityKey::Facility(id) => self.facilities.get(id).cloned().map(Entity::Facility),
             EntityKey::Specialist(id) => self.specialists.get(id).cloned().map(Entity::Specialist),
             EntityKey::Case(id) => self.cases.get(id).cloned().map(Entity::Case),
-            EntityKey::CaseSequence => Some(Entity::CaseSequence(self.case_sequence)),
+            EntityKey::Transfer(id) => self.transfers.get(id).cloned().map(Entity::Transfer),
+            EntityKey::Policy(r) => self.policies.get(r).cloned().map(|p| Entity::Policy(r.clone(), p)),
+            EntityKey::Audit(seq) => self.audit.get(seq).cloned().map(Entity::Audit),
+            EntityKey::Counters => Some(Entity::Counters(self.counters)),
         }
     }
 
-    /// Put a stored entity back (used when loading from disk).
+    /// Put a stored entity back (used when loading from disk or a snapshot).
     pub fn restore(&mut self, entity: Entity) {
         match entity {
             Entity::Facility(f) => {
@@ -292,29 +286,100 @@ impl Region {
                 self.specialists.insert(s.id.clone(), s);
             }
             Entity::Case(c) => {
+                if let Some(old) = self.cases.get(&c.id) {
+                    self.index.remove_case(old);
+                }
+                self.index.insert_case(&c);
                 self.cases.insert(c.id.clone(), c);
             }
-            Entity::CaseSequence(n) => self.case_sequence = n,
+            Entity::Transfer(t) => {
+                self.transfers.insert(t.id.clone(), t);
+            }
+            Entity::Policy(r, p) => {
+                self.policies.insert(r, p);
+            }
+            Entity::Audit(e) => {
+                self.audit.insert(e.seq, e);
+            }
+            Entity::Counters(c) => self.counters = c,
         }
     }
 
-    /// Every stored entity, with its key (used to write a full copy to disk).
-    pub fn entities(&self) -> Vec<(EntityKey, Entity)> {
-        let mut out =
-            Vec::with_capacity(self.facilities.len() + self.specialists.len() + self.cases.len() + 1);
-        out.push((EntityKey::CaseSequence, Entity::CaseSequence(self.case_sequence)));
-        out.extend(
-            self.facilities
-                .values()
-                .map(|f| (EntityKey::Facility(f.id.clone()), Entity::Facility(f.clone()))),
+    /// Keys of every stored entity.
+    pub fn keys(&self) -> Vec<EntityKey> {
+        let mut out = Vec::with_capacity(
+            1 + self.facilities.len()
+                + self.specialists.len()
+                + self.cases.len()
+                + self.transfers.len()
+                + self.policies.len()
+                + self.audit.len(),
         );
-        out.extend(
-            self.specialists
-                .values()
-                .map(|s| (EntityKey::Specialist(s.id.clone()), Entity::Specialist(s.clone()))),
-        );
-        out.extend(self.cases.values().map(|c| (EntityKey::Case(c.id.clone()), Entity::Case(c.clone()))));
+        out.push(EntityKey::Counters);
+        out.extend(self.facilities.keys().cloned().map(EntityKey::Facility));
+        out.extend(self.specialists.keys().cloned().map(EntityKey::Specialist));
+        out.extend(self.policies.keys().cloned().map(EntityKey::Policy));
+        out.extend(self.cases.keys().cloned().map(EntityKey::Case));
+        out.extend(self.transfers.keys().cloned().map(EntityKey::Transfer));
+        out.extend(self.audit.keys().copied().map(EntityKey::Audit));
         out
+    }
+}
+
+/// What a handler wants written to the audit trail.
+struct AuditRecord {
+    event_type: String,
+    action: AuditAction,
+    case: Option<CaseId>,
+    patient: Option<PatientKey>,
+    object: Option<String>,
+    detail: Option<String>,
+}
+
+impl AuditRecord {
+    fn new(event_type: impl Into<String>, action: AuditAction) -> Self {
+        Self { event_type: event_type.into(), action, case: None, patient: None, object: None, detail: None }
+    }
+
+    fn for_case(mut self, case: &Case) -> Self {
+        self.case = Some(case.id.clone());
+        self.patient = Some(case.patient.clone());
+        self
+    }
+
+    fn object(mut self, object: impl ToString) -> Self {
+        self.object = Some(object.to_string());
+        self
+    }
+
+    fn detail(mut self, detail: Option<impl Into<String>>) -> Self {
+        self.detail = detail.map(Into::into);
+        self
+    }
+}
+
+/// A region is written out (snapshots) as the sequence of its entities, one cloned at a time.
+impl Serialize for Region {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let keys = self.keys();
+        let mut seq = serializer.serialize_seq(Some(keys.len()))?;
+        for key in &keys {
+            if let Some(e) = self.entity(key) {
+                seq.serialize_element(&e)?;
+            }
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Region {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let entities = Vec::<Entity>::deserialize(deserializer)?;
+        let mut region = Region::default();
+        for e in entities {
+            region.restore(e);
+        }
+        Ok(region)
     }
 }
 
@@ -336,6 +401,10 @@ fn validate_text(field: &str, value: &str) -> Result<(), DomainError> {
         return Err(DomainError::invalid(field, format!("must be at most {MAX_TEXT_BYTES} bytes")));
     }
     Ok(())
+}
+
+fn validate_optional_text(field: &str, value: Option<&str>) -> Result<(), DomainError> {
+    value.map_or(Ok(()), |v| validate_text(field, v))
 }
 
 #[cfg(test)]

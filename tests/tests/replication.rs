@@ -36,32 +36,44 @@ async fn bad_input_gets_clear_4xx() {
     seed_region(&cluster.api(1)).await;
     let follower_api = cluster.api(2);
 
-    let bad_json =
-        follower_api.post::<_, serde_json::Value>("/v1/cases", &serde_json::json!({"origin": 5})).await;
+    let nurse = acting(&follower_api, NURSE);
+    let bad_json = nurse.post::<_, serde_json::Value>("/v1/cases", &serde_json::json!({"origin": 5})).await;
     assert!(bad_json.as_ref().expect_err("bad body").to_string().contains("422"), "{bad_json:?}");
+    let no_actor = follower_api.post::<_, serde_json::Value>("/v1/cases", &serde_json::json!({})).await;
+    let msg = no_actor.expect_err("no actor").to_string();
+    assert!(msg.contains("400") && msg.contains("x-yilian-actor"), "{msg}");
     let unknown = follower_api.get::<serde_json::Value>("/v1/cases/C99999999").await;
     let msg = unknown.expect_err("unknown case").to_string();
     assert!(msg.contains("404") && msg.contains("C99999999"), "{msg}");
-    let bad_origin = follower_api
-        .post::<_, serde_json::Value>(
-            "/v1/cases",
-            &serde_json::json!({"origin": "NOPE", "patient_ref": "p", "complaint": "c", "priority": "stat"}),
-        )
+    let case = |origin: &str, patient: &str| {
+        serde_json::json!({
+            "origin": origin, "patient_id": patient, "complaint": "c", "priority": "stat",
+            "specialty": "cardiology",
+        })
+    };
+    let bad_origin = acting(&follower_api, "clinic_staff:x@NOPE")
+        .post::<_, serde_json::Value>("/v1/cases", &case("NOPE", &patient_id("p")))
         .await;
     let msg = bad_origin.expect_err("unknown facility").to_string();
     assert!(msg.contains("404") && msg.contains("NOPE"), "{msg}");
-    let wrong_state = follower_api
-        .post::<_, serde_json::Value>("/v1/cases/C00000001/accept", &serde_json::json!({"specialist": "DR"}))
+    let bad_patient = nurse.post::<_, serde_json::Value>("/v1/cases", &case("TS", "12345")).await;
+    let msg = bad_patient.expect_err("bad patient id").to_string();
+    assert!(msg.contains("422") && msg.contains("patient_id"), "{msg}");
+    let wrong_state = acting(&follower_api, "specialist:DR")
+        .post::<_, serde_json::Value>("/v1/cases/C00000001/accept", &serde_json::json!({}))
         .await;
     assert!(wrong_state.expect_err("no such case").to_string().contains("404"));
     let id = submit(&follower_api, "x").await.expect("submit");
-    let accept_unassigned = follower_api
-        .post::<_, serde_json::Value>(
-            &format!("/v1/cases/{id}/accept"),
-            &serde_json::json!({"specialist": "DR"}),
-        )
+    let start_unaccepted = acting(&follower_api, "specialist:DR")
+        .post::<_, serde_json::Value>(&format!("/v1/cases/{id}/start"), &serde_json::json!({}))
         .await;
-    assert!(accept_unassigned.expect_err("not assigned").to_string().contains("409"));
+    let msg = start_unaccepted.expect_err("not accepted").to_string();
+    assert!(msg.contains("409") && msg.contains("owner-starts"), "{msg}");
+    let not_owner = acting(&follower_api, "specialist:OTHER")
+        .post::<_, serde_json::Value>(&format!("/v1/cases/{id}/accept"), &serde_json::json!({}))
+        .await;
+    let msg = not_owner.expect_err("not the owner").to_string();
+    assert!(msg.contains("403") && msg.contains("owner-accepts-offer"), "{msg}");
     let bad_consistency = follower_api.get::<serde_json::Value>("/v1/cases?consistency=sometimes").await;
     assert!(bad_consistency.expect_err("bad query").to_string().contains("400"));
 }

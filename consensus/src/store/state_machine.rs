@@ -211,8 +211,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         blocking(move || {
             let txn = db.begin_write()?;
             txn.open_table(SM_ENTITIES)?.retain(|_, _| false)?;
-            let entities = to_write.region.entities();
-            to_write.persist(&txn, entities.iter().map(|(k, _)| k))?;
+            let keys = to_write.region.keys();
+            to_write.persist(&txn, keys.iter())?;
             {
                 let mut t = txn.open_table(SNAPSHOT)?;
                 t.insert(SNAPSHOT_META, meta_bytes.as_slice())?;

@@ -19,7 +19,8 @@ pub struct NodeView {
 }
 
 /// `GET /v1/node`
-pub async fn node(State(node): State<AppState>) -> Json<NodeView> {
+pub async fn node(State(app): State<AppState>) -> Json<NodeView> {
+    let node = &app.node;
     let info = node.info();
     let identity =
         Member { node_id: node.id(), raft_addr: info.raft_addr.clone(), api_addr: info.api_addr.clone() };
@@ -39,25 +40,25 @@ fn info(m: Member) -> (u64, NodeInfo) {
 
 /// `POST /v1/cluster/init`
 pub async fn init(
-    State(node): State<AppState>,
+    State(app): State<AppState>,
     Body(b): Body<InitRequest>,
 ) -> Result<Json<NodeStatus>, ApiError> {
     if b.members.is_empty() {
         return Err(ApiError::bad_request("`members` must list at least this node"));
     }
     let members: BTreeMap<u64, NodeInfo> = b.members.into_iter().map(info).collect();
-    node.initialize(members).await?;
-    Ok(Json(node.status()))
+    app.node.initialize(members).await?;
+    Ok(Json(app.node.status()))
 }
 
 /// `POST /v1/cluster/learners`
 pub async fn add_learner(
-    State(node): State<AppState>,
+    State(app): State<AppState>,
     Body(m): Body<Member>,
 ) -> Result<Json<NodeStatus>, ApiError> {
     let (id, info) = info(m);
-    node.add_learner(id, info).await?;
-    Ok(Json(node.status()))
+    app.node.add_learner(id, info).await?;
+    Ok(Json(app.node.status()))
 }
 
 /// Body of `POST /v1/cluster/voters`.
@@ -69,19 +70,19 @@ pub struct PromoteRequest {
 
 /// `POST /v1/cluster/voters`
 pub async fn promote(
-    State(node): State<AppState>,
+    State(app): State<AppState>,
     Body(b): Body<PromoteRequest>,
 ) -> Result<Json<NodeStatus>, ApiError> {
-    node.promote(b.node_id).await?;
-    Ok(Json(node.status()))
+    app.node.promote(b.node_id).await?;
+    Ok(Json(app.node.status()))
 }
 
 /// `DELETE /v1/cluster/members/{id}`
 pub async fn remove(
-    State(node): State<AppState>,
+    State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<NodeStatus>, ApiError> {
     let id: u64 = id.parse().map_err(|_| ApiError::bad_request(format!("node id `{id}` is not a number")))?;
-    node.remove(id).await?;
-    Ok(Json(node.status()))
+    app.node.remove(id).await?;
+    Ok(Json(app.node.status()))
 }

@@ -19,6 +19,16 @@ impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self { status: StatusCode::BAD_REQUEST, message: message.into() }
     }
+
+    /// A 422 with `message`: well-formed but unusable input.
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::UNPROCESSABLE_ENTITY, message: message.into() }
+    }
+
+    /// A 404 with `message`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::NOT_FOUND, message: message.into() }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -34,6 +44,7 @@ impl From<DomainError> for ApiError {
             DomainError::AlreadyExists { .. } | DomainError::InvalidTransition { .. } => StatusCode::CONFLICT,
             DomainError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             DomainError::NotAllowed { .. } => StatusCode::FORBIDDEN,
+            DomainError::NoCapacity { .. } => StatusCode::CONFLICT,
         };
         Self { status, message: e.to_string() }
     }

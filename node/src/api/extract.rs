@@ -5,7 +5,6 @@ use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use yilian_consensus::ClusterNode;
 
 /// A JSON body; a bad body is a 400 saying what is wrong.
 pub struct Body<T>(pub T);
@@ -17,6 +16,26 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let axum::Json(v) = axum::Json::<T>::from_request(req, state).await?;
         Ok(Body(v))
+    }
+}
+
+/// A JSON body that may be left out (an empty body means `T::default()`).
+pub struct OptionalBody<T>(pub T);
+
+#[axum::async_trait]
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {}", e.body_text())))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalBody(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(OptionalBody)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
     }
 }
 
@@ -32,7 +51,6 @@ pub enum Consistency {
 }
 
 #[derive(Deserialize)]
-
 struct ReadQuery {
     #[serde(default)]
     consistency: Consistency,
@@ -45,10 +63,10 @@ pub struct ReadBarrier;
 impl FromRequestParts<AppState> for ReadBarrier {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, node: &AppState) -> Result<Self, Self::Rejection> {
-        let Query(q) = Query::<ReadQuery>::from_request_parts(parts, node).await?;
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let Query(q) = Query::<ReadQuery>::from_request_parts(parts, app).await?;
         if q.consistency == Consistency::Linearizable {
-            ClusterNode::linearizable_barrier(node).await?;
+            app.node.linearizable_barrier().await?;
         }
         Ok(ReadBarrier)
     }

@@ -13,6 +13,7 @@ use tempfile::TempDir;
 use yilian_consensus::pki;
 use yilian_node::api::NodeView;
 use yilian_node::client::ApiClient;
+use yilian_node::patient_key::with_check_character;
 use yilian_referral::{Case, Outcome};
 
 /// Path of the node binary built for tests.
@@ -259,27 +260,45 @@ where
     }
 }
 
-/// Register a small region: provincial, county, township, one specialist at the county.
+/// `api` acting as `actor` (header form, e.g. `ops:test`).
+pub fn acting(api: &ApiClient, actor: &str) -> ApiClient {
+    api.clone().acting_as(Some(actor.to_owned()))
+}
+
+/// Actor header of the township clinic's nurse in [`seed_region`].
+pub const NURSE: &str = "clinic_staff:nurse@TS";
+
+/// Register a small region: provincial, county, township, one on-shift cardiologist at the county.
 pub async fn seed_region(api: &ApiClient) {
+    let ops = acting(api, "ops:test");
     let facilities = [
         json!({"id": "PROV", "name": "省医院", "level": "provincial", "region": "r", "parent": null}),
         json!({"id": "CTY", "name": "县医院", "level": "county", "region": "r", "parent": "PROV"}),
         json!({"id": "TS", "name": "镇卫生院", "level": "township", "region": "r", "parent": "CTY"}),
     ];
     for f in facilities {
-        let _: Outcome = api.post("/v1/facilities", &f).await.expect("facility");
+        let _: Outcome = ops.post("/v1/facilities", &f).await.expect("facility");
     }
-    let dr = json!({"id": "DR", "name": "医生", "facility": "CTY", "specialty": "cardiology"});
-    let _: Outcome = api.post("/v1/specialists", &dr).await.expect("specialist");
+    let dr = json!({
+        "id": "DR", "name": "医生", "facility": "CTY", "specialty": "cardiology",
+        "modalities": ["ECG"], "cap": 1000, "on_shift": true,
+    });
+    let _: Outcome = ops.post("/v1/specialists", &dr).await.expect("specialist");
+}
+
+/// A valid resident ID derived from `tag` (same tag, same ID).
+pub fn patient_id(tag: &str) -> String {
+    let n = tag.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))) % 100_000_000_000;
+    with_check_character(&format!("110101{n:011}")).expect("17 digits")
 }
 
 /// Submit a case whose complaint carries `tag`; returns the case id.
 pub async fn submit(api: &ApiClient, tag: &str) -> anyhow::Result<String> {
     let body = json!({
-        "origin": "TS", "patient_ref": format!("P-{tag}"), "complaint": format!("complaint {tag}"),
-        "priority": "urgent",
+        "patient_id": patient_id(tag), "complaint": format!("complaint {tag}"),
+        "priority": "urgent", "specialty": "cardiology",
     });
-    match api.post::<_, Outcome>("/v1/cases", &body).await? {
+    match acting(api, NURSE).post::<_, Outcome>("/v1/cases", &body).await? {
         Outcome::Case { case_id, .. } => Ok(case_id.0),
         other => anyhow::bail!("unexpected outcome {other:?}"),
     }

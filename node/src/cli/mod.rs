@@ -4,13 +4,13 @@ use crate::api::NodeView;
 use crate::client::ApiClient;
 use crate::config::NodeConfig;
 use crate::{demo, runtime};
-use anyhow::{bail, Context};
+
+mod referral;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use std::path::PathBuf;
 use yilian_consensus::cluster::Member;
 use yilian_consensus::{pki, NodeStatus};
-use yilian_referral::{Case, Outcome, Priority};
 
 /// Yilian (医联): regional telemedicine and referral backbone.
 #[derive(Debug, Parser)]
@@ -30,15 +30,16 @@ enum Top {
     Node(NodeCmd),
     /// Inspect and change cluster membership.
     Cluster(ClusterArgs),
-    /// Submit and read cases.
-    Case(CaseArgs),
+    /// Referral work: cases, worklists, facilities, specialists, transfers, policies, audit, figures.
+    #[command(flatten)]
+    Referral(referral::ReferralCmd),
     /// Start a local 3-node demo cluster with a seeded region (Ctrl-C stops it; rerun resumes).
     Demo(demo::DemoArgs),
 }
 
 #[derive(Debug, Subcommand)]
 enum CaCmd {
-    /// Create a regional CA (ca.crt, ca.key) in --dir.
+    /// Create a regional CA (ca.crt, ca.key) and the region's patient-key secret in --dir.
     Init {
         /// Directory for the CA files.
         #[arg(long, default_value = "certs")]
@@ -76,10 +77,10 @@ enum NodeCmd {
 
 /// Which node to talk to.
 #[derive(Debug, Args)]
-struct Target {
+pub(crate) struct Target {
     /// HTTP API address of any node.
     #[arg(long, env = "YILIAN_API", default_value = "127.0.0.1:7201", global = true)]
-    api: String,
+    pub(crate) api: String,
 }
 
 #[derive(Debug, Args)]
@@ -124,56 +125,16 @@ enum ClusterCmd {
     },
 }
 
-#[derive(Debug, Args)]
-struct CaseArgs {
-    #[command(flatten)]
-    target: Target,
-    #[command(subcommand)]
-    command: CaseCmd,
-}
-
-#[derive(Debug, Subcommand)]
-enum CaseCmd {
-    /// Submit a case from a clinic.
-    Submit {
-        /// Submitting facility id.
-        #[arg(long)]
-        origin: String,
-        /// Pseudonymous patient reference.
-        #[arg(long)]
-        patient_ref: String,
-        /// Chief complaint.
-        #[arg(long)]
-        complaint: String,
-        /// routine, urgent or stat.
-        #[arg(long, default_value = "routine")]
-        priority: String,
-        /// Receiving facility (default: the origin's parent).
-        #[arg(long)]
-        target: Option<String>,
-    },
-    /// List cases, most urgent first.
-    List {
-        /// Read this node's state without asking the leader (may lag).
-        #[arg(long)]
-        stale: bool,
-    },
-    /// Show one case as JSON.
-    Show {
-        /// Case id, e.g. C00000001.
-        id: String,
-        /// Read this node's state without asking the leader (may lag).
-        #[arg(long)]
-        stale: bool,
-    },
-}
-
 /// Parse the command line and run it.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Top::Ca(CaCmd::Init { dir, region }) => {
             let cert = pki::init_ca(&dir, &region)?;
             println!("CA created: {} (keep {} secret)", cert.display(), dir.join(pki::CA_KEY).display());
+            println!(
+                "patient-key secret: {} (copy it to every node of the region; keep it secret)",
+                dir.join(pki::PATIENT_SECRET).display()
+            );
         }
         Top::Ca(CaCmd::Issue { dir, node_id, addr, out }) => {
             let files = pki::issue_node_cert(&dir, node_id, &addr, out.as_deref().unwrap_or(&dir))?;
@@ -181,7 +142,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Top::Node(NodeCmd::Run { config }) => runtime::run(NodeConfig::load(&config)?).await?,
         Top::Cluster(c) => cluster(ApiClient::new(&c.target.api), c.command).await?,
-        Top::Case(c) => case(ApiClient::new(&c.target.api), c.command).await?,
+        Top::Referral(cmd) => referral::run(cmd).await?,
         Top::Demo(args) => demo::run(args).await?,
     }
     Ok(())
@@ -257,55 +218,6 @@ async fn status(api: &ApiClient, as_json: bool) -> anyhow::Result<()> {
     }
     if !s.retired_nodes.is_empty() {
         println!("retired node ids (never reuse): {:?}", s.retired_nodes);
-    }
-    Ok(())
-}
-
-fn read_query(stale: bool) -> &'static str {
-    if stale {
-        "?consistency=stale"
-    } else {
-        ""
-    }
-}
-
-async fn case(api: ApiClient, cmd: CaseCmd) -> anyhow::Result<()> {
-    match cmd {
-        CaseCmd::Submit { origin, patient_ref, complaint, priority, target } => {
-            let priority: Priority = serde_json::from_value(json!(priority))
-                .with_context(|| format!("unknown priority `{priority}`; use routine, urgent or stat"))?;
-            let body = json!({
-                "origin": origin, "patient_ref": patient_ref, "complaint": complaint,
-                "priority": priority, "target": target,
-            });
-            match api.post::<_, Outcome>("/v1/cases", &body).await? {
-                Outcome::Case { case_id, status } => println!("{case_id} {status}"),
-                other => bail!("unexpected answer: {other:?}"),
-            }
-        }
-        CaseCmd::List { stale } => {
-            let cases: Vec<Case> = api.get(&format!("/v1/cases{}", read_query(stale))).await?;
-            println!(
-                "{:<10} {:<8} {:<10} {:<14} {:<14} {:<14} COMPLAINT",
-                "CASE", "PRIORITY", "STATUS", "ORIGIN", "TARGET", "SPECIALIST"
-            );
-            for c in cases {
-                println!(
-                    "{:<10} {:<8} {:<10} {:<14} {:<14} {:<14} {}",
-                    c.id.0,
-                    format!("{:?}", c.priority).to_lowercase(),
-                    c.status.to_string(),
-                    c.origin.0,
-                    c.target.0,
-                    c.specialist.map_or("-".to_owned(), |s| s.0),
-                    c.complaint
-                );
-            }
-        }
-        CaseCmd::Show { id, stale } => {
-            let case: serde_json::Value = api.get(&format!("/v1/cases/{id}{}", read_query(stale))).await?;
-            println!("{}", serde_json::to_string_pretty(&case)?);
-        }
     }
     Ok(())
 }

@@ -1,0 +1,39 @@
+//! Reading the audit trail.
+
+use super::extract::ReadBarrier;
+use super::{ApiError, AppState};
+use axum::extract::{Query, State};
+use axum::Json;
+use serde::Deserialize;
+use yilian_referral::{AuditEvent, CaseId};
+
+/// Most events answered at once.
+const MAX_EVENTS: usize = 1000;
+
+/// Query of `GET /v1/audit`.
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    case: Option<CaseId>,
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/audit?case=&after=<seq>&limit=`: events in sequence order.
+pub async fn list(
+    State(app): State<AppState>,
+    _: ReadBarrier,
+    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<AuditEvent>>, ApiError> {
+    let Query(q) = q?;
+    let limit = q.limit.unwrap_or(MAX_EVENTS).min(MAX_EVENTS);
+    let state = app.node.state().read();
+    let events = state
+        .region
+        .audit_events()
+        .filter(|e| q.after.is_none_or(|a| e.seq > a))
+        .filter(|e| q.case.as_ref().is_none_or(|c| e.case.as_ref() == Some(c)))
+        .take(limit)
+        .cloned()
+        .collect();
+    Ok(Json(events))
+}
