@@ -62,12 +62,12 @@ impl Region {
             steps.push(vec![t.clone()]);
         }
         let mut next = Some(self.community_head(&case.origin));
-        while let Some(id) = next.take() {
-            if steps.len() > MAX_LADDER_DEPTH || !seen.insert(id.clone()) {
-                break;
-            }
+        for _ in 0..MAX_LADDER_DEPTH {
+            let Some(id) = next.take() else { break };
             next = self.facilities.get(&id).and_then(|f| f.parent.clone());
-            steps.push(vec![id]);
+            if seen.insert(id.clone()) {
+                steps.push(vec![id]);
+            }
         }
         steps
     }
