@@ -11,6 +11,7 @@ pub mod case;
 pub mod command;
 pub mod error;
 pub mod facility;
+pub mod figures;
 pub mod lifecycle;
 pub mod modality;
 pub mod patient;
@@ -29,6 +30,7 @@ pub use command::{
 };
 pub use error::DomainError;
 pub use facility::{Capacity, Facility, FacilityId, FacilityLevel, GeoPoint};
+pub use figures::Figures;
 pub use lifecycle::CaseAction;
 pub use modality::Modality;
 pub use patient::PatientKey;

@@ -97,7 +97,7 @@ impl SlaTargets {
 }
 
 /// A region's routing and SLA policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegionPolicy {
     /// SLA clocks per priority; a priority left out uses the default.
@@ -106,12 +106,6 @@ pub struct RegionPolicy {
     /// Whether a routed STAT case goes straight to `ready` (accepted by rule).
     #[serde(default)]
     pub stat_auto_ready: bool,
-}
-
-impl Default for RegionPolicy {
-    fn default() -> Self {
-        Self { sla: BTreeMap::new(), stat_auto_ready: false }
-    }
 }
 
 impl RegionPolicy {

@@ -72,8 +72,8 @@ pub enum Entity {
     Facility(Facility),
     /// A specialist.
     Specialist(Specialist),
-    /// A case.
-    Case(Case),
+    /// A case (boxed: cases are much larger than the other entities).
+    Case(Box<Case>),
     /// A transfer.
     Transfer(Transfer),
     /// A region's policy.
@@ -89,7 +89,8 @@ pub enum Entity {
 pub struct Applied {
     /// The answer for the client.
     pub result: Result<Outcome, DomainError>,
-    /// Entities the command changed (empty when it was refused).
+    /// Entities the command changed. A refused command changes nothing but may still advance
+    /// the region clock, in which case this holds only [`EntityKey::Counters`].
     pub touched: Vec<EntityKey>,
 }
 
@@ -105,6 +106,7 @@ pub struct Region {
     counters: Counters,
     index: Indexes,
     touched: Vec<EntityKey>,
+    capacity_freed: bool,
 }
 
 impl Region {
@@ -112,7 +114,14 @@ impl Region {
     pub fn apply(&mut self, at_ms: u64, command: &Command) -> Applied {
         self.touched.clear();
         let now = at_ms.max(self.counters.clock_ms);
-        let result = self.validate_actor(&command.actor).and_then(|()| self.dispatch(now, command));
+        let mut result = self.validate_actor(&command.actor).and_then(|()| self.dispatch(now, command));
+        if result.is_ok() && std::mem::take(&mut self.capacity_freed) {
+            self.retry_unrouted(now);
+            if let Ok(Outcome::Case { case_id, .. }) = &result {
+                result = self.case_outcome(&case_id.clone());
+            }
+        }
+        self.capacity_freed = false;
         let mut touched = std::mem::take(&mut self.touched);
         if result.is_err() {
             touched.clear();
@@ -215,9 +224,13 @@ impl Region {
         self.audit.values()
     }
 
-    /// Store a case and keep the indexes in step.
+    /// Store a case and keep the indexes in step; note when a reader's slot was released so
+    /// waiting unrouted cases are tried again at the end of the command.
     fn put_case(&mut self, case: Case) {
         if let Some(old) = self.cases.get(&case.id) {
+            let released =
+                old.is_open() && old.owner.is_some() && (!case.is_open() || case.owner != old.owner);
+            self.capacity_freed |= released;
             self.index.remove_case(old);
         }
         self.index.insert_case(&case);
@@ -268,7 +281,7 @@ impl Region {
         match key {
             EntityKey::Facility(id) => self.facilities.get(id).cloned().map(Entity::Facility),
             EntityKey::Specialist(id) => self.specialists.get(id).cloned().map(Entity::Specialist),
-            EntityKey::Case(id) => self.cases.get(id).cloned().map(Entity::Case),
+            EntityKey::Case(id) => self.cases.get(id).map(|c| Entity::Case(Box::new(c.clone()))),
             EntityKey::Transfer(id) => self.transfers.get(id).cloned().map(Entity::Transfer),
             EntityKey::Policy(r) => self.policies.get(r).cloned().map(|p| Entity::Policy(r.clone(), p)),
             EntityKey::Audit(seq) => self.audit.get(seq).cloned().map(Entity::Audit),
@@ -290,7 +303,7 @@ impl Region {
                     self.index.remove_case(old);
                 }
                 self.index.insert_case(&c);
-                self.cases.insert(c.id.clone(), c);
+                self.cases.insert(c.id.clone(), *c);
             }
             Entity::Transfer(t) => {
                 self.transfers.insert(t.id.clone(), t);

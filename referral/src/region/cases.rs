@@ -46,7 +46,7 @@ impl Region {
             }
         }
         let exam_facility = match s.modality {
-            Some(m) if origin.devices.get(&m).is_some_and(|d| !d.in_service) => {
+            Some(m) if !origin.device_in_service(m) => {
                 self.nearest_with_device(&s.origin, m).unwrap_or_else(|| s.origin.clone())
             }
             _ => s.origin.clone(),
@@ -205,14 +205,14 @@ impl Region {
                 } else {
                     case.owner = None;
                 }
-                self.offer(now, actor, &mut case, colleague, step, rule.name, reason);
+                self.offer(now, actor, &mut case, (colleague, step), rule.name, reason);
                 self.put_case(case);
             }
         }
         self.case_outcome(id)
     }
 
-    /// Move `case` to a closed status and give freed capacity to unrouted cases.
+    /// Move `case` to a closed status (its reader's slot goes to waiting cases, see `apply`).
     fn close(
         &mut self,
         now: u64,
@@ -226,7 +226,6 @@ impl Region {
         case.routing.unrouted_since_ms = None;
         self.record(now, actor, &mut case, rule, to, reason);
         self.put_case(case);
-        self.retry_unrouted(now);
     }
 
     fn end_offer_keep_owner(&mut self, case: &mut Case, outcome: OfferOutcome) {

@@ -171,7 +171,7 @@ impl Region {
                         .specialists
                         .get(&reader)
                         .is_some_and(|s| self.load(&reader, &case.id).open >= s.cap);
-                self.offer(now, &system, &mut case, &reader, step, "routed", None);
+                self.offer(now, &system, &mut case, (&reader, step), "routed", None);
                 self.put_case(case);
                 if over_cap {
                     if let Some(victim) = self.preemption_victim(&reader) {
@@ -206,8 +206,7 @@ impl Region {
         now: u64,
         actor: &Actor,
         case: &mut Case,
-        reader: &SpecialistId,
-        step: u32,
+        (reader, step): (&SpecialistId, u32),
         rule: &str,
         reason: Option<&str>,
     ) {

@@ -1,1 +1,149 @@
+//! Focused unit tests of region internals (indexes, validation helpers, distance ranking); the
+//! behaviour of whole commands is tested in `referral/tests/`.
 
+use super::routing::distance;
+use super::*;
+use crate::command::{CaseSubmission, FacilityRegistration, SpecialistRegistration};
+use crate::facility::{FacilityLevel, GeoPoint};
+use crate::lifecycle::CaseAction;
+use crate::priority::Priority;
+use crate::specialist::SpecialistId;
+
+const T0: u64 = 1_000_000;
+
+fn ops() -> Actor {
+    Actor::ops("ops1")
+}
+
+fn facility(id: &str, level: FacilityLevel, parent: Option<&str>, lat_e6: i32) -> Command {
+    Command::new(
+        ops(),
+        Change::RegisterFacility(FacilityRegistration {
+            id: FacilityId(id.into()),
+            name: id.into(),
+            level,
+            region: "r".into(),
+            parent: parent.map(|p| FacilityId(p.into())),
+            location: Some(GeoPoint { lat_e6, lon_e6: 0 }),
+            devices: Default::default(),
+        }),
+    )
+}
+
+/// A county hospital with one on-shift radiologist (cap 1) and a township under it.
+fn region() -> Region {
+    let mut r = Region::default();
+    let reader = SpecialistRegistration {
+        id: SpecialistId("rad".into()),
+        name: "Dr Rad".into(),
+        facility: FacilityId("CTY".into()),
+        specialty: "radiology".into(),
+        modalities: Default::default(),
+        licensed_regions: Default::default(),
+        cap: 1,
+        on_shift: true,
+    };
+    for cmd in [
+        facility("CTY", FacilityLevel::County, None, 0),
+        facility("TS", FacilityLevel::Township, Some("CTY"), 100),
+        Command::new(ops(), Change::RegisterSpecialist(reader)),
+    ] {
+        r.apply(T0, &cmd).result.expect("fixture");
+    }
+    r
+}
+
+fn submit(r: &mut Region, at: u64, patient: char) -> CaseId {
+    let s = CaseSubmission {
+        patient: PatientKey(patient.to_string().repeat(64)),
+        complaint: "cough".into(),
+        vitals: Default::default(),
+        priority: Priority::Routine,
+        green_channel: None,
+        specialty: "radiology".into(),
+        modality: None,
+        origin: FacilityId("TS".into()),
+        target: None,
+        draft: false,
+    };
+    match r.apply(at, &Command::new(Actor::staff("n1", "TS"), Change::SubmitCase(s))).result {
+        Ok(Outcome::Case { case_id, .. }) => case_id,
+        other => panic!("submit: {other:?}"),
+    }
+}
+
+#[test]
+fn indexes_follow_owner_deadline_and_unrouted_state() {
+    let mut r = region();
+    let rad = SpecialistId("rad".into());
+    let routed = submit(&mut r, T0, 'a');
+    let waiting = submit(&mut r, T0 + 1, 'b');
+    assert_eq!(r.index.open_cases_of(&rad).cloned().collect::<Vec<_>>(), vec![routed.clone()]);
+    assert_eq!(r.index.unrouted(), vec![waiting.clone()]);
+    assert_eq!(r.index.open_cases_of_patient(&PatientKey("b".repeat(64))).count(), 1);
+
+    // Deadlines are due inclusively, earliest first: the routed offer lapses at +2 h, the
+    // waiting case's accept clock at +4 h.
+    let offer_due = T0 + 2 * 3_600_000;
+    assert_eq!(r.index.next_deadline(), Some(offer_due));
+    assert!(r.index.due(offer_due - 1).is_empty());
+    assert_eq!(r.index.due(offer_due), vec![routed.clone()]);
+    assert_eq!(r.index.due(T0 + 1 + 4 * 3_600_000), [routed.clone(), waiting.clone()]);
+
+    // Closing the routed case frees the reader, who then gets the waiting case.
+    let cancel =
+        Change::Case { case: routed.clone(), action: CaseAction::Cancel, reason: Some("dup".into()) };
+    r.apply(T0 + 2, &Command::new(Actor::staff("n1", "TS"), cancel)).result.expect("cancel");
+    assert_eq!(r.index.open_cases_of(&rad).cloned().collect::<Vec<_>>(), vec![waiting.clone()]);
+    assert!(r.index.unrouted().is_empty());
+    assert_eq!(r.index.open_cases_of_patient(&PatientKey("a".repeat(64))).count(), 0);
+    assert_eq!(r.index.due(offer_due), Vec::<CaseId>::new(), "the closed case has no deadline");
+
+    // Indexes are derived: a region rebuilt from its entities has the same ones.
+    let mut rebuilt = Region::default();
+    for key in r.keys() {
+        rebuilt.restore(r.entity(&key).expect("entity"));
+    }
+    assert_eq!(rebuilt.index, r.index);
+}
+
+#[test]
+fn refused_command_leaves_no_touched_entities_behind() {
+    let mut r = region();
+    let before = r.clone();
+    let bad = Command::new(Actor::staff("n1", "TS"), Change::Tick);
+    let applied = r.apply(T0, &bad);
+    assert!(applied.result.is_err());
+    assert!(applied.touched.is_empty());
+    assert!(r.touched.is_empty());
+    assert_eq!(r, before);
+}
+
+#[test]
+fn unknown_positions_rank_after_every_known_one() {
+    let here = Some(GeoPoint { lat_e6: 0, lon_e6: 0 });
+    let far = Some(GeoPoint { lat_e6: i32::MAX, lon_e6: i32::MAX });
+    assert!(distance(here, far) < distance(here, None));
+    assert_eq!(distance(None, here), u128::MAX);
+    // Longitude counts for 85 % of latitude (mid-latitudes).
+    let north = GeoPoint { lat_e6: 100, lon_e6: 0 };
+    let east = GeoPoint { lat_e6: 0, lon_e6: 100 };
+    assert_eq!(distance(here, Some(north)), 10_000);
+    assert_eq!(distance(here, Some(east)), 85 * 85);
+}
+
+#[test]
+fn ids_texts_and_services_are_validated() {
+    assert!(validate_id("id", "TS-LIJIA").is_ok());
+    assert!(validate_id("id", &"x".repeat(128)).is_ok());
+    assert!(validate_id("id", &"x".repeat(129)).is_err());
+    assert!(validate_id("id", "  ").is_err());
+    assert!(validate_id("id", "a\nb").is_err());
+    assert!(validate_text("text", &"x".repeat(MAX_TEXT_BYTES)).is_ok());
+    assert!(validate_text("text", &"x".repeat(MAX_TEXT_BYTES + 1)).is_err());
+    assert!(validate_optional_text("reason", None).is_ok());
+    assert!(validate_optional_text("reason", Some("")).is_err());
+    assert!(registry::validate_service("rehab-stroke").is_ok());
+    assert!(registry::validate_service("Rehab Stroke").is_err());
+    assert!(registry::validate_service("").is_err());
+}

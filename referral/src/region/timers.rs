@@ -21,7 +21,7 @@ impl Region {
         for id in self.index.due(now) {
             for _ in 0..MAX_FIRES_PER_CASE {
                 let Some(case) = self.cases.get(&id).cloned() else { break };
-                if !case.next_deadline().is_some_and(|t| t <= now) {
+                if case.next_deadline().is_none_or(|t| t > now) {
                     break;
                 }
                 self.fire_deadline(now, case);

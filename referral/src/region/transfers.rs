@@ -51,9 +51,25 @@ impl Region {
                 ),
             ));
         }
+        let here = self.patient_location(&case.transfers).unwrap_or_else(|| case.origin.clone());
+        let owner_facility =
+            case.owner.as_ref().and_then(|o| self.specialists.get(o)).map(|s| s.facility.clone());
         let from = match &r.from {
-            Some(f) => f.clone(),
-            None => self.patient_location(&case.transfers).unwrap_or_else(|| case.origin.clone()),
+            Some(f) if *f == here || Some(f) == owner_facility.as_ref() => f.clone(),
+            Some(f) => {
+                return Err(DomainError::invalid(
+                    "from",
+                    format!(
+                        "the patient of case `{}` is at `{here}`{}; `{f}` cannot send them",
+                        case.id,
+                        owner_facility
+                            .as_ref()
+                            .map(|o| format!(" or with its reader at `{o}`"))
+                            .unwrap_or_default()
+                    ),
+                ))
+            }
+            None => here,
         };
         let from_facility = self.facility(&from)?;
         let to_facility = self.facility(&r.to)?;

@@ -87,7 +87,14 @@ pub fn facility_registrations() -> Vec<FacilityRegistration> {
 }
 
 /// A specialist registration.
-pub fn reader(id: &str, facility: &str, specialty: &str, modalities: &[Modality], cap: u32, on_shift: bool) -> SpecialistRegistration {
+pub fn reader(
+    id: &str,
+    facility: &str,
+    specialty: &str,
+    modalities: &[Modality],
+    cap: u32,
+    on_shift: bool,
+) -> SpecialistRegistration {
     SpecialistRegistration {
         id: sid(id),
         name: format!("Dr {id}"),
@@ -220,7 +227,13 @@ impl Sim {
 
     /// `actor` does `action` to `case`, which must be accepted.
     #[track_caller]
-    pub fn act_ok(&mut self, actor: Actor, case: &CaseId, action: CaseAction, reason: Option<&str>) -> Outcome {
+    pub fn act_ok(
+        &mut self,
+        actor: Actor,
+        case: &CaseId,
+        action: CaseAction,
+        reason: Option<&str>,
+    ) -> Outcome {
         let what = format!("{} on {case} by {actor}", action.name());
         match self.act(actor, case, action, reason) {
             Ok(o) => o,
