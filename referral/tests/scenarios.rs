@@ -933,3 +933,25 @@ fn a_waiting_case_is_routed_as_soon_as_a_decline_frees_a_reader() {
         "an eligible reader is free but the case still waits"
     );
 }
+
+#[test]
+fn only_the_facility_holding_the_patient_can_send_them() {
+    let mut sim = Sim::with_readers(&[reader("cty1-rad-a", CTY1, "radiology", &[Dr], 4, true)]);
+    let id = sim.submit(routine(TS1, 1, "radiology", Dr));
+    let request = |from: Option<&str>| {
+        Change::RequestTransfer(TransferRequest {
+            case: id.clone(),
+            direction: Direction::Up,
+            to: fid(CTY2),
+            from: from.map(fid),
+            service: "general-ward".into(),
+            slot_ms: None,
+            follow_up: vec![],
+        })
+    };
+    // Staff of another township naming themselves as the sender are refused by name.
+    let err = sim.refused(staff(TS4), request(Some(TS4)));
+    assert!(matches!(err, DomainError::Invalid { ref field, .. } if field == "from"), "{err:?}");
+    // The clinic holding the patient may send them.
+    assert!(matches!(sim.ok(staff(TS1), request(Some(TS1))), Outcome::Transfer { .. }));
+}

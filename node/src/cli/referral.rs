@@ -340,14 +340,7 @@ pub async fn run(cmd: ReferralCmd) -> anyhow::Result<()> {
             }
         },
         ReferralCmd::Audit { conn, case, after } => {
-            let mut query = vec![];
-            if let Some(c) = case {
-                query.push(format!("case={c}"));
-            }
-            if let Some(a) = after {
-                query.push(format!("after={a}"));
-            }
-            let path = format!("/v1/audit?{}", query.join("&"));
+            let path = with_query("/v1/audit", &[("case", case), ("after", after.map(|a| a.to_string()))])?;
             let events: Vec<Value> = conn.client().get(&conn.read(&path)).await?;
             for e in events {
                 println!("{e}");
@@ -387,16 +380,15 @@ async fn case(conn: &Conn, cmd: CaseCmd) -> anyhow::Result<()> {
             print_outcome(api.post("/v1/cases", &body).await?)
         }
         CaseCmd::List { status, owner, priority, origin, unrouted } => {
-            let mut query = vec![];
-            for (k, v) in [("status", status), ("owner", owner), ("priority", priority), ("origin", origin)] {
-                if let Some(v) = v {
-                    query.push(format!("{k}={v}"));
-                }
-            }
-            if unrouted {
-                query.push("unrouted=true".into());
-            }
-            let cases: Vec<Case> = api.get(&conn.read(&format!("/v1/cases?{}", query.join("&")))).await?;
+            let unrouted = unrouted.then(|| "true".to_owned());
+            let params = [
+                ("status", status),
+                ("owner", owner),
+                ("priority", priority),
+                ("origin", origin),
+                ("unrouted", unrouted),
+            ];
+            let cases: Vec<Case> = api.get(&conn.read(&with_query("/v1/cases", &params)?)).await?;
             print_cases(&cases);
             Ok(())
         }
@@ -445,9 +437,10 @@ async fn facility(conn: &Conn, cmd: FacilityCmd) -> anyhow::Result<()> {
             let body = json!({ "in_service": in_service, "reason": reason });
             print_outcome(api.put(&format!("/v1/facilities/{id}/devices/{modality}"), &body).await?)
         }
-        FacilityCmd::Search { service, near } => print_json(
-            &api.get::<Value>(&conn.read(&format!("/v1/capacity?service={service}&near={near}"))).await?,
-        ),
+        FacilityCmd::Search { service, near } => {
+            let path = with_query("/v1/capacity", &[("service", Some(service)), ("near", Some(near))])?;
+            print_json(&api.get::<Value>(&conn.read(&path)).await?)
+        }
     }
 }
 
@@ -490,14 +483,8 @@ async fn transfer(conn: &Conn, cmd: TransferCmd) -> anyhow::Result<()> {
             print_outcome(api.post("/v1/transfers", &body).await?)
         }
         TransferCmd::List { case, facility } => {
-            let mut query = vec![];
-            for (k, v) in [("case", case), ("facility", facility)] {
-                if let Some(v) = v {
-                    query.push(format!("{k}={v}"));
-                }
-            }
-            let transfers: Vec<Transfer> =
-                api.get(&conn.read(&format!("/v1/transfers?{}", query.join("&")))).await?;
+            let path = with_query("/v1/transfers", &[("case", case), ("facility", facility)])?;
+            let transfers: Vec<Transfer> = api.get(&conn.read(&path)).await?;
             println!(
                 "{:<10} {:<10} {:<5} {:<10} {:<10} {:<18} STATUS",
                 "TRANSFER", "CASE", "DIR", "FROM", "TO", "SERVICE"
@@ -569,6 +556,12 @@ fn print_outcome(outcome: Outcome) -> anyhow::Result<()> {
         Outcome::Tick { consequences } => println!("{consequences} deadline consequences committed"),
     }
     Ok(())
+}
+
+/// `path` with the set parameters as an encoded query string.
+fn with_query(path: &str, params: &[(&str, Option<String>)]) -> anyhow::Result<String> {
+    let set: Vec<(&str, &str)> = params.iter().filter_map(|(k, v)| v.as_deref().map(|v| (*k, v))).collect();
+    Ok(format!("{path}?{}", serde_urlencoded::to_string(set).context("encoding the query")?))
 }
 
 fn print_json(v: &Value) -> anyhow::Result<()> {
