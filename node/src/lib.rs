@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod logging;
+pub mod metrics;
 pub mod patient_key;
 pub mod runtime;
 

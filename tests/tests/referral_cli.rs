@@ -98,8 +98,12 @@ async fn referral_workflow_through_the_cli() {
     fails(a1, "clinic_staff:head@TS2", &["facility", "capacity", "TS", "rehab-cardiac", "yes"], &["403"]);
     let search = ok(a2, "ops:test", &["facility", "search", "rehab-cardiac", "--near", "TS"]);
     let search: serde_json::Value = serde_json::from_str(&search).expect("JSON answer");
-    let options: Vec<&str> =
-        search["options"].as_array().expect("options").iter().filter_map(|o| o["facility"].as_str()).collect();
+    let options: Vec<&str> = search["options"]
+        .as_array()
+        .expect("options")
+        .iter()
+        .filter_map(|o| o["facility"].as_str())
+        .collect();
     assert_eq!(options, ["TS2", "TS3"], "only facilities that can take the patient, nearest first");
     let down = ["--case", "C00000001", "--direction", "down", "--service", "rehab-cardiac", "--from", "CTY"];
     let mut to_ts = vec!["transfer", "request", "--to", "TS"];
@@ -141,7 +145,7 @@ async fn referral_workflow_through_the_cli() {
     assert_eq!(case.exam_facility.0, "TS2");
     assert!(ok(a2, "specialist:RAD", &["specialist", "shift", "RAD", "on"]).contains("C00000002"));
     let case: Case = cluster.api(1).get("/v1/cases/C00000002").await.expect("case");
-    assert_eq!(case.owner.map(|o| o.0).as_deref(), Some("RAD"));
+    assert_eq!(case.owner.as_ref().map(|o| o.0.as_str()), Some("RAD"));
 
     // Policy and audit are readable; a bad policy is refused by name.
     assert!(ok(a3, "ops:test", &["policy", "show", "r"]).contains("stat_auto_ready"));
@@ -155,4 +159,24 @@ async fn referral_workflow_through_the_cli() {
     let audit = ok(a2, "ops:test", &["audit", "--case", "C00000001"]);
     assert!(audit.contains("case.owner-accepts-offer") && audit.contains("transfer.request"), "{audit}");
     assert!(!audit.contains(&pid), "the raw patient ID must never be stored");
+
+    // Bureau figures, as JSON and as Prometheus metrics, from any node.
+    let figures: serde_json::Value = serde_json::from_str(&ok(a3, "ops:test", &["figures"])).expect("JSON");
+    assert_eq!(figures["totals"]["cases"], 2, "{figures}");
+    assert_eq!(figures["totals"]["unrouted"], 0);
+    assert_eq!(figures["referrals"]["cases_with_down"], 1);
+    assert_eq!(figures["referrals"]["down_referral_rate"], 0.5);
+    assert_eq!(figures["facilities"]["TS"]["submitted"], 2);
+    assert_eq!(figures["priorities"]["routine"]["cases"], 2);
+    let metrics = ok(a2, "ops:test", &["figures", "--prometheus"]);
+    for line in
+        ["yilian_cases_unrouted 0", "yilian_referral_rate{direction=\"down\"} 0.5", "yilian_raft_term"]
+    {
+        assert!(metrics.contains(line), "metrics lack `{line}`:\n{metrics}");
+    }
+    let key = &case.patient.0;
+    assert!(
+        !metrics.contains(key.as_str()) && !metrics.contains(&pid),
+        "metrics must carry no patient identity"
+    );
 }

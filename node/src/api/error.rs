@@ -25,9 +25,24 @@ impl ApiError {
         Self { status: StatusCode::UNPROCESSABLE_ENTITY, message: message.into() }
     }
 
+    /// A 500 with `message`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() }
+    }
+
     /// A 404 with `message`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self { status: StatusCode::NOT_FOUND, message: message.into() }
+    }
+
+    /// The HTTP status answered.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The message answered.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
 }
 
