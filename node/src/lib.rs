@@ -14,6 +14,9 @@ pub mod runtime;
 pub fn main_entry() -> std::process::ExitCode {
     use clap::Parser;
     let cli = cli::Cli::parse();
+    if cli.is_one_shot() {
+        exit_quietly_on_closed_pipe();
+    }
     logging::init();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -28,5 +31,16 @@ pub fn main_entry() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Let one-shot commands end quietly when their output pipe closes (`yilian case list | head`),
+/// as command-line tools do, instead of panicking on a failed print. Long-running nodes keep
+/// Rust's default of ignoring SIGPIPE.
+fn exit_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called once at start-up, before any other thread exists; SIG_DFL is a valid action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

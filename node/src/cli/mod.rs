@@ -125,6 +125,13 @@ enum ClusterCmd {
     },
 }
 
+impl Cli {
+    /// Whether this invocation runs once and exits (everything but `node run` and `demo`).
+    pub fn is_one_shot(&self) -> bool {
+        !matches!(self.command, Top::Node(_) | Top::Demo(_))
+    }
+}
+
 /// Parse the command line and run it.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {

@@ -55,7 +55,8 @@ pub struct CapacityOption {
     pub level: FacilityLevel,
     /// What it declared.
     pub capacity: Capacity,
-    /// Straight-line distance from the reference facility, if both positions are known.
+    /// Straight-line distance from the reference facility in km (to 0.1 km), if both positions
+    /// are known.
     pub distance_km: Option<f64>,
 }
 
@@ -84,7 +85,8 @@ impl Region {
             .filter_map(|f| {
                 let capacity = f.capacity_for(service).filter(|c| c.can_take())?;
                 let d = distance(origin, f.location);
-                let km = (d != u128::MAX).then(|| (d as f64).sqrt() / MICRODEG_PER_KM);
+                let km =
+                    (d != u128::MAX).then(|| ((d as f64).sqrt() / MICRODEG_PER_KM * 10.0).round() / 10.0);
                 let option = CapacityOption {
                     facility: f.id.clone(),
                     name: f.name.clone(),
