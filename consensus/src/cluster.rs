@@ -372,7 +372,7 @@ impl ClusterNode {
     async fn execute_local(&self, request: ForwardRequest) -> Result<ForwardResponse, Local> {
         match request {
             ForwardRequest::Write(command) => {
-                let req = Request::Referral { at_ms: now_ms(), command };
+                let req = Request::Referral { at_ms: now_ms(), command: Box::new(command) };
                 match self.raft.client_write(req).await {
                     Ok(resp) => match resp.data {
                         Response::Referral(answer) => Ok(ForwardResponse::Written(answer)),

@@ -23,8 +23,8 @@ pub enum Request {
     Referral {
         /// Milliseconds since the Unix epoch when the leader accepted the write.
         at_ms: u64,
-        /// The command.
-        command: Command,
+        /// The command (boxed: commands vary a lot in size).
+        command: Box<Command>,
     },
     /// Mark a node id as retired so it can never be used again.
     RetireNode {
@@ -112,7 +112,10 @@ mod tests {
         for command in commands {
             let entry = openraft::Entry::<TypeConfig> {
                 log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), 7),
-                payload: openraft::EntryPayload::Normal(Request::Referral { at_ms: 5, command }),
+                payload: openraft::EntryPayload::Normal(Request::Referral {
+                    at_ms: 5,
+                    command: Box::new(command),
+                }),
             };
             let back: openraft::Entry<TypeConfig> =
                 codec::decode(&codec::encode(&entry).expect("encode")).expect("decode");
