@@ -10,6 +10,8 @@ mod cases;
 mod cluster;
 mod error;
 mod extract;
+mod fhir;
+mod figures;
 mod registry;
 mod transfers;
 
@@ -60,6 +62,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/transfers/:id", get(transfers::show))
         .route("/v1/transfers/:id/:action", post(transfers::act))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/figures", get(figures::json))
+        .route("/metrics", get(figures::prometheus))
+        .merge(fhir::routes())
         .with_state(state)
 }
 
