@@ -147,6 +147,17 @@ async fn referral_workflow_through_the_cli() {
     let case: Case = cluster.api(1).get("/v1/cases/C00000002").await.expect("case");
     assert_eq!(case.owner.as_ref().map(|o| o.0.as_str()), Some("RAD"));
 
+    // Up-referral with a requested admission slot; a malformed slot is refused before sending.
+    let up = ["transfer", "request", "--case", "C00000002", "--direction", "up", "--to", "CTY"];
+    let mut bad_slot = up.to_vec();
+    bad_slot.extend(["--service", "general-ward", "--slot", "tomorrow morning"]);
+    fails(a1, NURSE, &bad_slot, &["RFC 3339"]);
+    let mut with_slot = up.to_vec();
+    with_slot.extend(["--service", "general-ward", "--slot", "2026-11-25T09:00:00+08:00"]);
+    assert!(ok(a1, NURSE, &with_slot).contains("T00000003 requested"));
+    let t: Transfer = cluster.api(2).get("/v1/transfers/T00000003").await.expect("transfer");
+    assert_eq!(t.requested_slot_ms, Some(1_795_568_400_000));
+
     // Policy and audit are readable; a bad policy is refused by name.
     assert!(ok(a3, "ops:test", &["policy", "show", "r"]).contains("stat_auto_ready"));
     let bad = cluster.dir.path().join("bad-policy.json");

@@ -266,6 +266,9 @@ pub enum TransferCmd {
         /// Follow-up task as `what:days`, repeatable (down-referrals).
         #[arg(long = "follow-up")]
         follow_up: Vec<String>,
+        /// Requested admission slot (up-referrals), RFC 3339, e.g. 2026-11-25T09:00:00+08:00.
+        #[arg(long)]
+        slot: Option<String>,
     },
     /// List transfers.
     List {
@@ -467,7 +470,8 @@ async fn specialist(conn: &Conn, cmd: SpecialistCmd) -> anyhow::Result<()> {
 async fn transfer(conn: &Conn, cmd: TransferCmd) -> anyhow::Result<()> {
     let api = conn.client();
     match cmd {
-        TransferCmd::Request { case, direction, to, service, from, follow_up } => {
+        TransferCmd::Request { case, direction, to, service, from, follow_up, slot } => {
+            let slot_ms = slot.as_deref().map(parse_slot).transpose()?;
             let mut tasks = Vec::new();
             for f in follow_up {
                 let Some((what, days)) = f.rsplit_once(':') else {
@@ -478,7 +482,7 @@ async fn transfer(conn: &Conn, cmd: TransferCmd) -> anyhow::Result<()> {
             }
             let body = json!({
                 "case": case, "direction": direction, "to": to, "service": service,
-                "from": from, "follow_up": tasks,
+                "from": from, "follow_up": tasks, "slot_ms": slot_ms,
             });
             print_outcome(api.post("/v1/transfers", &body).await?)
         }
@@ -556,6 +560,14 @@ fn print_outcome(outcome: Outcome) -> anyhow::Result<()> {
         Outcome::Tick { consequences } => println!("{consequences} deadline consequences committed"),
     }
     Ok(())
+}
+
+/// Milliseconds since the Unix epoch of an RFC 3339 date-time.
+fn parse_slot(text: &str) -> anyhow::Result<u64> {
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).with_context(
+        || format!("--slot `{text}` is not an RFC 3339 date-time such as 2026-11-25T09:00:00+08:00"),
+    )?;
+    u64::try_from(at.unix_timestamp_nanos() / 1_000_000).context("--slot must be after 1970")
 }
 
 /// `path` with the set parameters as an encoded query string.
