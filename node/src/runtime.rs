@@ -17,6 +17,10 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         let node = ClusterNode::start(cfg.node_id, info, &cfg.data_dir, &cfg.tls, &cfg.raft)
             .await
             .context("starting the node")?;
+        match yilian_referral::verify_chain(node.state().read().region.audit_events()) {
+            Ok(n) => tracing::info!(events = n, "audit chain verified"),
+            Err(e) => tracing::error!(error = %e, "AUDIT TRAIL TAMPERED: investigate before trusting this node"),
+        }
         let listener = tokio::net::TcpListener::bind(&cfg.api_addr)
             .await
             .with_context(|| format!("cannot listen on api_addr {}; is the port in use?", cfg.api_addr))?;

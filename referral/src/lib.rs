@@ -22,7 +22,7 @@ pub mod status;
 pub mod transfer;
 
 pub use actor::{Actor, Role};
-pub use audit::{AuditAction, AuditEvent};
+pub use audit::{verify_chain, AuditAction, AuditEvent, ChainError};
 pub use case::{Case, CaseId, SlaClock, Vitals};
 pub use command::{
     CaseSubmission, Change, Command, FacilityRegistration, Outcome, SpecialistRegistration, TransferAction,

@@ -16,7 +16,7 @@ pub use queries::{CapacityOption, CaseFilter};
 pub use routing::Ineligible;
 
 use crate::actor::Actor;
-use crate::audit::{AuditAction, AuditEvent};
+use crate::audit::{AuditAction, AuditEvent, GENESIS_HASH};
 use crate::case::{Case, CaseId};
 use crate::command::{Change, Command, Outcome};
 use crate::error::DomainError;
@@ -257,20 +257,23 @@ impl Region {
     fn audit(&mut self, now: u64, actor: &Actor, event: AuditRecord) -> u64 {
         self.counters.audit += 1;
         let seq = self.counters.audit;
-        self.audit.insert(
+        let prev_hash =
+            self.audit.get(&(seq - 1)).map_or_else(|| GENESIS_HASH.to_owned(), |e| e.hash.clone());
+        let mut event = AuditEvent {
             seq,
-            AuditEvent {
-                seq,
-                at_ms: now,
-                event_type: event.event_type,
-                action: event.action,
-                actor: actor.clone(),
-                case: event.case,
-                patient: event.patient,
-                object: event.object,
-                detail: event.detail,
-            },
-        );
+            at_ms: now,
+            event_type: event.event_type,
+            action: event.action,
+            actor: actor.clone(),
+            case: event.case,
+            patient: event.patient,
+            object: event.object,
+            detail: event.detail,
+            prev_hash,
+            hash: String::new(),
+        };
+        event.hash = event.compute_hash();
+        self.audit.insert(seq, event);
         self.touched.push(EntityKey::Audit(seq));
         self.touched.push(EntityKey::Counters);
         seq

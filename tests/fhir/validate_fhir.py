@@ -38,7 +38,7 @@ except ImportError as e:  # pragma: no cover - reported to the user
 FHIR_VERSION = "4.0.1"
 
 RESOURCE_TYPES_USED = {
-    "Bundle", "CapabilityStatement", "OperationOutcome", "ServiceRequest", "Task",
+    "AuditEvent", "Bundle", "CapabilityStatement", "OperationOutcome", "ServiceRequest", "Task",
 }
 
 # Required bindings (FHIR R4 4.0.1) of the coded elements the facade emits, by element path.
@@ -73,6 +73,8 @@ REQUIRED_CODES = {
         "extension", "too-costly", "business-rule", "conflict", "transient", "lock-error",
         "no-store", "exception", "timeout", "incomplete", "throttled", "informational",
     },
+    "AuditEvent.action": {"C", "R", "U", "D", "E"},
+    "AuditEvent.outcome": {"0", "4", "8", "12"},
     "CapabilityStatement.status": {"draft", "active", "retired", "unknown"},
     "CapabilityStatement.kind": {"instance", "capability", "requirements"},
     "CapabilityStatement.fhirVersion": {FHIR_VERSION},

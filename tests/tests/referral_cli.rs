@@ -167,7 +167,7 @@ async fn referral_workflow_through_the_cli() {
     )
     .expect("write");
     fails(a1, "ops:test", &["policy", "set", "r", "--file", &bad.display().to_string()], &["sla"]);
-    let audit = ok(a2, "ops:test", &["audit", "--case", "C00000001"]);
+    let audit = ok(a2, "ops:test", &["audit", "list", "--case", "C00000001"]);
     assert!(audit.contains("case.owner-accepts-offer") && audit.contains("transfer.request"), "{audit}");
     assert!(!audit.contains(&pid), "the raw patient ID must never be stored");
 

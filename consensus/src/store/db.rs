@@ -73,6 +73,20 @@ pub fn open(data_dir: &Path) -> Result<Opened, StoreOpenError> {
     Ok(Opened { log: LogStore::new(db.clone()), state_machine: StateMachineStore::new(db, state) })
 }
 
+/// Read the replicated state stored under `data_dir` without starting a node (the node must be
+/// stopped: redb allows one process at a time). Used by offline checks such as audit verify.
+pub fn load_state(data_dir: &Path) -> Result<ClusterState, StoreOpenError> {
+    let path = data_dir.join(DB_FILE);
+    if !path.is_file() {
+        return Err(StoreOpenError::Corrupt {
+            path,
+            reason: "no database here; point --data-dir at a node's data_dir".into(),
+        });
+    }
+    let db = Database::open(&path).map_err(|source| StoreOpenError::Open { path: path.clone(), source })?;
+    ClusterState::load(&db).map_err(|e| StoreOpenError::Corrupt { path, reason: e.to_string() })
+}
+
 fn create_tables(db: &Database) -> Result<(), DbError> {
     let txn = db.begin_write()?;
     txn.open_table(LOG)?;

@@ -7,6 +7,6 @@ mod db;
 mod log_store;
 mod state_machine;
 
-pub use db::{open, Opened, StoreOpenError};
+pub use db::{load_state, open, Opened, StoreOpenError};
 pub use log_store::LogStore;
 pub use state_machine::{ClusterState, SharedState, StateMachineStore};

@@ -5,7 +5,8 @@ use super::{ApiError, AppState};
 use axum::extract::{Query, State};
 use axum::Json;
 use serde::Deserialize;
-use yilian_referral::{AuditEvent, CaseId};
+use serde::Serialize;
+use yilian_referral::{verify_chain, AuditEvent, CaseId};
 
 /// Most events answered at once.
 const MAX_EVENTS: usize = 1000;
@@ -36,4 +37,22 @@ pub async fn list(
         .cloned()
         .collect();
     Ok(Json(events))
+}
+
+/// Answer of `GET /v1/audit/verify`.
+#[derive(Debug, Serialize)]
+pub struct Verified {
+    /// Events checked, from the first.
+    pub verified: u64,
+    /// Hash of the newest event (compare it across nodes).
+    pub head: Option<String>,
+}
+
+/// `GET /v1/audit/verify`: check this node's whole hash chain; 409 naming the first bad event.
+pub async fn verify(State(app): State<AppState>, _: ReadBarrier) -> Result<Json<Verified>, ApiError> {
+    let state = app.node.state().read();
+    let verified =
+        verify_chain(state.region.audit_events()).map_err(|e| ApiError::conflict(e.to_string()))?;
+    let head = state.region.audit_events().last().map(|e| e.hash.clone());
+    Ok(Json(Verified { verified, head }))
 }

@@ -30,6 +30,11 @@ impl ApiError {
         Self { status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() }
     }
 
+    /// A 409 with `message`.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::CONFLICT, message: message.into() }
+    }
+
     /// A 404 with `message`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self { status: StatusCode::NOT_FOUND, message: message.into() }

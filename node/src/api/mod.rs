@@ -62,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/transfers/:id", get(transfers::show))
         .route("/v1/transfers/:id/:action", post(transfers::act))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/figures", get(figures::json))
         .route("/metrics", get(figures::prometheus))
         .merge(fhir::routes())

@@ -6,6 +6,7 @@ use crate::config::NodeConfig;
 use crate::{demo, runtime};
 
 mod referral;
+mod synth;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ enum Top {
     Referral(referral::ReferralCmd),
     /// Start a local 3-node demo cluster with a seeded region (Ctrl-C stops it; rerun resumes).
     Demo(demo::DemoArgs),
+    /// Write synthetic DICOM studies (CT, DR, ultrasound, 12-lead ECG) for demos and tests.
+    Synth(synth::SynthArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +154,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Top::Cluster(c) => cluster(ApiClient::new(&c.target.api), c.command).await?,
         Top::Referral(cmd) => referral::run(cmd).await?,
         Top::Demo(args) => demo::run(args).await?,
+        Top::Synth(args) => synth::run(args).await?,
     }
     Ok(())
 }

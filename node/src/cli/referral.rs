@@ -82,16 +82,12 @@ pub enum ReferralCmd {
         #[command(subcommand)]
         command: PolicyCmd,
     },
-    /// The audit trail.
+    /// The audit trail: list, verify the hash chain, export as FHIR AuditEvent.
     Audit {
         #[command(flatten)]
         conn: Conn,
-        /// Only events of this case.
-        #[arg(long)]
-        case: Option<String>,
-        /// Only events after this sequence number.
-        #[arg(long)]
-        after: Option<u64>,
+        #[command(subcommand)]
+        command: AuditCmd,
     },
     /// Figures for health bureaus (JSON), or the Prometheus metrics with --prometheus.
     Figures {
@@ -299,6 +295,36 @@ pub enum TransferCmd {
     },
 }
 
+/// `yilian audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Print events, oldest first (one JSON object per line).
+    List {
+        /// Only events of this case.
+        #[arg(long)]
+        case: Option<String>,
+        /// Only events after this sequence number.
+        #[arg(long)]
+        after: Option<u64>,
+    },
+    /// Verify the hash chain: on a running node (--api), or offline in a stopped node's data
+    /// directory (--data-dir), which also catches edits made directly to the database.
+    Verify {
+        /// A stopped node's data_dir (holding raft.redb).
+        #[arg(long)]
+        data_dir: Option<std::path::PathBuf>,
+    },
+    /// Write the trail as a FHIR R4 Bundle of AuditEvent resources.
+    Export {
+        /// Output file.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Only events of this case.
+        #[arg(long)]
+        case: Option<String>,
+    },
+}
+
 /// `yilian policy ...`
 #[derive(Debug, Subcommand)]
 pub enum PolicyCmd {
@@ -342,14 +368,7 @@ pub async fn run(cmd: ReferralCmd) -> anyhow::Result<()> {
                 print_outcome(conn.client().put(&format!("/v1/policies/{region}"), &body).await?)
             }
         },
-        ReferralCmd::Audit { conn, case, after } => {
-            let path = with_query("/v1/audit", &[("case", case), ("after", after.map(|a| a.to_string()))])?;
-            let events: Vec<Value> = conn.client().get(&conn.read(&path)).await?;
-            for e in events {
-                println!("{e}");
-            }
-            Ok(())
-        }
+        ReferralCmd::Audit { conn, command } => audit(&conn, command).await,
         ReferralCmd::Figures { conn, prometheus } => {
             if prometheus {
                 print!("{}", conn.client().get_text(&conn.read("/metrics")).await?);
@@ -357,6 +376,39 @@ pub async fn run(cmd: ReferralCmd) -> anyhow::Result<()> {
             } else {
                 print_json(&conn.client().get::<Value>(&conn.read("/v1/figures")).await?)
             }
+        }
+    }
+}
+
+async fn audit(conn: &Conn, cmd: AuditCmd) -> anyhow::Result<()> {
+    match cmd {
+        AuditCmd::List { case, after } => {
+            let path = with_query("/v1/audit", &[("case", case), ("after", after.map(|a| a.to_string()))])?;
+            let events: Vec<Value> = conn.client().get(&conn.read(&path)).await?;
+            for e in events {
+                println!("{e}");
+            }
+            Ok(())
+        }
+        AuditCmd::Verify { data_dir: Some(dir) } => {
+            let state = yilian_consensus::store::load_state(&dir)?;
+            let n = yilian_referral::verify_chain(state.region.audit_events())
+                .with_context(|| format!("the audit trail in {} does not verify", dir.display()))?;
+            println!("audit chain intact: {n} events verified in {}", dir.display());
+            Ok(())
+        }
+        AuditCmd::Verify { data_dir: None } => {
+            let v: Value = conn.client().get(&conn.read("/v1/audit/verify")).await?;
+            println!("audit chain intact: {} events verified, head {}", v["verified"], v["head"]);
+            Ok(())
+        }
+        AuditCmd::Export { out, case } => {
+            let path = with_query("/fhir/AuditEvent", &[("entity", case.map(|c| format!("Task/{c}")))])?;
+            let bundle: Value = conn.client().get(&conn.read(&path)).await?;
+            let text = serde_json::to_string_pretty(&bundle)?;
+            std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+            println!("wrote {} audit events to {}", bundle["total"], out.display());
+            Ok(())
         }
     }
 }

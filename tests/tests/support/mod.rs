@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod fhir_validator;
+
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::future::Future;

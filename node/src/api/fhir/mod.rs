@@ -9,12 +9,15 @@
 //! - `GET /fhir/Task?status=&owner=&priority=&requester=&focus=&_id=&patient:identifier=` and
 //!   `GET /fhir/ServiceRequest?status=&priority=&requester=&performer=&_id=&patient:identifier=`:
 //!   searchset Bundles; unknown parameters are refused with 400.
+//! - `GET /fhir/AuditEvent?entity=Task/{id}`: the audit trail (hash chain in extensions) as a
+//!   searchset Bundle, oldest first.
 //! - `POST /fhir/ServiceRequest`: submit a case as the actor named by `X-Yilian-Actor`
 //!   (staff of the requesting facility); 201 with `Location: /fhir/ServiceRequest/{id}`.
 //!
 //! Reads are linearizable unless `consistency=stale` is given. Acting on a case (accept, report,
 //! ...) stays with `/v1/cases/{id}/{action}`. The mapping lives in [`resources`].
 
+mod audit_event;
 mod resources;
 
 use super::actor::ActingAs;
@@ -46,6 +49,7 @@ pub fn routes() -> Router<AppState> {
             get(search_service_requests).post(create_service_request).fallback(method_not_allowed),
         )
         .route("/fhir/ServiceRequest/:id", get(read_service_request).fallback(method_not_allowed))
+        .route("/fhir/AuditEvent", get(search_audit_events).fallback(method_not_allowed))
         .route("/fhir/*rest", any(unknown_path))
 }
 
@@ -219,6 +223,51 @@ async fn search_tasks(
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, FhirError> {
     search(&app, &headers, SearchKind::Task, q).await
+}
+
+/// `GET /fhir/AuditEvent?entity=Task/{id}`: the audit trail (optionally one case's), oldest first.
+async fn search_audit_events(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, FhirError> {
+    let mut case = None;
+    let mut stale = false;
+    for (k, v) in query_pairs(q)? {
+        match k.as_str() {
+            "entity" => {
+                let id = v.strip_prefix("Task/").unwrap_or(&v);
+                case = Some(CaseId(id.to_owned()));
+            }
+            "consistency" if v == "stale" => stale = true,
+            "_format" if v.contains("json") => {}
+            other => {
+                return Err(FhirError::new(
+                    StatusCode::BAD_REQUEST,
+                    "not-supported",
+                    format!("unsupported AuditEvent search parameter `{other}`; use entity=Task/<case id>"),
+                ))
+            }
+        }
+    }
+    if !stale {
+        app.node.linearizable_barrier().await.map_err(|e| FhirError::from(ApiError::from(e)))?;
+    }
+    let base = base_url(&app, &headers);
+    let entries: Vec<(&str, String, Value)> = {
+        let state = app.node.state().read();
+        state
+            .region
+            .audit_events()
+            .filter(|e| case.as_ref().is_none_or(|c| e.case.as_ref() == Some(c)))
+            .map(|e| ("AuditEvent", e.seq.to_string(), audit_event::audit_event(e)))
+            .collect()
+    };
+    let self_url = match &case {
+        Some(c) => format!("{base}/AuditEvent?entity=Task/{c}"),
+        None => format!("{base}/AuditEvent"),
+    };
+    Ok(fhir_json(StatusCode::OK, &searchset(&base, &self_url, entries)))
 }
 
 /// `GET /fhir/ServiceRequest?...`

@@ -506,6 +506,18 @@ pub fn capability_statement(base: &str) -> Value {
         "Read-only view of the case's lifecycle; act on it through /v1/cases/{id}/{action}. \
          owner is the offered or owning reader; restriction.period.end the next deadline."
     );
+    let audit = json!({
+        "type": "AuditEvent",
+        "interaction": [{ "code": "search-type" }],
+        "searchParam": [{
+            "name": "entity",
+            "definition": "http://hl7.org/fhir/SearchParameter/AuditEvent-entity",
+            "type": "reference",
+            "documentation": "Task/<case id>: only that case's events",
+        }],
+        "documentation": "The replicated, append-only, hash-chained audit trail, oldest first. Each \
+                          event carries its own hash and the previous event's in extensions.",
+    });
     json!({
         "resourceType": "CapabilityStatement",
         "id": "yilian",
@@ -524,7 +536,7 @@ pub fn capability_statement(base: &str) -> Value {
             "mode": "server",
             "documentation": "Reads are linearizable; add consistency=stale to read this node's \
                               state as is. Unknown search parameters are refused (400).",
-            "resource": [task, sr],
+            "resource": [task, sr, audit],
         }],
     })
 }
@@ -1496,6 +1508,8 @@ mod tests {
             let kind = match r["type"].as_str() {
                 Some("Task") => SearchKind::Task,
                 Some("ServiceRequest") => SearchKind::ServiceRequest,
+                // Searched by its own handler (`entity` only); covered by the audit trail test.
+                Some("AuditEvent") => continue,
                 other => panic!("unexpected {other:?}"),
             };
             for p in r["searchParam"].as_array().expect("params") {
