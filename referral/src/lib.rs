@@ -8,6 +8,7 @@
 pub mod actor;
 pub mod audit;
 pub mod case;
+pub mod codec;
 pub mod command;
 pub mod error;
 pub mod facility;

@@ -893,8 +893,8 @@ fn step(replicas: &mut [Region; 2], disk: &mut Region, checker: &mut Checker, at
 }
 
 fn round_trip(region: &Region) {
-    let bytes = bincode::serialize(region).expect("serialize");
-    let back: Region = bincode::deserialize(&bytes).expect("deserialize");
+    let bytes = yilian_referral::codec::encode(region).expect("serialize");
+    let back: Region = yilian_referral::codec::decode(&bytes).expect("deserialize");
     assert_eq!(&back, region, "serde round trip changed the region");
 }
 
@@ -914,7 +914,7 @@ fn run(ops: &[Op]) {
     let start = fresh();
     let mut replicas = [start.region.clone(), fresh().region];
     let mut disk: Region =
-        bincode::deserialize(&bincode::serialize(&start.region).expect("ser")).expect("de");
+        yilian_referral::codec::decode(&yilian_referral::codec::encode(&start.region).expect("ser")).expect("de");
     assert_eq!(disk, start.region);
     let mut checker = Checker::default();
     let mut resolver = Resolver { readers: reader_pool(), now: start.now };
