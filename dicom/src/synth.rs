@@ -120,6 +120,9 @@ pub struct SynthOptions {
     pub us_rows: u16,
     /// ECG duration in seconds (1..=60; default 10).
     pub ecg_seconds: u32,
+    /// Accession Number of every study written, e.g. the Yilian case id the studies belong to;
+    /// derived from the seed and kind when `None`.
+    pub accession: Option<String>,
 }
 
 impl Default for SynthOptions {
@@ -135,6 +138,7 @@ impl Default for SynthOptions {
             us_columns: 640,
             us_rows: 480,
             ecg_seconds: 10,
+            accession: None,
         }
     }
 }
@@ -171,6 +175,13 @@ impl SynthOptions {
         range("ultrasound columns", self.us_columns, 64, 2048)?;
         range("ultrasound rows", self.us_rows, 64, 2048)?;
         range("ECG seconds", self.ecg_seconds, 1, 60)?;
+        if let Some(a) = &self.accession {
+            if a.is_empty() || a.len() > 16 || !a.chars().all(|c| c.is_ascii_graphic()) {
+                return Err(SynthError::InvalidOptions {
+                    reason: format!("accession {a:?} is not usable: give 1 to 16 printable ASCII characters"),
+                });
+            }
+        }
         for (what, v) in [("patient name", &self.patient_name), ("patient id", &self.patient_id)] {
             if let Some(v) = v {
                 if v.trim().is_empty()
@@ -392,6 +403,7 @@ fn code_item(value: &str, scheme: &str, version: &str, meaning: &str) -> InMemDi
 
 struct Context {
     seed: u64,
+    accession: Option<String>,
     patient_name: String,
     patient_id: String,
     birth_date: String,
@@ -420,6 +432,7 @@ impl Context {
         let age = sy - by - i64::from((sm, sd) < (bm, bd));
         Context {
             seed: opts.seed,
+            accession: opts.accession.clone(),
             patient_name: opts.patient_name.clone().unwrap_or_else(|| format!("{family}^{given}")),
             patient_id: opts.patient_id.clone().unwrap_or_else(|| format!("SYN{id_number:08}")),
             birth_date: format!("{by:04}{bm:02}{bd:02}"),
@@ -453,7 +466,10 @@ impl StudyIds {
             kind,
             study_uid: synthetic_uid(ctx.seed, &format!("study/{kind}")),
             series_uid: synthetic_uid(ctx.seed, &format!("series/{kind}")),
-            accession: format!("A{:08}{}", rng.below(100_000_000), kind.modality()),
+            accession: ctx
+                .accession
+                .clone()
+                .unwrap_or_else(|| format!("A{:08}{}", rng.below(100_000_000), kind.modality())),
             time: format!("{:02}{:02}{:02}", t / 3600, t / 60 % 60, t % 60),
         }
     }

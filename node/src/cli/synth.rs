@@ -38,6 +38,10 @@ pub(crate) struct SynthArgs {
     /// Patient ID (default: derived from the seed).
     #[arg(long)]
     patient_id: Option<String>,
+    /// Accession Number for every study, e.g. the case id the studies belong to (C-STORE and
+    /// STOW-RS attach instances to the case named here).
+    #[arg(long)]
+    accession: Option<String>,
     /// Seed; the same seed and options write byte-identical files.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -57,6 +61,7 @@ pub(crate) async fn run(args: SynthArgs) -> anyhow::Result<()> {
         patient_name: args.patient_name,
         patient_id: args.patient_id,
         ct_slices: args.slices,
+        accession: args.accession,
         ..SynthOptions::default()
     };
     let out = args.out;
