@@ -9,6 +9,7 @@ use crate::patient::PatientKey;
 use crate::priority::{GreenChannel, Priority, RegionPolicy};
 use crate::specialist::SpecialistId;
 use crate::status::TaskStatus;
+use crate::study::{HolderNode, InstanceBatch};
 use crate::transfer::{Direction, FollowUp, RejectReason, TransferId, TransferStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -96,6 +97,22 @@ pub enum Change {
         transfer: TransferId,
         /// What is done.
         action: TransferAction,
+    },
+    /// A node stored instances of a case's study (the node itself, the sending staff, or ops).
+    RecordInstances(InstanceBatch),
+    /// The sender declares a study complete (staff of the case's facility, ops, or a node).
+    CommitStudy {
+        /// Study Instance UID.
+        study_uid: String,
+    },
+    /// A node verified its copies of a study's instances (nodes only, after checking every hash).
+    HoldStudyCopy {
+        /// Study Instance UID.
+        study_uid: String,
+        /// The node.
+        node: HolderNode,
+        /// SOP Instance UIDs it verified.
+        instances: Vec<String>,
     },
     /// The leader evaluates deadlines that have passed and commits their consequences.
     Tick,
@@ -263,6 +280,19 @@ pub enum Outcome {
         status: TransferStatus,
         /// The nearest other facility that can take the patient, if this one refused.
         suggestion: Option<FacilityId>,
+    },
+    /// A study's manifest changed.
+    Study {
+        /// Study Instance UID.
+        study_uid: String,
+        /// The case it belongs to.
+        case_id: CaseId,
+        /// Instances in the manifest now.
+        instances: usize,
+        /// Whether the study is committed.
+        committed: bool,
+        /// Nodes holding a verified copy of every instance.
+        holders: BTreeSet<HolderNode>,
     },
     /// Deadlines evaluated.
     Tick {

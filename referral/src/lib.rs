@@ -20,6 +20,7 @@ pub mod priority;
 pub mod region;
 pub mod specialist;
 pub mod status;
+pub mod study;
 pub mod transfer;
 
 pub use actor::{Actor, Role};
@@ -39,4 +40,5 @@ pub use priority::{GreenChannel, Priority, RegionPolicy, SlaTargets};
 pub use region::{Applied, CapacityOption, CaseFilter, Entity, EntityKey, Ineligible, Region};
 pub use specialist::{Specialist, SpecialistId};
 pub use status::TaskStatus;
+pub use study::{HolderNode, InstanceBatch, InstanceRecord, ManifestInstance, StudyManifest};
 pub use transfer::{Direction, Transfer, TransferId, TransferStatus};

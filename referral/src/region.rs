@@ -9,11 +9,13 @@ mod index;
 mod queries;
 mod registry;
 mod routing;
+mod studies;
 mod timers;
 mod transfers;
 
 pub use queries::{CapacityOption, CaseFilter};
 pub use routing::Ineligible;
+pub use studies::{MAX_INSTANCES_PER_BATCH, MAX_INSTANCES_PER_STUDY};
 
 use crate::actor::Actor;
 use crate::audit::{AuditAction, AuditEvent, GENESIS_HASH};
@@ -24,11 +26,12 @@ use crate::facility::{Facility, FacilityId};
 use crate::patient::PatientKey;
 use crate::priority::RegionPolicy;
 use crate::specialist::{Specialist, SpecialistId};
+use crate::study::StudyManifest;
 use crate::transfer::{Transfer, TransferId};
 use index::Indexes;
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Longest free-text field accepted (complaint, report, reasons), in bytes.
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
@@ -46,6 +49,8 @@ pub enum EntityKey {
     Transfer(TransferId),
     /// A region's policy.
     Policy(String),
+    /// A study manifest, by Study Instance UID.
+    Study(String),
     /// An audit event.
     Audit(u64),
     /// Sequence counters and the region clock.
@@ -78,6 +83,8 @@ pub enum Entity {
     Transfer(Transfer),
     /// A region's policy.
     Policy(String, RegionPolicy),
+    /// A study manifest.
+    Study(Box<StudyManifest>),
     /// An audit event.
     Audit(AuditEvent),
     /// Counters.
@@ -102,6 +109,8 @@ pub struct Region {
     cases: BTreeMap<CaseId, Case>,
     transfers: BTreeMap<TransferId, Transfer>,
     policies: BTreeMap<String, RegionPolicy>,
+    studies: BTreeMap<String, StudyManifest>,
+    case_studies: BTreeMap<CaseId, BTreeSet<String>>,
     audit: BTreeMap<u64, AuditEvent>,
     counters: Counters,
     index: Indexes,
@@ -152,6 +161,11 @@ impl Region {
             }
             Change::RequestTransfer(r) => self.request_transfer(now, actor, r),
             Change::Transfer { transfer, action } => self.act_on_transfer(now, actor, transfer, action),
+            Change::RecordInstances(batch) => self.record_instances(now, actor, batch),
+            Change::CommitStudy { study_uid } => self.commit_study(now, actor, study_uid),
+            Change::HoldStudyCopy { study_uid, node, instances } => {
+                self.hold_study_copy(now, actor, study_uid, *node, instances)
+            }
             Change::Tick => self.tick(now, actor),
         }
     }
@@ -287,6 +301,7 @@ impl Region {
             EntityKey::Case(id) => self.cases.get(id).map(|c| Entity::Case(Box::new(c.clone()))),
             EntityKey::Transfer(id) => self.transfers.get(id).cloned().map(Entity::Transfer),
             EntityKey::Policy(r) => self.policies.get(r).cloned().map(|p| Entity::Policy(r.clone(), p)),
+            EntityKey::Study(uid) => self.studies.get(uid).map(|s| Entity::Study(Box::new(s.clone()))),
             EntityKey::Audit(seq) => self.audit.get(seq).cloned().map(Entity::Audit),
             EntityKey::Counters => Some(Entity::Counters(self.counters)),
         }
@@ -314,6 +329,10 @@ impl Region {
             Entity::Policy(r, p) => {
                 self.policies.insert(r, p);
             }
+            Entity::Study(s) => {
+                self.index_study(&s);
+                self.studies.insert(s.study_uid.clone(), *s);
+            }
             Entity::Audit(e) => {
                 self.audit.insert(e.seq, e);
             }
@@ -329,6 +348,7 @@ impl Region {
                 + self.cases.len()
                 + self.transfers.len()
                 + self.policies.len()
+                + self.studies.len()
                 + self.audit.len(),
         );
         out.push(EntityKey::Counters);
@@ -337,6 +357,7 @@ impl Region {
         out.extend(self.policies.keys().cloned().map(EntityKey::Policy));
         out.extend(self.cases.keys().cloned().map(EntityKey::Case));
         out.extend(self.transfers.keys().cloned().map(EntityKey::Transfer));
+        out.extend(self.studies.keys().cloned().map(EntityKey::Study));
         out.extend(self.audit.keys().copied().map(EntityKey::Audit));
         out
     }

@@ -863,6 +863,13 @@ fn check_step(before: &Region, after: &Region, command: &Command, applied: &Appl
                 assert!(after.case(id).is_ok());
             }
         }
+        Outcome::Study { study_uid, case_id, instances, committed, holders } => {
+            let st = after.study(study_uid).expect("answered study exists");
+            assert_eq!(
+                (&st.case, st.instances.len(), st.is_committed(), &st.complete_holders()),
+                (case_id, *instances, *committed, holders)
+            );
+        }
         Outcome::Registered { .. } | Outcome::Tick { .. } => {}
     }
 }
@@ -914,7 +921,8 @@ fn run(ops: &[Op]) {
     let start = fresh();
     let mut replicas = [start.region.clone(), fresh().region];
     let mut disk: Region =
-        yilian_referral::codec::decode(&yilian_referral::codec::encode(&start.region).expect("ser")).expect("de");
+        yilian_referral::codec::decode(&yilian_referral::codec::encode(&start.region).expect("ser"))
+            .expect("de");
     assert_eq!(disk, start.region);
     let mut checker = Checker::default();
     let mut resolver = Resolver { readers: reader_pool(), now: start.now };

@@ -609,6 +609,14 @@ fn print_outcome(outcome: Outcome) -> anyhow::Result<()> {
             let moved: Vec<_> = cases_moved.iter().map(|c| c.0.as_str()).collect();
             println!("{what}; cases moved: {}", moved.join(", "));
         }
+        Outcome::Study { study_uid, case_id, instances, committed, holders } => {
+            let state = if committed { "committed" } else { "open" };
+            let holders: Vec<_> = holders.iter().map(u64::to_string).collect();
+            println!(
+                "study {study_uid} of {case_id}: {instances} instance(s), {state}, complete at node(s) [{}]",
+                holders.join(", ")
+            );
+        }
         Outcome::Tick { consequences } => println!("{consequences} deadline consequences committed"),
     }
     Ok(())
