@@ -3,9 +3,11 @@
 
 use crate::error::ClusterError;
 use crate::network::transport::PeerHandler;
-use crate::network::{ForwardRequest, ForwardResponse, NetworkFactory, PeerRequest, PeerResponse, Transport};
+use crate::network::{
+    BulkHandler, ForwardRequest, ForwardResponse, NetworkFactory, PeerRequest, PeerResponse, Transport,
+};
 use crate::store::{self, SharedState, StoreOpenError};
-use crate::tls::{self, TlsError, TlsFiles, ALPN_RAFT};
+use crate::tls::{self, TlsError, TlsFiles, NODE_ALPNS};
 use crate::types::{NodeId, NodeInfo, Request, Response, YilianRaft};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
@@ -157,7 +159,7 @@ impl ClusterNode {
     ) -> Result<Arc<Self>, StartError> {
         let opened = store::open(data_dir)?;
         let state = opened.state_machine.shared();
-        let quic = tls::load(tls_files, ALPN_RAFT)?;
+        let quic = tls::load(tls_files, &NODE_ALPNS)?;
         let addr: SocketAddr =
             info.raft_addr.parse().map_err(|_| StartError::BadAddr(info.raft_addr.clone()))?;
         let transport = Arc::new(
@@ -215,6 +217,26 @@ impl ClusterNode {
     /// This node's addresses.
     pub fn info(&self) -> &NodeInfo {
         &self.info
+    }
+
+    /// Hand image-transfer and upload connections to `handler`.
+    pub fn set_bulk_handler(&self, handler: Arc<dyn BulkHandler>) {
+        self.transport.set_bulk_handler(handler);
+    }
+
+    /// Open an image-transfer connection to cluster member `target`.
+    pub async fn connect_bulk(&self, target: NodeId) -> Result<quinn::Connection, ClusterError> {
+        let status = self.status();
+        let addr = status
+            .voters
+            .into_iter()
+            .chain(status.learners)
+            .find(|m| m.node_id == target)
+            .map(|m| m.raft_addr)
+            .ok_or_else(|| {
+                ClusterError::BadRequest(format!("node {target} is not a member of this cluster"))
+            })?;
+        self.transport.connect_bulk(target, &addr).await.map_err(|e| ClusterError::Unreachable(e.to_string()))
     }
 
     /// Read access to the replicated state as applied on this node.

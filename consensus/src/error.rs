@@ -30,6 +30,9 @@ pub enum ClusterError {
     /// Raft reported an error.
     #[error("raft error: {0}")]
     Raft(String),
+    /// Another member could not be reached for a bulk (image) connection.
+    #[error("cannot reach that node for image transfer: {0}; it will be retried")]
+    Unreachable(String),
     /// The node is stopping.
     #[error("this node is shutting down; use another node")]
     ShuttingDown,

@@ -36,6 +36,23 @@ pub fn node_id_from_dns_name(name: &str) -> Option<u64> {
     name.strip_prefix("node-")?.strip_suffix(".yilian")?.parse().ok()
 }
 
+/// The DNS name a client certificate carries for client `name`.
+pub fn client_dns_name(name: &str) -> String {
+    format!("{name}.clients.yilian")
+}
+
+/// Parse a client name from a DNS name made by [`client_dns_name`].
+pub fn client_name_from_dns_name(dns: &str) -> Option<&str> {
+    dns.strip_suffix(".clients.yilian").filter(|n| valid_client_name(n))
+}
+
+/// Client names: 1 to 48 lowercase letters, digits and '-'.
+fn valid_client_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 48
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// Paths of a node certificate and key written by [`issue_node_cert`].
 #[derive(Debug, Clone)]
 pub struct NodeCertFiles {
@@ -67,6 +84,11 @@ pub enum PkiError {
     /// The address given for the node is not usable.
     #[error("invalid --addr `{0}`: expected host:port with an IP host, e.g. 10.0.0.5:7101")]
     BadAddr(String),
+    /// The client name is not usable.
+    #[error(
+        "invalid client name `{0}`: use 1 to 48 lowercase letters, digits and '-', e.g. ts-lijia-uploader"
+    )]
+    BadClientName(String),
     /// The operating system's random source failed.
     #[error("cannot read random bytes from the operating system: {0}")]
     Random(String),
@@ -145,25 +167,45 @@ pub fn issue_node_cert(
         .rsplit_once(':')
         .and_then(|(host, _)| host.trim_matches(|c| c == '[' || c == ']').parse().ok())
         .ok_or_else(|| PkiError::BadAddr(addr.to_owned()))?;
-    let ca_key = KeyPair::from_pem(&read(&ca_dir.join(CA_KEY))?)?;
-    let ca_cert = CertificateParams::from_ca_cert_pem(&read(&ca_dir.join(CA_CERT))?)?.self_signed(&ca_key)?;
     let mut params = CertificateParams::new(vec![node_dns_name(node_id)])?;
     params.subject_alt_names.push(SanType::IpAddress(ip));
     params.distinguished_name.push(DnType::CommonName, format!("yilian node {node_id}"));
     params.extended_key_usages =
         vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    sign_and_write(ca_dir, params, out_dir, &format!("node-{node_id}"))
+}
+
+/// Sign `params` (a leaf certificate) with the CA in `ca_dir` and write `<stem>.crt` / `<stem>.key`.
+fn sign_and_write(
+    ca_dir: &Path,
+    mut params: CertificateParams,
+    out_dir: &Path,
+    stem: &str,
+) -> Result<NodeCertFiles, PkiError> {
+    let ca_key = KeyPair::from_pem(&read(&ca_dir.join(CA_KEY))?)?;
+    let ca_cert = CertificateParams::from_ca_cert_pem(&read(&ca_dir.join(CA_CERT))?)?.self_signed(&ca_key)?;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     validity(&mut params, NODE_VALIDITY_DAYS);
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
     std::fs::create_dir_all(out_dir).map_err(|source| PkiError::Io { path: out_dir.to_owned(), source })?;
-    let files = NodeCertFiles {
-        cert: out_dir.join(format!("node-{node_id}.crt")),
-        key: out_dir.join(format!("node-{node_id}.key")),
-    };
+    let files =
+        NodeCertFiles { cert: out_dir.join(format!("{stem}.crt")), key: out_dir.join(format!("{stem}.key")) };
     write(&files.key, &key.serialize_pem(), true)?;
     write(&files.cert, &cert.pem(), false)?;
     Ok(files)
+}
+
+/// Issue a client certificate (e.g. for a clinic's `yilian upload`) named `name`, signed by the
+/// CA in `ca_dir`, and write it to `out_dir` as `<name>.crt` / `<name>.key`.
+pub fn issue_client_cert(ca_dir: &Path, name: &str, out_dir: &Path) -> Result<NodeCertFiles, PkiError> {
+    if !valid_client_name(name) {
+        return Err(PkiError::BadClientName(name.to_owned()));
+    }
+    let mut params = CertificateParams::new(vec![client_dns_name(name)])?;
+    params.distinguished_name.push(DnType::CommonName, format!("yilian client {name}"));
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    sign_and_write(ca_dir, params, out_dir, name)
 }
 
 #[cfg(test)]

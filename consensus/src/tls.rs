@@ -1,7 +1,7 @@
 //! Mutual TLS for QUIC: building quinn configs from the CA and node certificate, and reading
 //! which node a peer's certificate names.
 
-use crate::pki::node_id_from_dns_name;
+use crate::pki::{client_name_from_dns_name, node_id_from_dns_name};
 use crate::types::NodeId;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -13,6 +13,12 @@ use std::time::Duration;
 
 /// ALPN protocol of node-to-node control connections (Raft RPCs and forwarded requests).
 pub const ALPN_RAFT: &[u8] = b"yilian-raft/1";
+/// ALPN protocol of node-to-node image transfer (chunked study fetches).
+pub const ALPN_DICOM: &[u8] = b"yilian-dicom/1";
+/// ALPN protocol of clinic uploads (`yilian upload`).
+pub const ALPN_UPLOAD: &[u8] = b"yilian-upload/1";
+/// Every protocol a node's endpoint accepts.
+pub const NODE_ALPNS: [&[u8]; 3] = [ALPN_RAFT, ALPN_DICOM, ALPN_UPLOAD];
 
 /// Where a node's TLS material lives: the `[tls]` table of the node's config file.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -28,10 +34,12 @@ pub struct TlsFiles {
 
 /// quinn server and client configs for one node.
 pub struct QuicTls {
-    /// Accepts only peers with a certificate from the regional CA.
+    /// Accepts only peers with a certificate from the regional CA, for every ALPN given.
     pub server: quinn::ServerConfig,
-    /// Presents this node's certificate and checks the server's against the CA.
+    /// Presents this node's certificate and checks the server's against the CA (first ALPN).
     pub client: quinn::ClientConfig,
+    /// The same, for image transfer connections ([`ALPN_DICOM`]).
+    pub dicom_client: quinn::ClientConfig,
 }
 
 /// Why TLS material could not be loaded.
@@ -96,14 +104,11 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
-/// Build quinn configs speaking `alpn` from the CA and node files.
-pub fn load(files: &TlsFiles, alpn: &[u8]) -> Result<QuicTls, TlsError> {
+/// Build quinn configs from the CA and node files: a server accepting every ALPN in `alpns`,
+/// a client speaking the first of them, and a client speaking [`ALPN_DICOM`].
+pub fn load(files: &TlsFiles, alpns: &[&[u8]]) -> Result<QuicTls, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = RootCertStore::empty();
-    for ca in load_certs(&files.ca_cert)? {
-        roots.add(ca)?;
-    }
-    let roots = Arc::new(roots);
+    let roots = Arc::new(load_roots(&files.ca_cert)?);
     let chain = load_certs(&files.cert)?;
     let key = load_key(&files.key)?;
 
@@ -112,18 +117,53 @@ pub fn load(files: &TlsFiles, alpn: &[u8]) -> Result<QuicTls, TlsError> {
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain.clone(), key.clone_key())?;
-    server.alpn_protocols = vec![alpn.to_vec()];
+    server.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(server)?));
     server.transport_config(transport_config());
 
+    let first = alpns.first().copied().unwrap_or(ALPN_RAFT);
+    let client = client_config(&roots, &chain, &key, first)?;
+    let dicom_client = client_config(&roots, &chain, &key, ALPN_DICOM)?;
+    Ok(QuicTls { server, client, dicom_client })
+}
+
+/// A client-only config speaking `alpn`, presenting the certificate in `files` (a node's, or a
+/// client certificate from `yilian ca issue-client`).
+pub fn client_only(files: &TlsFiles, alpn: &[u8]) -> Result<quinn::ClientConfig, TlsError> {
+    let roots = load_roots(&files.ca_cert)?;
+    client_config(&roots, &load_certs(&files.cert)?, &load_key(&files.key)?, alpn)
+}
+
+fn load_roots(ca_cert: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for ca in load_certs(ca_cert)? {
+        roots.add(ca)?;
+    }
+    Ok(roots)
+}
+
+fn client_config(
+    roots: &RootCertStore,
+    chain: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
+    alpn: &[u8],
+) -> Result<quinn::ClientConfig, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut client = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)?;
+        .with_root_certificates(roots.clone())
+        .with_client_auth_cert(chain.to_vec(), key.clone_key())?;
     client.alpn_protocols = vec![alpn.to_vec()];
     let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(client)?));
     client.transport_config(transport_config());
-    Ok(QuicTls { server, client })
+    Ok(client)
+}
+
+/// The ALPN protocol a connection negotiated, if any.
+pub fn negotiated_alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol)
 }
 
 /// Why a peer's identity could not be established.
@@ -140,8 +180,34 @@ pub enum IdentityError {
     NoNodeName,
 }
 
+/// Who a connected peer's (CA-verified) certificate names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerIdentity {
+    /// A cluster node.
+    Node(NodeId),
+    /// A client (e.g. a clinic's uploader) with the name from `yilian ca issue-client`.
+    Client(String),
+}
+
+impl std::fmt::Display for PeerIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerIdentity::Node(id) => write!(f, "node {id}"),
+            PeerIdentity::Client(name) => write!(f, "client {name}"),
+        }
+    }
+}
+
 /// The node id named in the certificate a connected peer presented (already CA-verified by TLS).
 pub fn peer_node_id(conn: &quinn::Connection) -> Result<NodeId, IdentityError> {
+    match peer_identity(conn)? {
+        PeerIdentity::Node(id) => Ok(id),
+        PeerIdentity::Client(_) => Err(IdentityError::NoNodeName),
+    }
+}
+
+/// The node or client named in the certificate a connected peer presented.
+pub fn peer_identity(conn: &quinn::Connection) -> Result<PeerIdentity, IdentityError> {
     let certs = conn
         .peer_identity()
         .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
@@ -153,12 +219,21 @@ pub fn peer_node_id(conn: &quinn::Connection) -> Result<NodeId, IdentityError> {
         .subject_alternative_name()
         .map_err(|e| IdentityError::Unparsable(e.to_string()))?
         .ok_or(IdentityError::NoNodeName)?;
-    san.value
+    let names: Vec<&str> = san
+        .value
         .general_names
         .iter()
-        .find_map(|name| match name {
-            x509_parser::extensions::GeneralName::DNSName(dns) => node_id_from_dns_name(dns),
+        .filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::DNSName(dns) => Some(*dns),
             _ => None,
         })
+        .collect();
+    if let Some(id) = names.iter().find_map(|dns| node_id_from_dns_name(dns)) {
+        return Ok(PeerIdentity::Node(id));
+    }
+    names
+        .iter()
+        .find_map(|dns| client_name_from_dns_name(dns))
+        .map(|n| PeerIdentity::Client(n.to_owned()))
         .ok_or(IdentityError::NoNodeName)
 }

@@ -15,7 +15,7 @@ fn endpoint_with(ca_dir: &std::path::Path, id: u64, out: &std::path::Path) -> Tr
     let files = pki::issue_node_cert(ca_dir, id, "127.0.0.1:1", out).expect("issue");
     let tls = tls::load(
         &TlsFiles { ca_cert: ca_dir.join(pki::CA_CERT), cert: files.cert, key: files.key },
-        ALPN_RAFT,
+        &[ALPN_RAFT],
     )
     .expect("tls");
     Transport::bind("127.0.0.1:0".parse::<SocketAddr>().expect("addr"), tls).expect("bind")

@@ -10,4 +10,4 @@ pub(crate) mod transport;
 
 pub use raft_client::NetworkFactory;
 pub use rpc::{ForwardRequest, ForwardResponse, PeerRequest, PeerResponse};
-pub use transport::{Transport, TransportError};
+pub use transport::{BulkHandler, Transport, TransportError};

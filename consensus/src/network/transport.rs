@@ -3,12 +3,13 @@
 use super::rpc::{PeerRequest, PeerResponse};
 use crate::codec;
 use crate::pki::node_dns_name;
-use crate::tls::{peer_node_id, QuicTls};
+use crate::tls::{negotiated_alpn, peer_identity, PeerIdentity, QuicTls, ALPN_RAFT};
 use crate::types::NodeId;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::Mutex;
 use tracing::Instrument;
@@ -52,12 +53,26 @@ pub trait PeerHandler: Send + Sync + 'static {
     fn handle(&self, peer: NodeId, request: PeerRequest) -> impl Future<Output = PeerResponse> + Send;
 }
 
+/// Serves connections that speak a protocol other than Raft's (image transfer, uploads).
+pub trait BulkHandler: Send + Sync + 'static {
+    /// Serve `conn`, which negotiated `alpn`, from the CA-verified `peer`, until it closes.
+    fn serve(
+        &self,
+        alpn: Vec<u8>,
+        conn: quinn::Connection,
+        peer: PeerIdentity,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
 type Slot = Arc<Mutex<Option<quinn::Connection>>>;
 
-/// A node's QUIC endpoint for control traffic, with one cached connection per peer.
+/// A node's QUIC endpoint: Raft traffic, with one cached connection per peer, plus the bulk
+/// protocols handed to a [`BulkHandler`].
 pub struct Transport {
     endpoint: quinn::Endpoint,
     connections: std::sync::Mutex<HashMap<NodeId, Slot>>,
+    dicom_client: quinn::ClientConfig,
+    bulk: OnceLock<Arc<dyn BulkHandler>>,
 }
 
 impl Transport {
@@ -65,7 +80,34 @@ impl Transport {
     pub fn bind(addr: SocketAddr, tls: QuicTls) -> std::io::Result<Self> {
         let mut endpoint = quinn::Endpoint::server(tls.server, addr)?;
         endpoint.set_default_client_config(tls.client);
-        Ok(Self { endpoint, connections: Default::default() })
+        Ok(Self {
+            endpoint,
+            connections: Default::default(),
+            dicom_client: tls.dicom_client,
+            bulk: OnceLock::new(),
+        })
+    }
+
+    /// Hand bulk connections (image transfer, uploads) to `handler`; only the first call counts.
+    pub fn set_bulk_handler(&self, handler: Arc<dyn BulkHandler>) {
+        if self.bulk.set(handler).is_err() {
+            tracing::warn!("bulk handler already set; keeping the first");
+        }
+    }
+
+    /// Open a new image-transfer connection to node `target` at `addr`.
+    pub async fn connect_bulk(
+        &self,
+        target: NodeId,
+        addr: &str,
+    ) -> Result<quinn::Connection, TransportError> {
+        let fail = |reason: String| TransportError::Connect { target, addr: addr.to_owned(), reason };
+        let sock = resolve(addr).await.map_err(fail)?;
+        self.endpoint
+            .connect_with(self.dicom_client.clone(), sock, &node_dns_name(target))
+            .map_err(|e| fail(e.to_string()))?
+            .await
+            .map_err(|e| fail(e.to_string()))
     }
 
     /// The address the endpoint is bound to.
@@ -87,11 +129,7 @@ impl Transport {
             }
         }
         let fail = |reason: String| TransportError::Connect { target, addr: addr.to_owned(), reason };
-        let sock: SocketAddr = tokio::net::lookup_host(addr)
-            .await
-            .map_err(|e| fail(e.to_string()))?
-            .next()
-            .ok_or_else(|| fail("address resolves to nothing".into()))?;
+        let sock = resolve(addr).await.map_err(fail)?;
         let conn = self
             .endpoint
             .connect(sock, &node_dns_name(target))
@@ -139,10 +177,12 @@ impl Transport {
         }
     }
 
-    /// Accept connections until the endpoint closes, passing each request to `handler`.
+    /// Accept connections until the endpoint closes: Raft requests go to `handler`, other
+    /// protocols to the bulk handler.
     pub async fn serve<H: PeerHandler>(&self, handler: Arc<H>) {
         while let Some(incoming) = self.endpoint.accept().await {
             let handler = handler.clone();
+            let bulk = self.bulk.get().cloned();
             tokio::spawn(async move {
                 let remote = incoming.remote_address();
                 let conn = match incoming.await {
@@ -152,15 +192,31 @@ impl Transport {
                         return;
                     }
                 };
-                let peer = match peer_node_id(&conn) {
-                    Ok(id) => id,
+                let peer = match peer_identity(&conn) {
+                    Ok(p) => p,
                     Err(e) => {
-                        tracing::warn!(%remote, error = %e, "refused peer: certificate does not identify a node");
-                        conn.close(quinn::VarInt::from_u32(1), b"certificate names no node");
+                        tracing::warn!(%remote, error = %e, "refused peer: certificate names no node or client");
+                        conn.close(quinn::VarInt::from_u32(1), b"certificate names no node or client");
                         return;
                     }
                 };
-                serve_connection(conn, peer, handler).instrument(tracing::debug_span!("peer", peer)).await;
+                let alpn = negotiated_alpn(&conn).unwrap_or_default();
+                match (alpn.as_slice() == ALPN_RAFT, peer, bulk) {
+                    (true, PeerIdentity::Node(id), _) => {
+                        serve_connection(conn, id, handler)
+                            .instrument(tracing::debug_span!("peer", peer = id))
+                            .await
+                    }
+                    (true, PeerIdentity::Client(name), _) => {
+                        tracing::warn!(%remote, client = %name, "refused client on the Raft protocol");
+                        conn.close(quinn::VarInt::from_u32(1), b"raft is for nodes only");
+                    }
+                    (false, peer, Some(bulk)) => bulk.serve(alpn, conn, peer).await,
+                    (false, peer, None) => {
+                        tracing::warn!(%remote, %peer, "refused bulk connection: this node serves no images yet");
+                        conn.close(quinn::VarInt::from_u32(2), b"not serving images");
+                    }
+                }
             });
         }
     }
@@ -169,6 +225,14 @@ impl Transport {
     pub fn close(&self) {
         self.endpoint.close(quinn::VarInt::from_u32(0), b"shutting down");
     }
+}
+
+async fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or_else(|| "address resolves to nothing".to_owned())
 }
 
 async fn serve_connection<H: PeerHandler>(conn: quinn::Connection, peer: NodeId, handler: Arc<H>) {

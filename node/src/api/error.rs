@@ -73,9 +73,10 @@ impl From<DomainError> for ApiError {
 impl From<ClusterError> for ApiError {
     fn from(e: ClusterError) -> Self {
         let status = match &e {
-            ClusterError::NoLeader | ClusterError::LeaderUnreachable { .. } | ClusterError::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ClusterError::NoLeader
+            | ClusterError::LeaderUnreachable { .. }
+            | ClusterError::Unreachable(_)
+            | ClusterError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ClusterError::OutcomeUnknown(_) => StatusCode::GATEWAY_TIMEOUT,
             ClusterError::Conflict(_) => StatusCode::CONFLICT,
             ClusterError::BadRequest(_) => StatusCode::BAD_REQUEST,

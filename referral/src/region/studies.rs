@@ -105,15 +105,17 @@ impl Region {
                 Some(known) if known.record == *record => {
                     known.holders.insert(batch.node);
                 }
-                Some(known) => return Err(DomainError::not_allowed(
-                    "instance-content-fixed",
-                    format!(
+                Some(known) => {
+                    return Err(DomainError::not_allowed(
+                        "instance-content-fixed",
+                        format!(
                         "instance `{}` is already recorded with SHA-256 {}…; a changed object needs a new \
                              SOP Instance UID",
                         record.sop_instance_uid,
                         &known.record.sha256[..12]
                     ),
-                )),
+                    ))
+                }
                 None if committed => {
                     return Err(DomainError::not_allowed(
                         "committed-study-is-closed",
