@@ -13,6 +13,7 @@ mod extract;
 mod fhir;
 mod figures;
 mod registry;
+mod studies;
 mod transfers;
 
 use crate::patient_key::PatientKeyer;
@@ -58,6 +59,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/cases", post(cases::submit).get(cases::list))
         .route("/v1/cases/:id", get(cases::show))
         .route("/v1/cases/:id/:action", post(cases::act))
+        .route("/v1/cases/:id/studies", get(studies::of_case))
+        .route("/v1/studies/:uid", get(studies::show))
+        .route("/v1/studies/:uid/commit", post(studies::commit))
         .route("/v1/transfers", post(transfers::request).get(transfers::list))
         .route("/v1/transfers/:id", get(transfers::show))
         .route("/v1/transfers/:id/:action", post(transfers::act))

@@ -6,6 +6,7 @@ use crate::config::NodeConfig;
 use crate::{demo, runtime};
 
 mod referral;
+mod study;
 mod synth;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
@@ -63,6 +64,18 @@ enum CaCmd {
         #[arg(long)]
         addr: String,
         /// Where to write node-<id>.crt/.key (default: --dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Issue a client certificate (e.g. for a clinic's `yilian upload`), signed by the CA in --dir.
+    IssueClient {
+        /// Directory holding ca.crt and ca.key.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// The client's name: lowercase letters, digits and '-', e.g. ts-lijia-uploader.
+        #[arg(long)]
+        name: String,
+        /// Where to write <name>.crt/.key (default: --dir).
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -149,6 +162,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Top::Ca(CaCmd::Issue { dir, node_id, addr, out }) => {
             let files = pki::issue_node_cert(&dir, node_id, &addr, out.as_deref().unwrap_or(&dir))?;
             println!("issued node {node_id}: {} and {}", files.cert.display(), files.key.display());
+        }
+        Top::Ca(CaCmd::IssueClient { dir, name, out }) => {
+            let files = pki::issue_client_cert(&dir, &name, out.as_deref().unwrap_or(&dir))?;
+            println!("issued client {name}: {} and {}", files.cert.display(), files.key.display());
         }
         Top::Node(NodeCmd::Run { config }) => runtime::run(NodeConfig::load(&config)?).await?,
         Top::Cluster(c) => cluster(ApiClient::new(&c.target.api), c.command).await?,

@@ -23,11 +23,11 @@ pub struct Conn {
 }
 
 impl Conn {
-    fn client(&self) -> ApiClient {
+    pub(crate) fn client(&self) -> ApiClient {
         ApiClient::new(&self.target.api).acting_as(self.actor.clone())
     }
 
-    fn read(&self, path: &str) -> String {
+    pub(crate) fn read(&self, path: &str) -> String {
         let sep = if path.contains('?') { '&' } else { '?' };
         if self.stale {
             format!("{path}{sep}consistency=stale")
@@ -67,6 +67,13 @@ pub enum ReferralCmd {
         conn: Conn,
         #[command(subcommand)]
         command: SpecialistCmd,
+    },
+    /// Imaging studies attached to cases: list, show manifests, commit.
+    Study {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        command: super::study::StudyCmd,
     },
     /// Patient transfers up and down the tiers.
     Transfer {
@@ -356,6 +363,7 @@ pub async fn run(cmd: ReferralCmd) -> anyhow::Result<()> {
         ReferralCmd::Facility { conn, command } => facility(&conn, command).await,
         ReferralCmd::Specialist { conn, command } => specialist(&conn, command).await,
         ReferralCmd::Transfer { conn, command } => transfer(&conn, command).await,
+        ReferralCmd::Study { conn, command } => super::study::run(&conn, command).await,
         ReferralCmd::Policy { conn, command } => match command {
             PolicyCmd::Show { region } => {
                 print_json(&conn.client().get::<Value>(&conn.read(&format!("/v1/policies/{region}"))).await?)
@@ -593,7 +601,7 @@ fn print_cases(cases: &[Case]) {
     }
 }
 
-fn print_outcome(outcome: Outcome) -> anyhow::Result<()> {
+pub(crate) fn print_outcome(outcome: Outcome) -> anyhow::Result<()> {
     match outcome {
         Outcome::Case { case_id, status, owner, unrouted } => {
             let owner = owner.map_or_else(|| if unrouted { "UNROUTED".into() } else { "-".into() }, |o| o.0);
