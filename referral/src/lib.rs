@@ -37,7 +37,9 @@ pub use lifecycle::CaseAction;
 pub use modality::Modality;
 pub use patient::PatientKey;
 pub use priority::{GreenChannel, Priority, RegionPolicy, SlaTargets};
-pub use region::{Applied, CapacityOption, CaseFilter, Entity, EntityKey, Ineligible, Region};
+pub use region::{
+    Applied, CapacityOption, CaseFilter, DeidentifyWant, Entity, EntityKey, Ineligible, PrefetchWant, Region,
+};
 pub use specialist::{Specialist, SpecialistId};
 pub use status::TaskStatus;
 pub use study::{HolderNode, InstanceBatch, InstanceRecord, ManifestInstance, StudyManifest};

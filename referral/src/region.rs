@@ -15,7 +15,7 @@ mod transfers;
 
 pub use queries::{CapacityOption, CaseFilter};
 pub use routing::Ineligible;
-pub use studies::{MAX_INSTANCES_PER_BATCH, MAX_INSTANCES_PER_STUDY};
+pub use studies::{DeidentifyWant, PrefetchWant, MAX_INSTANCES_PER_BATCH, MAX_INSTANCES_PER_STUDY};
 
 use crate::actor::Actor;
 use crate::audit::{AuditAction, AuditEvent, GENESIS_HASH};

@@ -103,3 +103,34 @@ fn a_study_belongs_to_one_case_and_bad_records_are_refused() {
     assert!(matches!(sim.refused(staff(TS1), batch(&first, 1, vec![bad])), DomainError::Invalid { .. }));
     assert!(matches!(sim.refused(staff(TS1), batch(&first, 1, vec![])), DomainError::Invalid { .. }));
 }
+
+#[test]
+fn the_readers_node_wants_the_study_until_it_holds_a_verified_copy() {
+    let mut sim = Sim::standard();
+    let case = sim.submit(submission(TS1, patient(1), Priority::Stat, "radiology", Some(Modality::Ct)));
+    let reader = sim.owner(&case).expect("offered");
+    let facility = sim.region.specialist(&reader).expect("reader").facility.clone();
+    let other = if facility == fid(PROV) { fid(CTY2) } else { fid(PROV) };
+
+    assert!(sim.region.prefetch_wanted(2, std::slice::from_ref(&facility)).is_empty(), "no study yet");
+    sim.ok(staff(TS1), batch(&case, 1, vec![record(1, 'a'), record(2, 'b')]));
+
+    let wants = sim.region.prefetch_wanted(2, std::slice::from_ref(&facility));
+    assert_eq!(wants.len(), 1);
+    assert_eq!(wants[0].priority, Priority::Stat);
+    assert_eq!(wants[0].missing.len(), 2);
+    assert!(wants[0].missing.iter().all(|(_, _, _, holders)| holders.contains(&1)));
+    // The node that stored it, and a node serving no reader of the case, want nothing.
+    assert!(sim.region.prefetch_wanted(1, std::slice::from_ref(&facility)).is_empty());
+    assert!(sim.region.prefetch_wanted(3, &[other]).is_empty());
+    // Same region: nothing to de-identify.
+    assert!(sim.region.deidentify_wanted(1).is_empty());
+
+    let copy = Change::HoldStudyCopy {
+        study_uid: STUDY.into(),
+        node: 2,
+        instances: vec![format!("{STUDY}.1.1"), format!("{STUDY}.1.2")],
+    };
+    sim.ok(Actor::system(), copy);
+    assert!(sim.region.prefetch_wanted(2, &[facility]).is_empty());
+}

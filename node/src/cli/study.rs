@@ -30,7 +30,8 @@ pub async fn run(conn: &Conn, cmd: StudyCmd) -> anyhow::Result<()> {
     let api = conn.client();
     match cmd {
         StudyCmd::List { case } => {
-            let studies: Vec<StudyManifest> = api.get(&conn.read(&format!("/v1/cases/{case}/studies"))).await?;
+            let studies: Vec<StudyManifest> =
+                api.get(&conn.read(&format!("/v1/cases/{case}/studies"))).await?;
             if studies.is_empty() {
                 println!("case {case} has no studies yet");
             }

@@ -277,3 +277,110 @@ fn validate_uid(field: &str, uid: &str) -> Result<(), DomainError> {
     }
     Ok(())
 }
+
+/// A study a node should fetch because one of its readers has the case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefetchWant {
+    /// The study to fetch (a de-identified copy when the case is from another region).
+    pub study_uid: String,
+    /// The case, for logs.
+    pub case: CaseId,
+    /// The case's priority: higher is fetched first.
+    pub priority: crate::priority::Priority,
+    /// Instances missing here: (SOP Instance UID, SHA-256 hex, size, nodes holding it).
+    pub missing: Vec<(String, String, u64, BTreeSet<HolderNode>)>,
+}
+
+/// A study that must be de-identified before it can leave its region for a reader elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeidentifyWant {
+    /// The original study.
+    pub study_uid: String,
+    /// The case.
+    pub case: CaseId,
+}
+
+impl Region {
+    /// The region a set of facilities belongs to (the first one registered), if any.
+    pub fn region_of(&self, facilities: &[crate::facility::FacilityId]) -> Option<String> {
+        facilities.iter().find_map(|f| self.facilities.get(f)).map(|f| f.region.clone())
+    }
+
+    /// Open cases offered to or owned by a reader at one of `facilities`.
+    fn cases_read_at<'a>(
+        &'a self,
+        facilities: &'a [crate::facility::FacilityId],
+    ) -> impl Iterator<Item = &'a Case> + 'a {
+        self.cases.values().filter(move |c| {
+            c.is_open()
+                && c.owner
+                    .as_ref()
+                    .and_then(|o| self.specialists.get(o))
+                    .is_some_and(|s| facilities.contains(&s.facility))
+        })
+    }
+
+    /// What node `node`, serving readers at `facilities`, should prefetch: every study of a
+    /// case offered to or owned by one of its readers that it does not fully hold, most urgent
+    /// first. A case from another region is read from its de-identified copy only.
+    pub fn prefetch_wanted(
+        &self,
+        node: HolderNode,
+        facilities: &[crate::facility::FacilityId],
+    ) -> Vec<PrefetchWant> {
+        let home = self.region_of(facilities);
+        let mut wants: Vec<PrefetchWant> = Vec::new();
+        for case in self.cases_read_at(facilities) {
+            for study in self.studies_of(&case.id) {
+                let foreign = home.as_deref().is_some_and(|h| h != study.region);
+                if study.is_deidentified() != foreign || study.held_by(node) {
+                    continue;
+                }
+                let missing: Vec<_> = study
+                    .missing_at(node)
+                    .map(|i| {
+                        (
+                            i.record.sop_instance_uid.clone(),
+                            i.record.sha256.clone(),
+                            i.record.size,
+                            i.holders.clone(),
+                        )
+                    })
+                    .collect();
+                if !missing.is_empty() {
+                    wants.push(PrefetchWant {
+                        study_uid: study.study_uid.clone(),
+                        case: case.id.clone(),
+                        priority: case.priority,
+                        missing,
+                    });
+                }
+            }
+        }
+        wants.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.case.cmp(&b.case)));
+        wants
+    }
+
+    /// Studies node `node` holds that readers outside their region have, with no de-identified
+    /// copy recorded yet: the node should make one.
+    pub fn deidentify_wanted(&self, node: HolderNode) -> Vec<DeidentifyWant> {
+        let mut out = Vec::new();
+        for study in
+            self.studies.values().filter(|s| !s.is_deidentified() && s.is_committed() && s.held_by(node))
+        {
+            let Ok(case) = self.case(&study.case) else { continue };
+            let reader_region = case
+                .owner
+                .as_ref()
+                .and_then(|o| self.specialists.get(o))
+                .and_then(|s| self.facilities.get(&s.facility))
+                .map(|f| f.region.as_str());
+            let has_copy =
+                self.studies_of(&case.id).any(|s| s.derived_from.as_deref() == Some(&study.study_uid));
+            if case.is_open() && reader_region.is_some_and(|r| r != study.region) && !has_copy {
+                out.push(DeidentifyWant { study_uid: study.study_uid.clone(), case: case.id.clone() });
+            }
+        }
+        out
+    }
+}
