@@ -1,6 +1,9 @@
 //! The node configuration file (`node.toml`). Every key is documented in
 //! `deploy/node.example.toml`; unknown keys are rejected by name.
 
+mod imaging;
+
+pub use imaging::ImagingSettings;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,6 +30,9 @@ pub struct NodeConfig {
     /// Patient pseudonymisation.
     #[serde(default)]
     pub patient: PatientSettings,
+    /// DIMSE listener, prefetch and transfer limits.
+    #[serde(default)]
+    pub imaging: ImagingSettings,
 }
 
 /// The `[patient]` table.
@@ -122,6 +128,9 @@ impl NodeConfig {
         }
         if r.snapshot_after_logs == 0 {
             return Err(invalid("raft.snapshot_after_logs", "must be greater than 0"));
+        }
+        if let Some((key, reason)) = self.imaging.problem() {
+            return Err(invalid(key, reason));
         }
         for (key, p) in [
             ("tls.ca_cert", &self.tls.ca_cert),

@@ -1,0 +1,68 @@
+//! The `[imaging]` table: the DIMSE listener, the readers this node serves, and transfer limits.
+
+use serde::Deserialize;
+use yilian_referral::FacilityId;
+
+/// Imaging settings of a node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImagingSettings {
+    /// TCP address of the DIMSE C-STORE/C-ECHO listener, e.g. `0.0.0.0:11112`; none when unset.
+    pub dimse_addr: Option<String>,
+    /// The node's DICOM AE title (1 to 16 characters).
+    pub ae_title: String,
+    /// Facilities whose readers work on this node: studies of cases offered to or owned by
+    /// them are prefetched here.
+    pub serves: Vec<FacilityId>,
+    /// Parallel chunk requests per source node.
+    pub streams_per_link: usize,
+    /// Per-source bandwidth cap for prefetches in megabits per second; unlimited when unset.
+    pub link_rate_limit_mbit: Option<u64>,
+    /// Largest object accepted by any ingest path, in megabytes.
+    pub max_object_mb: u64,
+}
+
+impl Default for ImagingSettings {
+    fn default() -> Self {
+        Self {
+            dimse_addr: None,
+            ae_title: "YILIAN".into(),
+            serves: Vec::new(),
+            streams_per_link: 4,
+            link_rate_limit_mbit: None,
+            max_object_mb: 2048,
+        }
+    }
+}
+
+impl ImagingSettings {
+    /// What is wrong with these settings, if anything: (key, reason).
+    pub fn problem(&self) -> Option<(&'static str, &'static str)> {
+        if self.ae_title.trim().is_empty() || self.ae_title.len() > 16 || !self.ae_title.is_ascii() {
+            return Some(("imaging.ae_title", "must be 1 to 16 ASCII characters"));
+        }
+        if self.dimse_addr.as_deref().is_some_and(|a| a.parse::<std::net::SocketAddr>().is_err()) {
+            return Some(("imaging.dimse_addr", "must be IP:port, e.g. 127.0.0.1:11112"));
+        }
+        if self.streams_per_link == 0 || self.streams_per_link > 64 {
+            return Some(("imaging.streams_per_link", "must be 1 to 64"));
+        }
+        if self.link_rate_limit_mbit == Some(0) {
+            return Some(("imaging.link_rate_limit_mbit", "must be greater than 0, or left out for no cap"));
+        }
+        if self.max_object_mb == 0 {
+            return Some(("imaging.max_object_mb", "must be greater than 0"));
+        }
+        None
+    }
+
+    /// The bandwidth cap in bytes per second, if set.
+    pub fn link_rate_limit_bytes(&self) -> Option<u64> {
+        self.link_rate_limit_mbit.map(|m| m * 1_000_000 / 8)
+    }
+
+    /// The object size limit in bytes.
+    pub fn max_object_bytes(&self) -> u64 {
+        self.max_object_mb * 1024 * 1024
+    }
+}
