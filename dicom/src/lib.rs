@@ -27,6 +27,7 @@ pub mod store;
 pub mod synth;
 pub mod web;
 
+pub use dicom_core::Tag;
 pub use digest::Digest;
 pub use catalog::{Catalog, CatalogRecord};
 pub use error::{CatalogError, IngestError, StoreError, SynthError, WebError};
