@@ -300,7 +300,9 @@ pub enum CatalogError {
         reason: String,
     },
     /// The header of a stored file could not be read.
-    #[error("cannot read the DICOM header of {path}: {reason}; the stored file may be damaged, verify the store")]
+    #[error(
+        "cannot read the DICOM header of {path}: {reason}; the stored file may be damaged, verify the store"
+    )]
     Header {
         /// The file.
         path: PathBuf,

@@ -27,9 +27,9 @@ pub mod store;
 pub mod synth;
 pub mod web;
 
+pub use catalog::{Catalog, CatalogRecord};
 pub use dicom_core::Tag;
 pub use digest::Digest;
-pub use catalog::{Catalog, CatalogRecord};
 pub use error::{CatalogError, IngestError, StoreError, SynthError, WebError};
 pub use ingest::{inspect, inspect_with, IngestLimits, InstanceInfo};
 pub use store::{Put, Store};

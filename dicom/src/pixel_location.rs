@@ -35,8 +35,7 @@ impl PixelLocation {
     /// Split the items of an encapsulated Pixel Data value into its offset table and fragments.
     /// A value without any item gets an empty offset table at offset 0 and no fragments.
     pub(crate) fn encapsulated(mut items: Vec<Fragment>) -> Self {
-        let offset_table =
-            if items.is_empty() { Fragment { offset: 0, length: 0 } } else { items.remove(0) };
+        let offset_table = if items.is_empty() { Fragment { offset: 0, length: 0 } } else { items.remove(0) };
         PixelLocation::Encapsulated { offset_table, fragments: items }
     }
 }

@@ -60,7 +60,9 @@ pub struct CatalogRecord {
 impl CatalogRecord {
     /// The stored file's digest.
     pub fn digest(&self) -> Result<Digest, CatalogError> {
-        self.sha256.parse().map_err(|_| CatalogError::Corrupt { reason: "a record holds a bad digest".into() })
+        self.sha256
+            .parse()
+            .map_err(|_| CatalogError::Corrupt { reason: "a record holds a bad digest".into() })
     }
 
     /// The text value of a catalog attribute, if present.
@@ -97,7 +99,8 @@ impl Catalog {
     /// Open (creating if needed) the catalog database at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Catalog, CatalogError> {
         let path = path.as_ref();
-        let db = Database::create(path).map_err(|e| CatalogError::Open { path: path.to_owned(), reason: e.to_string() })?;
+        let db = Database::create(path)
+            .map_err(|e| CatalogError::Open { path: path.to_owned(), reason: e.to_string() })?;
         let tx = db.begin_write().map_err(db_err)?;
         tx.open_table(INSTANCES).map_err(db_err)?;
         tx.open_table(BY_INSTANCE).map_err(db_err)?;

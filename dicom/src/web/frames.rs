@@ -21,7 +21,11 @@ pub struct Range {
 
 /// The file byte ranges that make up frame `frame` (1-based) of `record`; `offset_table` is
 /// the decoded Basic Offset Table of encapsulated pixel data (empty when there is none).
-pub fn frame_ranges(record: &CatalogRecord, offset_table: &[u32], frame: u32) -> Result<Vec<Range>, WebError> {
+pub fn frame_ranges(
+    record: &CatalogRecord,
+    offset_table: &[u32],
+    frame: u32,
+) -> Result<Vec<Range>, WebError> {
     let location = record.pixel_data.as_ref().ok_or(WebError::NoPixelData)?;
     let frames = record.frames.max(1);
     if frame == 0 || frame > frames {
@@ -39,7 +43,9 @@ pub fn frame_ranges(record: &CatalogRecord, offset_table: &[u32], frame: u32) ->
             })?;
             let start = index * size;
             if start + size > *length {
-                return Err(WebError::Unsupported { reason: "the pixel data is shorter than its frames".into() });
+                return Err(WebError::Unsupported {
+                    reason: "the pixel data is shorter than its frames".into(),
+                });
             }
             Ok(vec![Range { offset: offset + start, length: size }])
         }
@@ -53,14 +59,20 @@ pub fn frame_ranges(record: &CatalogRecord, offset_table: &[u32], frame: u32) ->
 /// Bytes of one native frame, or `None` when a frame is not a whole number of bytes.
 fn native_frame_size(record: &CatalogRecord) -> Result<Option<u64>, WebError> {
     let get = |tag: Tag, name: &str| {
-        record.number(tag).map(u64::from).ok_or_else(|| WebError::Unsupported { reason: format!("{name} is missing") })
+        record
+            .number(tag)
+            .map(u64::from)
+            .ok_or_else(|| WebError::Unsupported { reason: format!("{name} is missing") })
     };
     let rows = get(Tag(0x0028, 0x0010), "Rows")?;
     let columns = get(Tag(0x0028, 0x0011), "Columns")?;
     let bits = get(Tag(0x0028, 0x0100), "Bits Allocated")?;
     let samples = record.number(Tag(0x0028, 0x0002)).map_or(1, u64::from).max(1);
     let bits_per_frame = rows * columns * samples * bits;
-    Ok((bits_per_frame % 8 == 0).then_some(bits_per_frame / 8))
+    Ok(match bits_per_frame % 8 {
+        0 => Some(bits_per_frame / 8),
+        _ => None,
+    })
 }
 
 fn frame_fragments<'a>(
@@ -84,14 +96,16 @@ fn frame_fragments<'a>(
         });
     }
     if offset_table.len() != frames as usize {
-        return Err(WebError::Unsupported { reason: "its Basic Offset Table does not list every frame".into() });
+        return Err(WebError::Unsupported {
+            reason: "its Basic Offset Table does not list every frame".into(),
+        });
     }
     // Offsets count from the first byte of the first fragment's item header.
     let base = fragments[0].offset - 8;
     let start = u64::from(offset_table[index]);
     let end = offset_table.get(index + 1).map(|v| u64::from(*v));
-    let first = fragments.iter().position(|f| f.offset - 8 - base == start).ok_or_else(|| WebError::Unsupported {
-        reason: "its Basic Offset Table points between fragments".into(),
+    let first = fragments.iter().position(|f| f.offset - 8 - base == start).ok_or_else(|| {
+        WebError::Unsupported { reason: "its Basic Offset Table points between fragments".into() }
     })?;
     let last = match end {
         Some(end) => fragments.iter().position(|f| f.offset - 8 - base >= end).unwrap_or(fragments.len()),
@@ -111,18 +125,28 @@ pub fn read_frame(path: &Path, record: &CatalogRecord, frame: u32) -> Result<Vec
 
 /// Read the pieces of frame `frame` separately: its fragments (encapsulated) or its one slice
 /// (native).
-pub fn read_frame_fragments(path: &Path, record: &CatalogRecord, frame: u32) -> Result<Vec<Vec<u8>>, WebError> {
+pub fn read_frame_fragments(
+    path: &Path,
+    record: &CatalogRecord,
+    frame: u32,
+) -> Result<Vec<Vec<u8>>, WebError> {
     let io = |source| WebError::Io { path: path.to_owned(), source };
     let mut file = File::open(path).map_err(io)?;
     let offset_table = match &record.pixel_data {
         Some(PixelLocation::Encapsulated { offset_table, .. }) if offset_table.length > 0 => {
-            let bytes = read_range(&mut file, Range { offset: offset_table.offset, length: u64::from(offset_table.length) })
-                .map_err(io)?;
+            let bytes = read_range(
+                &mut file,
+                Range { offset: offset_table.offset, length: u64::from(offset_table.length) },
+            )
+            .map_err(io)?;
             bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
         }
         _ => Vec::new(),
     };
-    frame_ranges(record, &offset_table, frame)?.into_iter().map(|r| read_range(&mut file, r).map_err(io)).collect()
+    frame_ranges(record, &offset_table, frame)?
+        .into_iter()
+        .map(|r| read_range(&mut file, r).map_err(io))
+        .collect()
 }
 
 fn read_range(file: &mut File, range: Range) -> std::io::Result<Vec<u8>> {
@@ -130,7 +154,10 @@ fn read_range(file: &mut File, range: Range) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     file.take(range.length).read_to_end(&mut buf)?;
     if buf.len() as u64 != range.length {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the stored file is shorter than its catalog record"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the stored file is shorter than its catalog record",
+        ));
     }
     Ok(buf)
 }
@@ -181,7 +208,10 @@ mod tests {
         let fragments = vec![frag(208, 10), frag(226, 14), frag(248, 4)];
         let r = record(2, PixelLocation::Encapsulated { offset_table: table, fragments: fragments.clone() });
         let ranges = |bot: &[u32], n| frame_ranges(&r, bot, n).unwrap();
-        assert_eq!(ranges(&[0, 40], 1), [Range { offset: 208, length: 10 }, Range { offset: 226, length: 14 }]);
+        assert_eq!(
+            ranges(&[0, 40], 1),
+            [Range { offset: 208, length: 10 }, Range { offset: 226, length: 14 }]
+        );
         assert_eq!(ranges(&[0, 40], 2), [Range { offset: 248, length: 4 }]);
         assert!(frame_ranges(&r, &[0, 7], 2).is_err());
         assert!(frame_ranges(&r, &[], 1).is_err(), "3 fragments for 2 frames and no table");

@@ -32,7 +32,10 @@ pub fn instance_metadata(path: &Path, record: &CatalogRecord, instance_url: &str
                 PixelLocation::Native { .. } if bits > 8 => "OW",
                 _ => "OB",
             };
-            map.insert(PIXEL_DATA_PATH.into(), json!({ "vr": vr, "BulkDataURI": format!("{bulk_base}{PIXEL_DATA_PATH}") }));
+            map.insert(
+                PIXEL_DATA_PATH.into(),
+                json!({ "vr": vr, "BulkDataURI": format!("{bulk_base}{PIXEL_DATA_PATH}") }),
+            );
         }
     }
     Ok(value)

@@ -36,7 +36,8 @@ pub fn parse_content_type(content_type: &str) -> Result<MultipartRelated, WebErr
             _ => {}
         }
     }
-    let boundary = boundary.filter(|b| !b.is_empty() && b.len() <= 70).ok_or_else(|| bad("has no usable boundary"))?;
+    let boundary =
+        boundary.filter(|b| !b.is_empty() && b.len() <= 70).ok_or_else(|| bad("has no usable boundary"))?;
     Ok(MultipartRelated { boundary, part_type })
 }
 
@@ -128,6 +129,9 @@ mod tests {
              Content-Location: http://x/1\r\n\r\nTWO\r\n--{b}--\r\n"
         );
         assert_eq!(text, expected);
-        assert_eq!(content_type(&b, "application/dicom"), format!("multipart/related; type=\"application/dicom\"; boundary={b}"));
+        assert_eq!(
+            content_type(&b, "application/dicom"),
+            format!("multipart/related; type=\"application/dicom\"; boundary={b}")
+        );
     }
 }

@@ -172,8 +172,11 @@ impl Entity {
     }
 
     fn to_json(&self) -> Value {
-        let map: serde_json::Map<String, Value> =
-            self.attributes.iter().map(|(tag, (vr, v))| (json::tag_name(*tag), json::attribute(*vr, v))).collect();
+        let map: serde_json::Map<String, Value> = self
+            .attributes
+            .iter()
+            .map(|(tag, (vr, v))| (json::tag_name(*tag), json::attribute(*vr, v)))
+            .collect();
         Value::Object(map)
     }
 }
@@ -314,10 +317,42 @@ mod tests {
         let date = Tag(0x0008, 0x0020);
         let time = Tag(0x0008, 0x0030);
         vec![
-            rec("1.1", "1.1.1", "1.1.1.1", &[(name, "WANG^WEI"), (date, "20240105"), (time, "101500"), (MODALITY, "CT"), (INSTANCE_NUMBER, "2")]),
-            rec("1.1", "1.1.1", "1.1.1.2", &[(name, "WANG^WEI"), (date, "20240105"), (time, "101500"), (MODALITY, "CT"), (INSTANCE_NUMBER, "1")]),
-            rec("1.1", "1.1.2", "1.1.2.1", &[(name, "WANG^WEI"), (date, "20240105"), (time, "101500"), (MODALITY, "SR")]),
-            rec("2.2", "2.2.1", "2.2.1.1", &[(name, "LI^NA"), (date, "20231231"), (time, "2300"), (MODALITY, "US")]),
+            rec(
+                "1.1",
+                "1.1.1",
+                "1.1.1.1",
+                &[
+                    (name, "WANG^WEI"),
+                    (date, "20240105"),
+                    (time, "101500"),
+                    (MODALITY, "CT"),
+                    (INSTANCE_NUMBER, "2"),
+                ],
+            ),
+            rec(
+                "1.1",
+                "1.1.1",
+                "1.1.1.2",
+                &[
+                    (name, "WANG^WEI"),
+                    (date, "20240105"),
+                    (time, "101500"),
+                    (MODALITY, "CT"),
+                    (INSTANCE_NUMBER, "1"),
+                ],
+            ),
+            rec(
+                "1.1",
+                "1.1.2",
+                "1.1.2.1",
+                &[(name, "WANG^WEI"), (date, "20240105"), (time, "101500"), (MODALITY, "SR")],
+            ),
+            rec(
+                "2.2",
+                "2.2.1",
+                "2.2.1.1",
+                &[(name, "LI^NA"), (date, "20231231"), (time, "2300"), (MODALITY, "US")],
+            ),
         ]
     }
 

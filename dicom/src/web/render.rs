@@ -77,11 +77,13 @@ impl FromStr for Window {
         if let Some(w) = Window::preset(s.trim()) {
             return Ok(w);
         }
-        let bad = || WebError::BadRequest {
+        let bad = || {
+            WebError::BadRequest {
             reason: format!(
                 "window {s:?} is not usable; give center,width[,function] with width ≥ 1 and function linear, \
                  linear-exact or sigmoid (e.g. 40,400), or a preset: brain, soft-tissue, lung, bone"
             ),
+        }
         };
         let mut parts = s.split(',').map(str::trim);
         let center: f64 = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
@@ -101,7 +103,12 @@ impl FromStr for Window {
 
 /// Render frame `frame` (1-based) of the stored file at `path` as a PNG. Without `window`,
 /// grayscale images use the file's first Window Center/Width, else the frame's min/max.
-pub fn render_png(path: &Path, record: &CatalogRecord, frame: u32, window: Option<Window>) -> Result<Vec<u8>, WebError> {
+pub fn render_png(
+    path: &Path,
+    record: &CatalogRecord,
+    frame: u32,
+    window: Option<Window>,
+) -> Result<Vec<u8>, WebError> {
     let fail = |e: &dyn std::fmt::Display| WebError::Render { reason: e.to_string() };
     let mut obj = read_header(path)?;
     let pieces = read_frame_fragments(path, record, frame)?;
@@ -130,7 +137,11 @@ pub fn render_png(path: &Path, record: &CatalogRecord, frame: u32, window: Optio
         (gray, png::ColorType::Grayscale)
     } else {
         let max = if decoded.bits_allocated() > 8 { 65535.0 } else { 255.0 };
-        let window = window.unwrap_or(Window { center: max / 2.0, width: max + 1.0, function: WindowFunction::Linear });
+        let window = window.unwrap_or(Window {
+            center: max / 2.0,
+            width: max + 1.0,
+            function: WindowFunction::Linear,
+        });
         (values.iter().map(|v| window.apply(*v)).collect(), png::ColorType::Rgb)
     };
     let mut out = Vec::new();

@@ -93,8 +93,17 @@ mod tests {
 
     #[test]
     fn response_lists_stored_and_failed_instances() {
-        let stored = [Stored { sop_class_uid: "1.2".into(), sop_instance_uid: "1.2.3".into(), retrieve_url: "http://x/i".into() }];
-        let failed = [Failed { sop_class_uid: None, sop_instance_uid: None, reason: reason::CANNOT_UNDERSTAND, comment: "not DICOM".into() }];
+        let stored = [Stored {
+            sop_class_uid: "1.2".into(),
+            sop_instance_uid: "1.2.3".into(),
+            retrieve_url: "http://x/i".into(),
+        }];
+        let failed = [Failed {
+            sop_class_uid: None,
+            sop_instance_uid: None,
+            reason: reason::CANNOT_UNDERSTAND,
+            comment: "not DICOM".into(),
+        }];
         let r = response(Some("http://x/s"), &stored, &failed);
         assert_eq!(r["00081190"]["Value"][0], "http://x/s");
         assert_eq!(r["00081199"]["Value"][0]["00081155"]["Value"][0], "1.2.3");

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use yilian_consensus::ClusterNode;
 use yilian_dicom::catalog::{catalog_attributes, read_header, tag_key};
-use yilian_dicom::{inspect, Tag, Catalog, CatalogError, CatalogRecord, InstanceInfo, Store, StoreError};
+use yilian_dicom::{inspect, Catalog, CatalogError, CatalogRecord, InstanceInfo, Store, StoreError, Tag};
 use yilian_referral::CaseId;
 
 /// Accession Number (0008,0050): carries the Yilian case id of an instance.
@@ -159,12 +159,10 @@ fn ingest_blocking(
     }
     let case_id = match target {
         CaseTarget::Explicit(id) => id,
-        CaseTarget::FromAccession => {
-            match attributes.get(&tag_key(ACCESSION_NUMBER)) {
-                Some(accession) => CaseId(accession.clone()),
-                None => return Err(IngestRefusal::NoCase { uids }),
-            }
-        }
+        CaseTarget::FromAccession => match attributes.get(&tag_key(ACCESSION_NUMBER)) {
+            Some(accession) => CaseId(accession.clone()),
+            None => return Err(IngestRefusal::NoCase { uids }),
+        },
     };
     if node.state().read().region.case(&case_id).is_err() {
         return Err(IngestRefusal::UnknownCase { case_id: case_id.0, uids });

@@ -72,9 +72,9 @@ impl IngestRefusal {
     /// The instance's UIDs, when the file was read far enough to know them.
     pub fn uids(&self) -> Option<&InstanceUids> {
         match self {
-            IngestRefusal::NoCase { uids } | IngestRefusal::UnknownCase { uids, .. } | IngestRefusal::WrongStudy { uids, .. } => {
-                Some(uids)
-            }
+            IngestRefusal::NoCase { uids }
+            | IngestRefusal::UnknownCase { uids, .. }
+            | IngestRefusal::WrongStudy { uids, .. } => Some(uids),
             _ => None,
         }
     }
@@ -94,6 +94,9 @@ impl IngestRefusal {
 
     /// Whether the sender can fix it (true) or the node failed (false).
     pub fn is_sender_error(&self) -> bool {
-        !matches!(self, IngestRefusal::Store(_) | IngestRefusal::Catalog(_) | IngestRefusal::Interrupted { .. })
+        !matches!(
+            self,
+            IngestRefusal::Store(_) | IngestRefusal::Catalog(_) | IngestRefusal::Interrupted { .. }
+        )
     }
 }

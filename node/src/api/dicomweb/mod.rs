@@ -86,6 +86,12 @@ impl From<WebError> for ApiError {
     }
 }
 
+impl From<yilian_dicom::CatalogError> for ApiError {
+    fn from(e: yilian_dicom::CatalogError) -> Self {
+        ApiError::internal(e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,11 +107,5 @@ mod tests {
         h.insert("x-forwarded-host", "pacs.example.org".parse().unwrap());
         h.insert("x-forwarded-proto", "https".parse().unwrap());
         assert_eq!(base_url(&h, "127.0.0.1:7201"), "https://pacs.example.org/dicomweb");
-    }
-}
-
-impl From<yilian_dicom::CatalogError> for ApiError {
-    fn from(e: yilian_dicom::CatalogError) -> Self {
-        ApiError::internal(e.to_string())
     }
 }

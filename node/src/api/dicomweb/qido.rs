@@ -14,7 +14,12 @@ enum Scope {
     Series(String, String),
 }
 
-async fn search(app: AppState, level: QueryLevel, scope: Scope, raw: Option<String>) -> Result<Response, ApiError> {
+async fn search(
+    app: AppState,
+    level: QueryLevel,
+    scope: Scope,
+    raw: Option<String>,
+) -> Result<Response, ApiError> {
     let params: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
     let query = QidoQuery::parse(level, &params)?;

@@ -132,7 +132,9 @@ where
     let mut count = 0usize;
     loop {
         let part = parts.next_field().await.map_err(|e| {
-            ApiError::bad_request(format!("the multipart/related body is malformed: {e}; nothing after this point was read"))
+            ApiError::bad_request(format!(
+                "the multipart/related body is malformed: {e}; nothing after this point was read"
+            ))
         })?;
         let Some(mut part) = part else { break };
         count += 1;
@@ -149,9 +151,9 @@ where
             continue;
         }
         let tmp = TempFile(imaging.incoming_path());
-        let mut file = tokio::fs::File::create(&tmp.0)
-            .await
-            .map_err(|e| ApiError::internal(format!("cannot create a temp file for part {count}: {e}; check free space")))?;
+        let mut file = tokio::fs::File::create(&tmp.0).await.map_err(|e| {
+            ApiError::internal(format!("cannot create a temp file for part {count}: {e}; check free space"))
+        })?;
         let mut size = 0u64;
         let mut too_large = false;
         while let Some(chunk) = part.chunk().await.map_err(malformed)? {
@@ -160,11 +162,13 @@ where
                 too_large = true;
                 continue;
             }
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| ApiError::internal(format!("cannot write part {count} to disk: {e}; check free space")))?;
+            file.write_all(&chunk).await.map_err(|e| {
+                ApiError::internal(format!("cannot write part {count} to disk: {e}; check free space"))
+            })?;
         }
-        file.flush().await.map_err(|e| ApiError::internal(format!("cannot write part {count} to disk: {e}")))?;
+        file.flush()
+            .await
+            .map_err(|e| ApiError::internal(format!("cannot write part {count} to disk: {e}")))?;
         drop(file);
         if too_large {
             let e = IngestError::TooLarge { size, limit: DEFAULT_MAX_FILE_SIZE };
@@ -189,7 +193,9 @@ where
         }
     }
     if count == 0 {
-        return Err(ApiError::bad_request("the request holds no parts; send one application/dicom part per file"));
+        return Err(ApiError::bad_request(
+            "the request holds no parts; send one application/dicom part per file",
+        ));
     }
     Ok(outcome)
 }

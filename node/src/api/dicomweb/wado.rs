@@ -143,7 +143,12 @@ pub async fn instance_metadata(
 }
 
 /// The one instance a frame, bulk data or rendering request names, and its stored file.
-fn one(imaging: &Imaging, study: &str, series: &str, instance: &str) -> Result<(CatalogRecord, std::path::PathBuf), ApiError> {
+fn one(
+    imaging: &Imaging,
+    study: &str,
+    series: &str,
+    instance: &str,
+) -> Result<(CatalogRecord, std::path::PathBuf), ApiError> {
     let record = records(imaging, study, Some(series), Some(instance))?.remove(0);
     let path = imaging.path_of(&record)?;
     Ok((record, path))
@@ -155,7 +160,11 @@ fn frame_list(text: &str) -> Result<Vec<u32>, ApiError> {
         .map(|f| f.trim().parse::<u32>().ok().filter(|n| *n >= 1))
         .collect::<Option<Vec<u32>>>()
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| ApiError::bad_request(format!("frame list {text:?} is not usable; give frame numbers from 1, comma-separated (e.g. 1,2)")))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "frame list {text:?} is not usable; give frame numbers from 1, comma-separated (e.g. 1,2)"
+            ))
+        })
 }
 
 /// The media type of a frame of `record`: raw octets tagged with the stored transfer syntax.
