@@ -100,19 +100,19 @@ fn frame_fragments<'a>(
             reason: "its Basic Offset Table does not list every frame".into(),
         });
     }
-    // Offsets count from the first byte of the first fragment's item header.
+    // Offsets count from the first byte of the first fragment's item header. A frame is the
+    // fragments starting in [its offset, the next frame's offset): this also reads tables whose
+    // writer forgot the padding byte of odd-length fragments (dicom-rs 0.10 does).
     let base = fragments[0].offset - 8;
     let start = u64::from(offset_table[index]);
-    let end = offset_table.get(index + 1).map(|v| u64::from(*v));
-    let first = fragments.iter().position(|f| f.offset - 8 - base == start).ok_or_else(|| {
-        WebError::Unsupported { reason: "its Basic Offset Table points between fragments".into() }
-    })?;
-    let last = match end {
-        Some(end) => fragments.iter().position(|f| f.offset - 8 - base >= end).unwrap_or(fragments.len()),
-        None => fragments.len(),
-    };
+    let end = offset_table.get(index + 1).map_or(u64::MAX, |v| u64::from(*v));
+    let relative = |f: &Fragment| f.offset - 8 - base;
+    let first = fragments.iter().position(|f| relative(f) >= start).unwrap_or(fragments.len());
+    let last = fragments.iter().position(|f| relative(f) >= end).unwrap_or(fragments.len());
     if last <= first {
-        return Err(WebError::Unsupported { reason: "its Basic Offset Table is not increasing".into() });
+        return Err(WebError::Unsupported {
+            reason: "its Basic Offset Table gives frame offsets that hold no fragment".into(),
+        });
     }
     Ok(&fragments[first..last])
 }
@@ -213,7 +213,9 @@ mod tests {
             [Range { offset: 208, length: 10 }, Range { offset: 226, length: 14 }]
         );
         assert_eq!(ranges(&[0, 40], 2), [Range { offset: 248, length: 4 }]);
-        assert!(frame_ranges(&r, &[0, 7], 2).is_err());
+        assert!(frame_ranges(&r, &[0, 50], 2).is_err(), "an offset past every fragment");
+        // An offset one byte short (a writer that forgot an odd fragment's padding) still works.
+        assert_eq!(ranges(&[0, 39], 2), [Range { offset: 248, length: 4 }]);
         assert!(frame_ranges(&r, &[], 1).is_err(), "3 fragments for 2 frames and no table");
         let one_each = record(3, PixelLocation::Encapsulated { offset_table: table, fragments });
         assert_eq!(frame_ranges(&one_each, &[], 3).unwrap(), [Range { offset: 248, length: 4 }]);
