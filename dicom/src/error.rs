@@ -338,6 +338,12 @@ pub enum WebError {
         /// Why.
         reason: String,
     },
+    /// The resource cannot be answered in any of the forms the client accepts.
+    #[error("cannot answer in a form the request's Accept header allows: {reason}")]
+    NotAcceptable {
+        /// Why, and what to accept instead.
+        reason: String,
+    },
     /// The pixel data could not be decoded or rendered.
     #[error("cannot render this frame: {reason}; retrieve the frame or the instance and view it in a DICOM viewer")]
     Render {

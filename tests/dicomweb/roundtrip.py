@@ -8,25 +8,32 @@ Usage:
     roundtrip.py --self-check
         check that the pinned packages are installed
 
+An RLE Lossless copy of the multi-frame instance (made with pydicom's encoder, in a new series of
+the same study) is stored along with the files, so compressed pixel data is exercised too.
+
 Checks:
   * STOW-RS of every file (pydicom datasets through DICOMwebClient.store_instances): each
     SOP instance is listed in the ReferencedSOPSequence, none in the FailedSOPSequence;
   * QIDO-RS: studies by PatientID, by a StudyDate range (and none for a range that excludes
     them), by a lower-case wildcard PatientName; series by Modality; instances of each series;
   * WADO-RS: each instance parses (retrieve_instance) and its Part-10 bytes have the SHA-256
-    of the original file; series metadata carries a BulkDataURI for Pixel Data; frames equal
-    the slices of the Pixel Data pydicom reads; Pixel Data bulk data equals it too; a rendered
-    frame is a PNG of the image's size.
+    of the original file; series metadata carries a BulkDataURI for Pixel Data; frames (by
+    default and with transfer-syntax=*) equal the frames pydicom reads, as stored; frames of the
+    RLE copy asked for uncompressed equal the original's; Pixel Data bulk data equals pydicom's
+    too; a rendered instance and frame are PNGs of the image's size.
 Install with tests/dicomweb/setup.sh.
 """
 
 import argparse
+import copy
 import hashlib
 import io
 import sys
 
 try:
     import pydicom
+    from pydicom.encaps import generate_frames
+    from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
     from dicomweb_client.api import DICOMwebClient
     from PIL import Image
 except ImportError as e:  # pragma: no cover - reported to the user
@@ -52,15 +59,50 @@ def frame_size(ds):
     return ds.Rows * ds.Columns * getattr(ds, "SamplesPerPixel", 1) * ds.BitsAllocated // 8
 
 
+def frame_count(ds):
+    return int(getattr(ds, "NumberOfFrames", 1) or 1)
+
+
+def rle_copy(ds):
+    """An RLE Lossless copy of `ds` in a new series of the same study (pydicom's encoder)."""
+    c = copy.deepcopy(ds)
+    c.compress(RLELossless)
+    c.SeriesInstanceUID = generate_uid()
+    c.SOPInstanceUID = generate_uid()
+    c.file_meta.MediaStorageSOPInstanceUID = c.SOPInstanceUID
+    c.SeriesNumber = 99
+    b = io.BytesIO()
+    pydicom.dcmwrite(b, c)
+    return b.getvalue()
+
+
+def is_compressed(ds):
+    return ds.file_meta.TransferSyntaxUID.is_compressed
+
+
+def stored_frames(ds):
+    """The frames as stored: slices of native Pixel Data, or the encapsulated frames."""
+    n = frame_count(ds)
+    if is_compressed(ds):
+        return [f for f in generate_frames(ds.PixelData, number_of_frames=n)]
+    size = frame_size(ds)
+    return [ds.PixelData[i * size:(i + 1) * size] for i in range(n)]
+
+
 def run(url, actor, files):
     client = DICOMwebClient(url=url, headers={"X-Yilian-Actor": actor})
     originals = {}
     datasets = []
-    for path in files:
-        raw = open(path, "rb").read()
+    raws = [open(path, "rb").read() for path in files]
+    multi_frame = next(pydicom.dcmread(io.BytesIO(r)) for r in raws if b"1.2.840.10008.5.1.4.1.1.3.1" in r[:400])
+    uncompressed = {}
+    compressed = rle_copy(multi_frame)
+    raws.append(compressed)
+    for raw in raws:
         ds = pydicom.dcmread(io.BytesIO(raw))
         originals[ds.SOPInstanceUID] = (hashlib.sha256(raw).hexdigest(), ds)
         datasets.append(ds)
+    uncompressed[datasets[-1].SOPInstanceUID] = multi_frame
 
     # STOW-RS
     response = client.store_instances(datasets)
@@ -106,7 +148,7 @@ def run(url, actor, files):
             if "PixelData" in ds:
                 check("BulkDataURI" in item.get("7FE00010", {}), f"metadata of {sop[-12:]} has a Pixel Data BulkDataURI")
                 pixels = b"".join(client.retrieve_bulkdata(item["7FE00010"]["BulkDataURI"]))
-                check(pixels == ds.PixelData, f"Pixel Data bulk data of {sop[-12:]} equals pydicom's")
+                check(pixels == b"".join(stored_frames(ds)), f"Pixel Data bulk data of {sop[-12:]} equals pydicom's")
             check(value(item, "00100020") == ds.PatientID, f"metadata of {sop[-12:]} has the Patient ID")
 
         for ds in members:
@@ -121,12 +163,19 @@ def run(url, actor, files):
                   f"instance {sop[-12:]} retrieved byte-identical (SHA-256 {digest[:12]})")
             if "PixelData" not in ds:
                 continue
-            frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-            size = frame_size(ds)
+            frames = frame_count(ds)
             numbers = list(range(1, frames + 1))
             got_frames = client.retrieve_instance_frames(study_uid, series_uid, sop, frame_numbers=numbers)
-            expected = [ds.PixelData[(n - 1) * size:n * size] for n in numbers]
-            check(got_frames == expected, f"frames {numbers} of {sop[-12:]} equal pydicom's Pixel Data slices")
+            check(got_frames == stored_frames(ds), f"frames {numbers} of {sop[-12:]} equal pydicom's, as stored")
+            got_frames = client.retrieve_instance_frames(study_uid, series_uid, sop, frame_numbers=numbers,
+                                                         media_types=(("application/octet-stream", "*"),))
+            check(got_frames == stored_frames(ds), f"frames of {sop[-12:]} with transfer-syntax=* are as stored")
+            if sop in uncompressed:
+                native = stored_frames(uncompressed[sop])
+                got_frames = client.retrieve_instance_frames(
+                    study_uid, series_uid, sop, frame_numbers=numbers,
+                    media_types=(("application/octet-stream", ExplicitVRLittleEndian),))
+                check(got_frames == native, f"RLE frames of {sop[-12:]} decompressed on request equal the originals")
             png = client.retrieve_instance_rendered(study_uid, series_uid, sop, media_types=("image/png",),
                                                      params={"window": "40,400"})
             image = Image.open(io.BytesIO(png))

@@ -100,6 +100,7 @@ async fn dicomweb_client_round_trip_on_a_follower() {
         String::from_utf8_lossy(&out.stderr),
         cluster.log_of(follower)
     );
+    println!("{stdout}");
     assert!(stdout.contains("0 failure(s)"), "{stdout}");
     assert!(stdout.lines().filter(|l| l.starts_with("ok")).count() > 20, "{stdout}");
 }

@@ -4,6 +4,7 @@
 //! - [`json`]: DICOM JSON values of catalog attributes;
 //! - [`metadata`]: WADO-RS metadata of stored instances, with `BulkDataURI`s;
 //! - [`multipart`]: `multipart/related` content types and parts;
+//! - [`negotiate`]: which answer forms the Accept header allows;
 //! - [`frames`]: frame bytes read straight from stored files;
 //! - [`render`]: frames rendered to PNG with window/level;
 //! - [`stow`]: the STOW-RS response data set.
@@ -12,6 +13,7 @@ pub mod frames;
 pub mod json;
 pub mod metadata;
 pub mod multipart;
+pub mod negotiate;
 pub mod qido;
 pub mod render;
 pub mod stow;

@@ -8,6 +8,7 @@ use crate::error::WebError;
 use crate::pixel_location::PixelLocation;
 use dicom_core::value::{PixelFragmentSequence, Value as DicomValue};
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_object::DefaultDicomObject;
 use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, VoiLutOption};
 use std::path::Path;
 use std::str::FromStr;
@@ -110,14 +111,7 @@ pub fn render_png(
     window: Option<Window>,
 ) -> Result<Vec<u8>, WebError> {
     let fail = |e: &dyn std::fmt::Display| WebError::Render { reason: e.to_string() };
-    let mut obj = read_header(path)?;
-    let pieces = read_frame_fragments(path, record, frame)?;
-    let value: DicomValue<_, _> = match record.pixel_data {
-        Some(PixelLocation::Native { .. }) => DicomValue::Primitive(PrimitiveValue::from(pieces.concat())),
-        _ => PixelFragmentSequence::new(Vec::<u32>::new(), pieces).into(),
-    };
-    obj.put(DataElement::new(Tag(0x7FE0, 0x0010), VR::OB, value));
-    obj.put(DataElement::new(Tag(0x0028, 0x0008), VR::IS, PrimitiveValue::from("1")));
+    let obj = single_frame_object(path, record, frame)?;
     let decoded = obj.decode_pixel_data().map_err(|e| fail(&e))?;
     let (width, height) = (decoded.columns(), decoded.rows());
     let samples = decoded.samples_per_pixel();
@@ -154,8 +148,37 @@ pub fn render_png(
     Ok(out)
 }
 
+/// The header of the stored file with only frame `frame` as its pixel data (Number of Frames
+/// 1), ready for dicom-pixeldata to decode without loading the other frames.
+fn single_frame_object(
+    path: &Path,
+    record: &CatalogRecord,
+    frame: u32,
+) -> Result<DefaultDicomObject, WebError> {
+    let mut obj = read_header(path)?;
+    let pieces = read_frame_fragments(path, record, frame)?;
+    let value: DicomValue<_, _> = match record.pixel_data {
+        Some(PixelLocation::Native { .. }) => DicomValue::Primitive(PrimitiveValue::from(pieces.concat())),
+        _ => PixelFragmentSequence::new(Vec::<u32>::new(), pieces).into(),
+    };
+    obj.put(DataElement::new(Tag(0x7FE0, 0x0010), VR::OB, value));
+    obj.put(DataElement::new(Tag(0x0028, 0x0008), VR::IS, PrimitiveValue::from("1")));
+    Ok(obj)
+}
+
+/// Frame `frame` (1-based) of the stored file at `path`, decoded to native little-endian
+/// samples (what `application/octet-stream` with Explicit VR Little Endian means for frames).
+pub fn native_frame(path: &Path, record: &CatalogRecord, frame: u32) -> Result<Vec<u8>, WebError> {
+    let obj = single_frame_object(path, record, frame)?;
+    let decoded = obj.decode_pixel_data().map_err(|e| WebError::NotAcceptable {
+        reason: format!("its pixel data cannot be decompressed here ({e}); ask for transfer-syntax=*"),
+    })?;
+    let bytes = decoded.frame_data(0).map_err(|e| WebError::Render { reason: e.to_string() })?;
+    Ok(bytes.to_vec())
+}
+
 /// The first Window Center/Width of the file, if both are present and usable.
-fn file_window(obj: &dicom_object::DefaultDicomObject) -> Option<Window> {
+fn file_window(obj: &DefaultDicomObject) -> Option<Window> {
     let first = |tag| -> Option<f64> {
         let text = obj.get(tag)?.to_str().ok()?;
         text.split('\\').next()?.trim().parse().ok()

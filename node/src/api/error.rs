@@ -40,6 +40,11 @@ impl ApiError {
         Self { status: StatusCode::UNSUPPORTED_MEDIA_TYPE, message: message.into() }
     }
 
+    /// A 406 with `message`: no acceptable form of the resource can be answered.
+    pub fn not_acceptable(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::NOT_ACCEPTABLE, message: message.into() }
+    }
+
     /// A 404 with `message`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self { status: StatusCode::NOT_FOUND, message: message.into() }

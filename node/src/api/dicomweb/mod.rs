@@ -65,6 +65,11 @@ fn base_url(headers: &HeaderMap, api_addr: &str) -> String {
     }
 }
 
+/// The Accept header, if any.
+fn accept(headers: &HeaderMap) -> Option<String> {
+    headers.get(axum::http::header::ACCEPT).and_then(|h| h.to_str().ok()).map(str::to_owned)
+}
+
 /// Run blocking imaging work on the blocking pool.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
@@ -80,6 +85,7 @@ impl From<WebError> for ApiError {
         match e {
             WebError::BadRequest { .. } | WebError::NoPixelData => ApiError::bad_request(message),
             WebError::NoSuchFrame { .. } => ApiError::not_found(message),
+            WebError::NotAcceptable { .. } => ApiError::not_acceptable(message),
             WebError::Unsupported { .. } | WebError::Render { .. } => ApiError::unprocessable(message),
             _ => ApiError::internal(message),
         }

@@ -3,14 +3,17 @@
 //! and rendered frames (image/png).
 
 use super::body::{dicom_json, multipart, Part};
-use super::{base_url, blocking, ApiError, AppState};
+use super::{accept, base_url, blocking, ApiError, AppState};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::sync::Arc;
+use yilian_dicom::pixel_location::PixelLocation;
+use yilian_dicom::sop::EXPLICIT_VR_LITTLE_ENDIAN;
 use yilian_dicom::web::metadata::PIXEL_DATA_PATH;
-use yilian_dicom::web::render::{render_png, Window};
+use yilian_dicom::web::negotiate::{self, FrameForm};
+use yilian_dicom::web::render::{native_frame, render_png, Window};
 use yilian_dicom::web::{frames, metadata, APPLICATION_DICOM, OCTET_STREAM};
 use yilian_dicom::{CatalogRecord, WebError};
 
@@ -55,16 +58,19 @@ fn instance_url(base: &str, r: &CatalogRecord) -> String {
 
 async fn retrieve(
     app: AppState,
+    headers: HeaderMap,
     study: String,
     series: Option<String>,
     instance: Option<String>,
 ) -> Result<Response, ApiError> {
     let imaging = app.imaging.clone();
+    let accept = accept(&headers);
     let parts = blocking(move || {
         let found = records(&imaging, &study, series.as_deref(), instance.as_deref())?;
         found
             .iter()
             .map(|r| {
+                negotiate::instances(accept.as_deref(), &r.transfer_syntax_uid)?;
                 let media = format!("{APPLICATION_DICOM}; transfer-syntax={}", r.transfer_syntax_uid);
                 Ok((media, Part::File(imaging.path_of(r)?)))
             })
@@ -75,24 +81,30 @@ async fn retrieve(
 }
 
 /// `GET /dicomweb/studies/{study}`
-pub async fn study(State(app): State<AppState>, Path(study): Path<String>) -> Result<Response, ApiError> {
-    retrieve(app, study, None, None).await
+pub async fn study(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(study): Path<String>,
+) -> Result<Response, ApiError> {
+    retrieve(app, headers, study, None, None).await
 }
 
 /// `GET /dicomweb/studies/{study}/series/{series}`
 pub async fn series(
     State(app): State<AppState>,
+    headers: HeaderMap,
     Path((study, series)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    retrieve(app, study, Some(series), None).await
+    retrieve(app, headers, study, Some(series), None).await
 }
 
 /// `GET /dicomweb/studies/{study}/series/{series}/instances/{instance}`
 pub async fn instance(
     State(app): State<AppState>,
+    headers: HeaderMap,
     Path((study, series, instance)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
-    retrieve(app, study, Some(series), Some(instance)).await
+    retrieve(app, headers, study, Some(series), Some(instance)).await
 }
 
 async fn metadata_of(
@@ -172,22 +184,40 @@ fn frame_media(record: &CatalogRecord) -> String {
     format!("{OCTET_STREAM}; transfer-syntax={}", record.transfer_syntax_uid)
 }
 
-/// `GET .../instances/{instance}/frames/{frames}`
+/// `GET .../instances/{instance}/frames/{frames}`: as stored, or decompressed when the client
+/// asks for uncompressed octet-stream frames of a compressed instance.
 pub async fn frames(
     State(app): State<AppState>,
+    headers: HeaderMap,
     Path((study, series, instance, list)): Path<(String, String, String, String)>,
 ) -> Result<Response, ApiError> {
     let numbers = frame_list(&list)?;
     let imaging = app.imaging.clone();
+    let accept = accept(&headers);
     let parts = blocking(move || {
         let (record, path) = one(&imaging, &study, &series, &instance)?;
-        numbers
+        let encapsulated = matches!(record.pixel_data, Some(PixelLocation::Encapsulated { .. }));
+        let form = negotiate::frames(accept.as_deref(), &record.transfer_syntax_uid, encapsulated)?;
+        let root = match &form {
+            FrameForm::AsStored { media } => media.split(';').next().unwrap_or(OCTET_STREAM).to_owned(),
+            FrameForm::Native => OCTET_STREAM.to_owned(),
+        };
+        let parts = numbers
             .iter()
-            .map(|n| Ok((frame_media(&record), Part::Bytes(frames::read_frame(&path, &record, *n)?))))
-            .collect::<Result<Vec<_>, ApiError>>()
+            .map(|n| match &form {
+                FrameForm::AsStored { media } => {
+                    Ok((media.clone(), Part::Bytes(frames::read_frame(&path, &record, *n)?)))
+                }
+                FrameForm::Native => Ok((
+                    format!("{OCTET_STREAM}; transfer-syntax={EXPLICIT_VR_LITTLE_ENDIAN}"),
+                    Part::Bytes(native_frame(&path, &record, *n)?),
+                )),
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        Ok((root, parts))
     })
     .await?;
-    Ok(multipart(OCTET_STREAM, parts))
+    Ok(multipart(&parts.0, parts.1))
 }
 
 /// `GET .../instances/{instance}/bulkdata/{path}`: Pixel Data as its frames, other values whole.
