@@ -268,3 +268,98 @@ pub enum SynthError {
         reason: String,
     },
 }
+
+/// The node-local instance catalog failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogError {
+    /// The database file could not be opened or created.
+    #[error(
+        "cannot open the instance catalog {path}: {reason}; check that no other yilian process uses this \
+         data directory and that it is writable"
+    )]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// The database's message.
+        reason: String,
+    },
+    /// A read or write transaction failed.
+    #[error("the instance catalog failed: {reason}; check free space and permissions of the data directory")]
+    Database {
+        /// The database's message.
+        reason: String,
+    },
+    /// A record could not be encoded or decoded.
+    #[error(
+        "the instance catalog holds an unreadable record ({reason}); move catalog.redb aside and ingest the \
+         studies again"
+    )]
+    Corrupt {
+        /// What failed.
+        reason: String,
+    },
+    /// The header of a stored file could not be read.
+    #[error(
+        "cannot read the DICOM header of {path}: {reason}; the stored file may be damaged, verify the store"
+    )]
+    Header {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        reason: String,
+    },
+}
+
+/// A DICOMweb request could not be answered.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebError {
+    /// The query string or path parameters are unusable.
+    #[error("{reason}")]
+    BadRequest {
+        /// What is wrong and how to ask instead.
+        reason: String,
+    },
+    /// The frame asked for does not exist.
+    #[error("frame {frame} does not exist: this instance has {frames} frame(s), numbered from 1")]
+    NoSuchFrame {
+        /// The frame asked for (1-based).
+        frame: u32,
+        /// How many frames the instance has.
+        frames: u32,
+    },
+    /// The instance has no pixel data, so it has no frames to retrieve or render.
+    #[error("this instance has no pixel data; retrieve it whole or read its metadata instead")]
+    NoPixelData,
+    /// The frames of this instance cannot be served as asked.
+    #[error("cannot serve the frames of this instance: {reason}; retrieve the whole instance instead")]
+    Unsupported {
+        /// Why.
+        reason: String,
+    },
+    /// The resource cannot be answered in any of the forms the client accepts.
+    #[error("cannot answer in a form the request's Accept header allows: {reason}")]
+    NotAcceptable {
+        /// Why, and what to accept instead.
+        reason: String,
+    },
+    /// The pixel data could not be decoded or rendered.
+    #[error("cannot render this frame: {reason}; retrieve the frame or the instance and view it in a DICOM viewer")]
+    Render {
+        /// The decoder's message.
+        reason: String,
+    },
+    /// A stored file could not be read.
+    #[error("cannot read stored file {path}: {source}; the store may be damaged, verify it")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}

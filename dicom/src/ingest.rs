@@ -8,6 +8,7 @@
 
 use crate::digest::Digest;
 use crate::error::IngestError;
+use crate::pixel_location::PixelLocation;
 use crate::scan::{self, cut};
 use crate::sop::{self, Payload};
 use dicom_core::Tag;
@@ -69,6 +70,8 @@ pub struct InstanceInfo {
     pub size: u64,
     /// SHA-256 of the file's bytes (its name in the content-addressed store).
     pub sha256: Digest,
+    /// Where the Pixel Data value lies in the file, for images.
+    pub pixel_data: Option<PixelLocation>,
 }
 
 /// Inspect a file with the default [`IngestLimits`].
@@ -207,6 +210,7 @@ pub fn inspect_with(path: impl AsRef<Path>, limits: &IngestLimits) -> Result<Ins
         columns,
         size,
         sha256: report.sha256,
+        pixel_data: report.pixel_location,
     })
 }
 

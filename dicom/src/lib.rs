@@ -9,21 +9,28 @@
 //!   verify);
 //! - [`synth`]: deterministic synthetic CT, DR, ultrasound and 12-lead ECG studies
 //!   (`yilian synth`);
-//! - [`sop`]: the accepted storage SOP classes and transfer syntaxes.
+//! - [`sop`]: the accepted storage SOP classes and transfer syntaxes;
+//! - [`catalog`]: the node-local [`Catalog`] of stored instances (what QIDO-RS searches);
+//! - [`web`]: DICOMweb building blocks: QIDO matching, DICOM JSON, multipart, frames, rendering.
 //!
 //! Dependencies go one way: node → dicom → referral; this crate never depends on consensus or node.
 
+pub mod catalog;
 pub mod deid;
 pub mod digest;
 pub mod error;
 pub mod ingest;
+pub mod pixel_location;
 mod scan;
 pub mod sop;
 pub mod store;
 pub mod synth;
+pub mod web;
 
+pub use catalog::{Catalog, CatalogRecord};
+pub use dicom_core::Tag;
 pub use digest::Digest;
-pub use error::{IngestError, StoreError, SynthError};
+pub use error::{CatalogError, IngestError, StoreError, SynthError, WebError};
 pub use ingest::{inspect, inspect_with, IngestLimits, InstanceInfo};
 pub use store::{Put, Store};
 pub use synth::{generate, SynthKind, SynthOptions, SynthSummary};

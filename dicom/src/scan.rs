@@ -9,6 +9,7 @@
 use crate::digest::Digest;
 use crate::error::IngestError;
 use crate::ingest::IngestLimits;
+use crate::pixel_location::{Fragment, PixelLocation};
 use crate::sop::{self, DatasetEncoding, TransferSyntax};
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
 use dicom_core::{Tag, VR};
@@ -47,6 +48,8 @@ pub(crate) struct ScanReport {
     pub waveform: bool,
     /// Root Encapsulated Document (0042,0011) is present.
     pub document: bool,
+    /// Where the root Pixel Data value lies in the file.
+    pub pixel_location: Option<PixelLocation>,
 }
 
 /// Scan `size` bytes of `reader` (positioned at the start of the file).
@@ -94,6 +97,7 @@ pub(crate) fn scan<R: Read>(
         float_pixel_data: root.float_pixel_data,
         waveform: root.waveform,
         document: root.document,
+        pixel_location: root.pixel_location,
     })
 }
 
@@ -141,6 +145,7 @@ struct Root {
     float_pixel_data: bool,
     waveform: bool,
     document: bool,
+    pixel_location: Option<PixelLocation>,
 }
 
 #[derive(Debug, Default)]
@@ -460,6 +465,19 @@ impl<R: Read> Src<'_, R> {
                     Tag(0x0042, 0x0011) => root.document = true,
                     _ => {}
                 }
+                if h.tag == PIXEL_DATA && matches!(h.vr, None | Some(VR::OB) | Some(VR::OW)) {
+                    root.pixel_location = Some(if h.len == UNDEFINED {
+                        let mut fragments = Vec::new();
+                        self.fragments(enc, limit, Some(&mut fragments))?;
+                        PixelLocation::encapsulated(fragments)
+                    } else {
+                        self.check_len(&h, u64::from(h.len), limit)?;
+                        let location = PixelLocation::Native { offset: self.pos, length: u64::from(h.len) };
+                        self.skip(u64::from(h.len))?;
+                        location
+                    });
+                    continue;
+                }
             }
             self.value(enc, &h, limit, depth)?;
         }
@@ -473,7 +491,7 @@ impl<R: Read> Src<'_, R> {
         };
         if h.len == UNDEFINED {
             return if h.tag == PIXEL_DATA && matches!(h.vr, None | Some(VR::OB) | Some(VR::OW)) {
-                self.fragments(enc, limit)
+                self.fragments(enc, limit, None)
             } else if is_sq || h.vr.is_none() {
                 self.items(enc, None, limit, depth + 1)
             } else if h.vr == Some(VR::UN) {
@@ -556,7 +574,13 @@ impl<R: Read> Src<'_, R> {
     }
 
     /// Encapsulated pixel data: the basic offset table and fragments, up to the sequence delimiter.
-    fn fragments(&mut self, enc: Enc, limit: Option<u64>) -> Result<(), IngestError> {
+    /// Each item's value offset and length goes into `record` when given.
+    fn fragments(
+        &mut self,
+        enc: Enc,
+        limit: Option<u64>,
+        mut record: Option<&mut Vec<Fragment>>,
+    ) -> Result<(), IngestError> {
         loop {
             if self.pos == self.size {
                 return Err(
@@ -575,6 +599,9 @@ impl<R: Read> Src<'_, R> {
                 ITEM => {
                     let h = Header { tag, vr: None, len, offset };
                     self.check_len(&h, u64::from(len), limit)?;
+                    if let Some(record) = record.as_deref_mut() {
+                        record.push(Fragment { offset: self.pos, length: len });
+                    }
                     self.skip(u64::from(len))?;
                 }
                 SEQUENCE_DELIMITER => return Ok(()),

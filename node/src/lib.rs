@@ -5,6 +5,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod imaging;
 pub mod logging;
 pub mod metrics;
 pub mod patient_key;

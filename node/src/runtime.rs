@@ -2,6 +2,7 @@
 
 use crate::api;
 use crate::config::NodeConfig;
+use crate::imaging::Imaging;
 use crate::patient_key::PatientKeyer;
 use anyhow::Context;
 use std::sync::Arc;
@@ -25,7 +26,8 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on api_addr {}; is the port in use?", cfg.api_addr))?;
         tracing::info!(raft_addr = %cfg.raft_addr, api_addr = %cfg.api_addr, data_dir = %cfg.data_dir.display(), "node started");
-        let state = Arc::new(api::ApiState { node: node.clone(), patient_keys });
+        let imaging = Imaging::open(node.clone(), &cfg.data_dir).context("opening the imaging store and catalog")?;
+        let state = Arc::new(api::ApiState { node: node.clone(), patient_keys, imaging: Arc::new(imaging) });
         axum::serve(listener, api::router(state))
             .with_graceful_shutdown(shutdown_signal())
             .await

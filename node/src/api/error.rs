@@ -35,6 +35,16 @@ impl ApiError {
         Self { status: StatusCode::CONFLICT, message: message.into() }
     }
 
+    /// A 415 with `message`: a body of a media type this endpoint does not take.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::UNSUPPORTED_MEDIA_TYPE, message: message.into() }
+    }
+
+    /// A 406 with `message`: no acceptable form of the resource can be answered.
+    pub fn not_acceptable(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::NOT_ACCEPTABLE, message: message.into() }
+    }
+
     /// A 404 with `message`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self { status: StatusCode::NOT_FOUND, message: message.into() }

@@ -2,12 +2,14 @@
 //!
 //! Writes sent to any node are forwarded to the leader over QUIC. Reads are linearizable by
 //! default (ReadIndex through the leader); `?consistency=stale` reads this node's state as is.
-//! Who is acting is named by the `X-Yilian-Actor` header (see [`actor`]).
+//! Who is acting is named by the `X-Yilian-Actor` header (see [`actor`]). DICOMweb is served
+//! under `/dicomweb`.
 
 pub mod actor;
 mod audit;
 mod cases;
 mod cluster;
+mod dicomweb;
 mod error;
 mod extract;
 mod fhir;
@@ -16,6 +18,7 @@ mod registry;
 mod studies;
 mod transfers;
 
+use crate::imaging::Imaging;
 use crate::patient_key::PatientKeyer;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
@@ -32,6 +35,8 @@ pub struct ApiState {
     pub node: Arc<ClusterNode>,
     /// Turns patient IDs into pseudonymous keys.
     pub patient_keys: PatientKeyer,
+    /// The imaging service: ingest, store, catalog.
+    pub imaging: Arc<Imaging>,
 }
 
 /// State shared by all handlers.
@@ -70,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/figures", get(figures::json))
         .route("/metrics", get(figures::prometheus))
         .merge(fhir::routes())
+        .nest("/dicomweb", dicomweb::routes())
         .with_state(state)
 }
 

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod dicomweb_client;
 pub mod fhir_validator;
 
 use serde_json::{json, Value};

@@ -1,0 +1,117 @@
+//! DICOMweb served by each node under `/dicomweb` (PS3.18): STOW-RS to store, QIDO-RS to
+//! search, WADO-RS to retrieve instances, metadata, frames, bulk data and rendered frames.
+//! Enough for OHIF and other viewers; CORS is open so a viewer served from elsewhere can read.
+//!
+//! Storing needs an actor (`X-Yilian-Actor`); reads do not yet. Handlers are thin: they parse
+//! the request, run the blocking work of [`yilian_dicom::web`] on the blocking pool, and answer.
+
+mod body;
+mod qido;
+mod stow;
+mod wado;
+
+use super::{ApiError, AppState};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, Method};
+use axum::routing::get;
+use axum::Router;
+use tower_http::cors::{Any, CorsLayer};
+use yilian_dicom::WebError;
+
+/// The DICOMweb routes, to be nested under `/dicomweb`.
+pub fn routes() -> Router<AppState> {
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers(Any)
+        .expose_headers(Any);
+    let instance = "/studies/:study/series/:series/instances/:instance";
+    Router::new()
+        .route("/studies", get(qido::studies).post(stow::store))
+        .route("/studies/:study", get(wado::study).post(stow::store_in_study))
+        .route("/studies/:study/metadata", get(wado::study_metadata))
+        .route("/studies/:study/series", get(qido::study_series))
+        .route("/studies/:study/instances", get(qido::study_instances))
+        .route("/studies/:study/series/:series", get(wado::series))
+        .route("/studies/:study/series/:series/metadata", get(wado::series_metadata))
+        .route("/studies/:study/series/:series/instances", get(qido::series_instances))
+        .route(instance, get(wado::instance))
+        .route(&format!("{instance}/metadata"), get(wado::instance_metadata))
+        .route(&format!("{instance}/frames/:frames"), get(wado::frames))
+        .route(&format!("{instance}/frames/:frames/rendered"), get(wado::rendered_frame))
+        .route(&format!("{instance}/rendered"), get(wado::rendered_instance))
+        .route(&format!("{instance}/bulkdata/*path"), get(wado::bulkdata))
+        .route("/series", get(qido::all_series))
+        .route("/instances", get(qido::all_instances))
+        .layer(DefaultBodyLimit::disable())
+        .layer(cors)
+}
+
+/// The absolute URL of the DICOMweb root as the client reached it (for retrieve URLs and bulk
+/// data URIs): `X-Forwarded-Proto`/`X-Forwarded-Host` from a reverse proxy, else the Host
+/// header. Some clients (dicomweb-client) send Host without the port, so a Host without one
+/// gets the port this node listens on.
+fn base_url(headers: &HeaderMap, api_addr: &str) -> String {
+    let header = |name: &str| headers.get(name).and_then(|h| h.to_str().ok()).filter(|h| !h.is_empty());
+    if let Some(host) = header("x-forwarded-host") {
+        let proto = header("x-forwarded-proto").unwrap_or("http");
+        return format!("{proto}://{host}/dicomweb");
+    }
+    let port = api_addr.rsplit_once(':').map_or("80", |(_, p)| p);
+    match header("host") {
+        Some(host) if host.contains(':') || port == "80" => format!("http://{host}/dicomweb"),
+        Some(host) => format!("http://{host}:{port}/dicomweb"),
+        None => format!("http://{api_addr}/dicomweb"),
+    }
+}
+
+/// The Accept header, if any.
+fn accept(headers: &HeaderMap) -> Option<String> {
+    headers.get(axum::http::header::ACCEPT).and_then(|h| h.to_str().ok()).map(str::to_owned)
+}
+
+/// Run blocking imaging work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(format!("the imaging worker failed ({e}); retry the request")))?
+}
+
+impl From<WebError> for ApiError {
+    fn from(e: WebError) -> Self {
+        let message = e.to_string();
+        match e {
+            WebError::BadRequest { .. } | WebError::NoPixelData => ApiError::bad_request(message),
+            WebError::NoSuchFrame { .. } => ApiError::not_found(message),
+            WebError::NotAcceptable { .. } => ApiError::not_acceptable(message),
+            WebError::Unsupported { .. } | WebError::Render { .. } => ApiError::unprocessable(message),
+            _ => ApiError::internal(message),
+        }
+    }
+}
+
+impl From<yilian_dicom::CatalogError> for ApiError {
+    fn from(e: yilian_dicom::CatalogError) -> Self {
+        ApiError::internal(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_keep_the_port_the_client_used() {
+        let mut h = HeaderMap::new();
+        assert_eq!(base_url(&h, "127.0.0.1:7201"), "http://127.0.0.1:7201/dicomweb");
+        h.insert("host", "example.org".parse().unwrap());
+        assert_eq!(base_url(&h, "127.0.0.1:7201"), "http://example.org:7201/dicomweb");
+        h.insert("host", "example.org:9000".parse().unwrap());
+        assert_eq!(base_url(&h, "127.0.0.1:7201"), "http://example.org:9000/dicomweb");
+        h.insert("x-forwarded-host", "pacs.example.org".parse().unwrap());
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        assert_eq!(base_url(&h, "127.0.0.1:7201"), "https://pacs.example.org/dicomweb");
+    }
+}

@@ -1,0 +1,199 @@
+//! The node's imaging service: one ingest pipeline for every way images arrive (STOW-RS now;
+//! DIMSE C-STORE and QUIC upload go through [`Imaging::ingest_file`] too), the content-addressed
+//! store at `<data_dir>/objects` and the instance catalog at `<data_dir>/catalog.redb`.
+//!
+//! Image bytes never go through Raft. The catalog holds patient-identifying attributes and stays
+//! on this node; nothing here logs them.
+
+mod refusal;
+
+pub use refusal::{IngestRefusal, InstanceUids};
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use yilian_consensus::ClusterNode;
+use yilian_dicom::catalog::{catalog_attributes, read_header, tag_key};
+use yilian_dicom::{inspect, Catalog, CatalogError, CatalogRecord, InstanceInfo, Store, StoreError, Tag};
+use yilian_referral::CaseId;
+
+/// Accession Number (0008,0050): carries the Yilian case id of an instance.
+const ACCESSION_NUMBER: Tag = Tag(0x0008, 0x0050);
+
+/// Which case an ingested instance belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaseTarget {
+    /// The case the sender named.
+    Explicit(CaseId),
+    /// The case named by the file's Accession Number (0008,0050).
+    FromAccession,
+}
+
+/// An instance the pipeline accepted: stored, catalogued and attached to a case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredInstance {
+    /// The case it belongs to.
+    pub case_id: CaseId,
+    /// What ingest learned about it (UIDs, SOP class, transfer syntax, size, SHA-256, ...).
+    pub info: InstanceInfo,
+    /// True when the same bytes were already stored (nothing new was written).
+    pub deduplicated: bool,
+}
+
+/// Why the imaging service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ImagingError {
+    /// The object store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The catalog could not be opened.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The incoming directory could not be prepared.
+    #[error("cannot prepare {path}: {source}; check free space and permissions of the data directory")]
+    Incoming {
+        /// The directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// The node's imaging service.
+pub struct Imaging {
+    node: Arc<ClusterNode>,
+    parts: Arc<Parts>,
+}
+
+struct Parts {
+    store: Store,
+    catalog: Catalog,
+    incoming: PathBuf,
+    next_incoming: AtomicU64,
+}
+
+impl Imaging {
+    /// Open the store (`<data_dir>/objects`), the catalog (`<data_dir>/catalog.redb`) and the
+    /// incoming directory (`<data_dir>/incoming`, emptied of files a crash left behind).
+    pub fn open(node: Arc<ClusterNode>, data_dir: &Path) -> Result<Imaging, ImagingError> {
+        let store = Store::open(data_dir.join("objects"))?;
+        let catalog = Catalog::open(data_dir.join("catalog.redb"))?;
+        let incoming = data_dir.join("incoming");
+        let prepare = |source| ImagingError::Incoming { path: incoming.clone(), source };
+        if incoming.is_dir() {
+            std::fs::remove_dir_all(&incoming).map_err(prepare)?;
+        }
+        std::fs::create_dir_all(&incoming).map_err(prepare)?;
+        let parts = Parts { store, catalog, incoming, next_incoming: AtomicU64::new(0) };
+        Ok(Imaging { node, parts: Arc::new(parts) })
+    }
+
+    /// The content-addressed store.
+    pub fn store(&self) -> &Store {
+        &self.parts.store
+    }
+
+    /// The instance catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.parts.catalog
+    }
+
+    /// A fresh path in the incoming directory for a file being received (same file system as
+    /// the store). The caller creates it, passes it to [`Imaging::ingest_file`] and removes it.
+    pub fn incoming_path(&self) -> PathBuf {
+        let n = self.parts.next_incoming.fetch_add(1, Ordering::Relaxed);
+        self.parts.incoming.join(format!("in-{}-{n}.dcm", std::process::id()))
+    }
+
+    /// The stored file of a catalogued instance.
+    pub fn path_of(&self, record: &CatalogRecord) -> Result<PathBuf, CatalogError> {
+        Ok(self.parts.store.path_of(&record.digest()?))
+    }
+
+    /// The one ingest pipeline: validate the file at `tmp` ([`inspect`]), resolve its case,
+    /// store it (deduplicated) and catalogue it. The file at `tmp` is left in place.
+    pub async fn ingest_file(&self, tmp: &Path, target: CaseTarget) -> Result<StoredInstance, IngestRefusal> {
+        self.ingest_file_in_study(tmp, target, None).await
+    }
+
+    /// [`Imaging::ingest_file`] for a request addressed to one study: an instance of another
+    /// study is refused.
+    pub async fn ingest_file_in_study(
+        &self,
+        tmp: &Path,
+        target: CaseTarget,
+        study: Option<&str>,
+    ) -> Result<StoredInstance, IngestRefusal> {
+        let node = self.node.clone();
+        let parts = self.parts.clone();
+        let tmp = tmp.to_owned();
+        let study = study.map(str::to_owned);
+        tokio::task::spawn_blocking(move || ingest_blocking(&node, &parts, &tmp, target, study.as_deref()))
+            .await
+            .map_err(|e| IngestRefusal::Interrupted { reason: e.to_string() })?
+    }
+}
+
+fn ingest_blocking(
+    node: &ClusterNode,
+    parts: &Parts,
+    tmp: &Path,
+    target: CaseTarget,
+    study: Option<&str>,
+) -> Result<StoredInstance, IngestRefusal> {
+    let info = inspect(tmp)?;
+    let attributes = catalog_attributes(&read_header(tmp)?);
+    let uids = InstanceUids {
+        sop_class_uid: info.sop_class_uid.clone(),
+        sop_instance_uid: info.sop_instance_uid.clone(),
+        study_instance_uid: info.study_instance_uid.clone(),
+    };
+    if let Some(expected) = study {
+        if expected != info.study_instance_uid {
+            return Err(IngestRefusal::WrongStudy {
+                expected: expected.to_owned(),
+                found: info.study_instance_uid.clone(),
+                uids,
+            });
+        }
+    }
+    let case_id = match target {
+        CaseTarget::Explicit(id) => id,
+        CaseTarget::FromAccession => match attributes.get(&tag_key(ACCESSION_NUMBER)) {
+            Some(accession) => CaseId(accession.clone()),
+            None => return Err(IngestRefusal::NoCase { uids }),
+        },
+    };
+    if node.state().read().region.case(&case_id).is_err() {
+        return Err(IngestRefusal::UnknownCase { case_id: case_id.0, uids });
+    }
+    let put = parts.store.put_file(tmp)?;
+    if put.digest != info.sha256 {
+        return Err(IngestRefusal::Interrupted {
+            reason: "the file changed while it was being ingested".into(),
+        });
+    }
+    let record = CatalogRecord {
+        study_instance_uid: info.study_instance_uid.clone(),
+        series_instance_uid: info.series_instance_uid.clone(),
+        sop_instance_uid: info.sop_instance_uid.clone(),
+        sop_class_uid: info.sop_class_uid.clone(),
+        transfer_syntax_uid: info.transfer_syntax_uid.clone(),
+        sha256: put.digest.to_hex(),
+        size: put.size,
+        case_id: case_id.0.clone(),
+        frames: info.frames,
+        pixel_data: info.pixel_data.clone(),
+        attributes,
+    };
+    parts.catalog.put(&record)?;
+    tracing::info!(
+        case = %case_id,
+        sop_class = info.sop_class_name,
+        sha256 = %put.digest,
+        size = put.size,
+        deduplicated = put.deduplicated,
+        "instance ingested"
+    );
+    Ok(StoredInstance { case_id, info, deduplicated: put.deduplicated })
+}

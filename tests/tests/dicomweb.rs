@@ -1,0 +1,164 @@
+//! DICOMweb on real nodes. A case is submitted through the API, synthetic studies are written
+//! with that case id as their Accession Number, and:
+//!
+//! - the `dicomweb-client` Python package (tests/dicomweb/roundtrip.py, installed by
+//!   tests/dicomweb/setup.sh) stores them on a follower with STOW-RS, searches them with QIDO-RS
+//!   and retrieves instances (byte-identical), series metadata (with BulkDataURI), frames (equal
+//!   to pydicom's pixel data) and rendered PNGs;
+//! - a STOW-RS request mixing a good file, a non-DICOM part and a truncated file stores the good
+//!   one and refuses the others one by one with a reason; a file naming an unknown case is
+//!   refused; storing needs an actor.
+
+mod support;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use support::dicomweb_client::{client_script, require_client};
+use support::*;
+use yilian_dicom::synth::{generate, SynthKind, SynthOptions};
+
+/// Write small synthetic studies of `kinds` whose Accession Number is `case`.
+fn studies(dir: &Path, case: &str, kinds: &[SynthKind]) -> Vec<PathBuf> {
+    let opts = SynthOptions { accession: Some(case.to_owned()), ..SynthOptions::small(11) };
+    let summary = generate(dir, kinds, &opts).expect("synthetic studies");
+    summary.studies.into_iter().flat_map(|s| s.files).collect()
+}
+
+/// Wait until node `api` has applied case `id`.
+async fn wait_case(cluster: &TestCluster, node: u64, id: &str) {
+    let api = cluster.api(node);
+    wait_for(&format!("case {id} on node {node}"), Duration::from_secs(30), || {
+        let api = api.clone();
+        let id = id.to_owned();
+        async move { cases_stale(&api).await.map(|c| c.iter().any(|c| c.id.0 == id)).unwrap_or(false) }
+    })
+    .await;
+}
+
+/// A STOW-RS request body of `parts` (media type, bytes).
+fn multipart(parts: &[(&str, Vec<u8>)]) -> (String, Vec<u8>) {
+    let boundary = "yilian-test-boundary-5f2c";
+    let mut body = Vec::new();
+    for (media, bytes) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Type: {media}\r\n\r\n").as_bytes());
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"), body)
+}
+
+/// POST a STOW-RS request; returns the status and the JSON answer.
+async fn stow(addr: &str, query: &str, actor: Option<&str>, parts: &[(&str, Vec<u8>)]) -> (u16, Value) {
+    let (content_type, body) = multipart(parts);
+    let mut req = reqwest::Client::new()
+        .post(format!("http://{addr}/dicomweb/studies{query}"))
+        .header("content-type", content_type)
+        .body(body);
+    if let Some(a) = actor {
+        req = req.header("x-yilian-actor", a);
+    }
+    let resp = req.send().await.expect("STOW request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("STOW answer");
+    (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")))
+}
+
+fn items<'a>(answer: &'a Value, tag: &str) -> Vec<&'a Value> {
+    answer[tag]["Value"].as_array().map(|v| v.iter().collect()).unwrap_or_default()
+}
+
+fn first_string(item: &Value, tag: &str) -> String {
+    item[tag]["Value"][0].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dicomweb_client_round_trip_on_a_follower() {
+    let python = require_client();
+    let cluster = TestCluster::start(3, FAST_RAFT).await;
+    let leader = cluster.wait_leader(&[1, 2, 3]).await;
+    seed_region(&cluster.api(leader)).await;
+    let case = submit_retrying(&cluster.api(leader), "dicomweb-roundtrip").await;
+    let follower = if leader == 1 { 2 } else { 1 };
+    wait_case(&cluster, follower, &case).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = studies(dir.path(), &case, &SynthKind::ALL);
+    let url = format!("http://{}/dicomweb", cluster.node(follower).api_addr);
+    let out = Command::new(&python)
+        .arg(client_script())
+        .args(["--url", &url, "--actor", NURSE])
+        .args(&files)
+        .output()
+        .expect("run the DICOMweb client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the DICOMweb client round trip failed:\n{stdout}{}\nnode log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        cluster.log_of(follower)
+    );
+    println!("{stdout}");
+    assert!(stdout.contains("0 failure(s)"), "{stdout}");
+    assert!(stdout.lines().filter(|l| l.starts_with("ok")).count() > 20, "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stow_refuses_bad_parts_one_by_one() {
+    let cluster = TestCluster::start(1, FAST_RAFT).await;
+    cluster.wait_leader(&[1]).await;
+    seed_region(&cluster.api(1)).await;
+    let case = submit_retrying(&cluster.api(1), "dicomweb-refusals").await;
+    let addr = cluster.node(1).api_addr.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = studies(dir.path(), &case, &[SynthKind::Ct]);
+    let good = std::fs::read(&files[0]).expect("read");
+    let whole = std::fs::read(&files[1]).expect("read");
+    let truncated = whole[..whole.len() / 2].to_vec();
+    let dicom = "application/dicom";
+
+    // Storing needs an actor.
+    let (status, answer) = stow(&addr, "", None, &[(dicom, good.clone())]).await;
+    assert_eq!(status, 400, "{answer}");
+
+    // One good file, one text file, one truncated file: 202, one stored, two refused with reasons.
+    let parts = [(dicom, good.clone()), (dicom, b"hello, not an image".to_vec()), (dicom, truncated)];
+    let (status, answer) = stow(&addr, "", Some(NURSE), &parts).await;
+    assert_eq!(status, 202, "{answer}");
+    let stored = items(&answer, "00081199");
+    assert_eq!(stored.len(), 1, "{answer}");
+    let good_uid = first_string(stored[0], "00081155");
+    assert!(first_string(stored[0], "00081190").ends_with(&good_uid), "{answer}");
+    let failed = items(&answer, "00081198");
+    assert_eq!(failed.len(), 2, "{answer}");
+    for (item, words) in failed.iter().zip(["not a DICOM file", "truncated"]) {
+        assert_eq!(item["00081197"]["Value"][0], 0xC000, "{answer}");
+        let comment = first_string(item, "00000902");
+        assert!(comment.contains(words), "comment {comment:?} should say {words:?}");
+    }
+
+    // A file of an unknown case: 409, refused with its UIDs and a reason.
+    let other = std::fs::read(&files[2]).expect("read");
+    let (status, answer) = stow(&addr, "?case=C99999999", Some(NURSE), &[(dicom, other)]).await;
+    assert_eq!(status, 409, "{answer}");
+    let failed = items(&answer, "00081198");
+    assert_eq!(failed.len(), 1, "{answer}");
+    assert_eq!(failed[0]["00081197"]["Value"][0], 0x0110, "{answer}");
+    assert!(first_string(failed[0], "00000902").contains("C99999999 does not exist"), "{answer}");
+    assert!(!first_string(failed[0], "00081155").is_empty(), "{answer}");
+
+    // Storing the good file again is fine (deduplicated); the catalog holds only it.
+    let (status, answer) = stow(&addr, &format!("?case={case}"), Some(NURSE), &[(dicom, good)]).await;
+    assert_eq!(status, 200, "{answer}");
+    let found: Value = reqwest::get(format!("http://{addr}/dicomweb/instances"))
+        .await
+        .expect("QIDO")
+        .json()
+        .await
+        .expect("QIDO JSON");
+    let uids: Vec<String> =
+        found.as_array().expect("array").iter().map(|i| first_string(i, "00080018")).collect();
+    assert_eq!(uids, [good_uid]);
+}
