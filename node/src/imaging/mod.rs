@@ -15,7 +15,7 @@ use std::sync::Arc;
 use yilian_consensus::ClusterNode;
 use yilian_dicom::catalog::{catalog_attributes, read_header, tag_key};
 use yilian_dicom::{inspect, Catalog, CatalogError, CatalogRecord, InstanceInfo, Store, StoreError, Tag};
-use yilian_referral::CaseId;
+use yilian_referral::{Actor, CaseId, Change, Command, InstanceBatch, InstanceRecord};
 
 /// Accession Number (0008,0050): carries the Yilian case id of an instance.
 const ACCESSION_NUMBER: Tag = Tag(0x0008, 0x0050);
@@ -111,9 +111,15 @@ impl Imaging {
     }
 
     /// The one ingest pipeline: validate the file at `tmp` ([`inspect`]), resolve its case,
-    /// store it (deduplicated) and catalogue it. The file at `tmp` is left in place.
-    pub async fn ingest_file(&self, tmp: &Path, target: CaseTarget) -> Result<StoredInstance, IngestRefusal> {
-        self.ingest_file_in_study(tmp, target, None).await
+    /// store it (deduplicated), record it in the study's replicated manifest as `actor`, and
+    /// only then catalogue it. The file at `tmp` is left in place.
+    pub async fn ingest_file(
+        &self,
+        tmp: &Path,
+        target: CaseTarget,
+        actor: &Actor,
+    ) -> Result<StoredInstance, IngestRefusal> {
+        self.ingest_file_in_study(tmp, target, None, actor).await
     }
 
     /// [`Imaging::ingest_file`] for a request addressed to one study: an instance of another
@@ -123,24 +129,71 @@ impl Imaging {
         tmp: &Path,
         target: CaseTarget,
         study: Option<&str>,
+        actor: &Actor,
     ) -> Result<StoredInstance, IngestRefusal> {
         let node = self.node.clone();
         let parts = self.parts.clone();
-        let tmp = tmp.to_owned();
+        let path = tmp.to_owned();
         let study = study.map(str::to_owned);
-        tokio::task::spawn_blocking(move || ingest_blocking(&node, &parts, &tmp, target, study.as_deref()))
-            .await
-            .map_err(|e| IngestRefusal::Interrupted { reason: e.to_string() })?
+        let (stored, record) =
+            blocking(move || prepare_blocking(&node, &parts, &path, target, study.as_deref())).await?;
+        self.record_in_manifest(&stored, actor).await?;
+        let parts = self.parts.clone();
+        blocking(move || parts.catalog.put(&record).map_err(IngestRefusal::from)).await?;
+        tracing::info!(
+            case = %stored.case_id,
+            sop_class = stored.info.sop_class_name,
+            sha256 = %stored.info.sha256,
+            size = stored.info.size,
+            deduplicated = stored.deduplicated,
+            "instance ingested"
+        );
+        Ok(stored)
+    }
+
+    async fn record_in_manifest(&self, stored: &StoredInstance, actor: &Actor) -> Result<(), IngestRefusal> {
+        let info = &stored.info;
+        let batch = InstanceBatch {
+            case: stored.case_id.clone(),
+            study_uid: info.study_instance_uid.clone(),
+            node: self.node.id(),
+            instances: vec![InstanceRecord {
+                sop_instance_uid: info.sop_instance_uid.clone(),
+                series_uid: info.series_instance_uid.clone(),
+                sop_class_uid: info.sop_class_uid.clone(),
+                transfer_syntax: info.transfer_syntax_uid.clone(),
+                size: info.size,
+                sha256: info.sha256.to_hex(),
+            }],
+            derived_from: None,
+        };
+        let uids = || InstanceUids {
+            sop_class_uid: info.sop_class_uid.clone(),
+            sop_instance_uid: info.sop_instance_uid.clone(),
+            study_instance_uid: info.study_instance_uid.clone(),
+        };
+        match self.node.write(Command::new(actor.clone(), Change::RecordInstances(batch))).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(refused)) => Err(IngestRefusal::ManifestRefused { reason: refused.to_string(), uids: uids() }),
+            Err(e) => Err(IngestRefusal::ManifestUnavailable { reason: e.to_string() }),
+        }
     }
 }
 
-fn ingest_blocking(
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, IngestRefusal> + Send + 'static,
+) -> Result<T, IngestRefusal> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| IngestRefusal::Interrupted { reason: e.to_string() })?
+}
+
+/// Validate, resolve the case and store; the catalog record is returned for after the manifest.
+fn prepare_blocking(
     node: &ClusterNode,
     parts: &Parts,
     tmp: &Path,
     target: CaseTarget,
     study: Option<&str>,
-) -> Result<StoredInstance, IngestRefusal> {
+) -> Result<(StoredInstance, CatalogRecord), IngestRefusal> {
     let info = inspect(tmp)?;
     let attributes = catalog_attributes(&read_header(tmp)?);
     let uids = InstanceUids {
@@ -186,14 +239,5 @@ fn ingest_blocking(
         pixel_data: info.pixel_data.clone(),
         attributes,
     };
-    parts.catalog.put(&record)?;
-    tracing::info!(
-        case = %case_id,
-        sop_class = info.sop_class_name,
-        sha256 = %put.digest,
-        size = put.size,
-        deduplicated = put.deduplicated,
-        "instance ingested"
-    );
-    Ok(StoredInstance { case_id, info, deduplicated: put.deduplicated })
+    Ok((StoredInstance { case_id, info, deduplicated: put.deduplicated }, record))
 }

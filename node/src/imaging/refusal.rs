@@ -54,6 +54,20 @@ pub enum IngestRefusal {
         /// The instance.
         uids: InstanceUids,
     },
+    /// The region refused to attach the instance to the case (the reason names the rule).
+    #[error("the instance was not attached to its case: {reason}")]
+    ManifestRefused {
+        /// The domain's reason.
+        reason: String,
+        /// The instance.
+        uids: InstanceUids,
+    },
+    /// The study manifest could not be replicated (no leader, node stopping).
+    #[error("the cluster could not record the instance right now ({reason}); send the file again shortly")]
+    ManifestUnavailable {
+        /// What happened.
+        reason: String,
+    },
     /// The store could not keep the file.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -74,7 +88,8 @@ impl IngestRefusal {
         match self {
             IngestRefusal::NoCase { uids }
             | IngestRefusal::UnknownCase { uids, .. }
-            | IngestRefusal::WrongStudy { uids, .. } => Some(uids),
+            | IngestRefusal::WrongStudy { uids, .. }
+            | IngestRefusal::ManifestRefused { uids, .. } => Some(uids),
             _ => None,
         }
     }
@@ -86,6 +101,8 @@ impl IngestRefusal {
             IngestRefusal::NoCase { .. } => "no_case",
             IngestRefusal::UnknownCase { .. } => "unknown_case",
             IngestRefusal::WrongStudy { .. } => "wrong_study",
+            IngestRefusal::ManifestRefused { .. } => "not_attached",
+            IngestRefusal::ManifestUnavailable { .. } => "cluster_unavailable",
             IngestRefusal::Store(_) => "store",
             IngestRefusal::Catalog(_) => "catalog",
             IngestRefusal::Interrupted { .. } => "interrupted",
@@ -96,7 +113,10 @@ impl IngestRefusal {
     pub fn is_sender_error(&self) -> bool {
         !matches!(
             self,
-            IngestRefusal::Store(_) | IngestRefusal::Catalog(_) | IngestRefusal::Interrupted { .. }
+            IngestRefusal::Store(_)
+                | IngestRefusal::Catalog(_)
+                | IngestRefusal::Interrupted { .. }
+                | IngestRefusal::ManifestUnavailable { .. }
         )
     }
 }

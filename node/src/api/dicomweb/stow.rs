@@ -18,7 +18,7 @@ use yilian_dicom::error::IngestError;
 use yilian_dicom::ingest::DEFAULT_MAX_FILE_SIZE;
 use yilian_dicom::web::stow::{self, reason, Failed, Stored};
 use yilian_dicom::web::{multipart, APPLICATION_DICOM};
-use yilian_referral::CaseId;
+use yilian_referral::{Actor, CaseId};
 
 /// Query of a STOW request.
 #[derive(Debug, Default, Deserialize)]
@@ -72,7 +72,7 @@ async fn store_parts(
         None => CaseTarget::FromAccession,
     };
     let stream = request.into_body().into_data_stream();
-    let outcome = receive(&app.imaging, stream, related.boundary, target, study.as_deref()).await?;
+    let outcome = receive(&app.imaging, stream, related.boundary, target, study.as_deref(), &actor).await?;
     tracing::info!(
         actor = %actor.id,
         role = %actor.role,
@@ -123,6 +123,7 @@ async fn receive<S>(
     boundary: String,
     target: CaseTarget,
     study: Option<&str>,
+    actor: &Actor,
 ) -> Result<Outcome, ApiError>
 where
     S: Stream<Item = Result<axum::body::Bytes, axum::Error>> + Send + 'static,
@@ -175,7 +176,7 @@ where
             outcome.failed.push(refused(reason::OUT_OF_RESOURCES, format!("part {count}: {e}")));
             continue;
         }
-        match imaging.ingest_file_in_study(&tmp.0, target.clone(), study).await {
+        match imaging.ingest_file_in_study(&tmp.0, target.clone(), study, actor).await {
             Ok(s) => outcome.stored.push((
                 s.info.sop_class_uid,
                 s.info.sop_instance_uid,
