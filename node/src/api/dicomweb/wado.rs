@@ -3,7 +3,7 @@
 //! and rendered frames (image/png).
 
 use super::body::{dicom_json, multipart, Part};
-use super::{accept, base_url, blocking, ApiError, AppState};
+use super::{accept, base_url, blocking, check_uid, ApiError, AppState};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,6 +26,9 @@ fn records(
     series: Option<&str>,
     instance: Option<&str>,
 ) -> Result<Vec<CatalogRecord>, ApiError> {
+    check_uid("study", study)?;
+    series.map(|s| check_uid("series", s)).transpose()?;
+    instance.map(|i| check_uid("instance", i)).transpose()?;
     let catalog = imaging.catalog();
     let found = match (series, instance) {
         (Some(se), Some(i)) => catalog
