@@ -258,12 +258,14 @@ pub struct RenderQuery {
 
 async fn render(
     imaging: Arc<Imaging>,
+    accept: Option<String>,
     study: String,
     series: String,
     instance: String,
     frame: u32,
     query: RenderQuery,
 ) -> Result<Response, ApiError> {
+    negotiate::rendered(accept.as_deref())?;
     let window: Option<Window> = query.window.as_deref().map(str::parse).transpose()?;
     let png = blocking(move || {
         let (record, path) = one(&imaging, &study, &series, &instance)?;
@@ -279,16 +281,18 @@ async fn render(
 /// `GET .../instances/{instance}/rendered`: the first frame.
 pub async fn rendered_instance(
     State(app): State<AppState>,
+    headers: HeaderMap,
     Path((study, series, instance)): Path<(String, String, String)>,
     query: Result<Query<RenderQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
-    render(app.imaging.clone(), study, series, instance, 1, query).await
+    render(app.imaging.clone(), accept(&headers), study, series, instance, 1, query).await
 }
 
 /// `GET .../instances/{instance}/frames/{frame}/rendered`
 pub async fn rendered_frame(
     State(app): State<AppState>,
+    headers: HeaderMap,
     Path((study, series, instance, list)): Path<(String, String, String, String)>,
     query: Result<Query<RenderQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -297,5 +301,5 @@ pub async fn rendered_frame(
     let [frame] = numbers[..] else {
         return Err(ApiError::bad_request("render one frame at a time: .../frames/{n}/rendered"));
     };
-    render(app.imaging.clone(), study, series, instance, frame, query).await
+    render(app.imaging.clone(), accept(&headers), study, series, instance, frame, query).await
 }
