@@ -129,6 +129,17 @@ pub fn instances(accept: Option<&str>, stored_ts: &str) -> Result<(), WebError> 
     })
 }
 
+/// Check that a rendered frame may be answered as `image/png` for `accept` (none, `*/*`,
+/// `image/*` or `image/png`).
+pub fn rendered(accept: Option<&str>) -> Result<(), WebError> {
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else { return Ok(()) };
+    if media_ranges(accept).iter().any(|r| matches!(r.media.as_str(), "*/*" | "*" | "image/*" | "image/png"))
+    {
+        return Ok(());
+    }
+    Err(WebError::NotAcceptable { reason: "rendered frames are PNG images; accept image/png".into() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +173,14 @@ mod tests {
         let j2k = "multipart/related; type=\"image/jp2\"; transfer-syntax=1.2.840.10008.1.2.4.90";
         assert!(matches!(frames(Some(j2k), JPEG, true), Err(WebError::NotAcceptable { .. })));
         assert_eq!(frames(Some(&format!("{j2k}, {star}")), JPEG, true).unwrap(), stored(JPEG));
+    }
+
+    #[test]
+    fn rendered_frames_are_png() {
+        assert!(rendered(None).is_ok());
+        assert!(rendered(Some("image/png")).is_ok());
+        assert!(rendered(Some("image/jpeg, image/*;q=0.5")).is_ok());
+        assert!(matches!(rendered(Some("image/jpeg")), Err(WebError::NotAcceptable { .. })));
     }
 
     #[test]

@@ -65,6 +65,20 @@ fn base_url(headers: &HeaderMap, api_addr: &str) -> String {
     }
 }
 
+/// Refuse a path parameter that is not a UID (digits and dots, at most 64 characters).
+fn check_uid(what: &str, value: &str) -> Result<(), ApiError> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()));
+    if ok {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "{what} {:?} is not a UID; give digits and dots only, e.g. 1.2.840.113619.2.55.3",
+        value.chars().take(80).collect::<String>()
+    )))
+}
+
 /// The Accept header, if any.
 fn accept(headers: &HeaderMap) -> Option<String> {
     headers.get(axum::http::header::ACCEPT).and_then(|h| h.to_str().ok()).map(str::to_owned)
@@ -101,6 +115,14 @@ impl From<yilian_dicom::CatalogError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_uids_are_taken_as_uids() {
+        assert!(check_uid("study", "1.2.840.10008").is_ok());
+        for bad in ["", "1..2", "1.2/3", "1.a", &"1".repeat(65)] {
+            assert!(check_uid("study", bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn base_urls_keep_the_port_the_client_used() {

@@ -1,7 +1,7 @@
 //! QIDO-RS: search studies, series and instances in this node's catalog.
 
 use super::body::dicom_json;
-use super::{blocking, ApiError, AppState};
+use super::{blocking, check_uid, ApiError, AppState};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -22,6 +22,14 @@ async fn search(
 ) -> Result<Response, ApiError> {
     let params: Vec<(String, String)> = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
         .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
+    match &scope {
+        Scope::All => {}
+        Scope::Study(s) => check_uid("study", s)?,
+        Scope::Series(s, se) => {
+            check_uid("study", s)?;
+            check_uid("series", se)?;
+        }
+    }
     let query = QidoQuery::parse(level, &params)?;
     if !query.ignored.is_empty() {
         tracing::debug!(ignored = ?query.ignored, "QIDO keys the catalog does not keep were ignored");

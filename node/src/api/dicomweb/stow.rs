@@ -228,7 +228,6 @@ fn failure_reason(refusal: &IngestRefusal) -> u16 {
     }
 }
 
-/// Check used by the router's tests: the HTTP status for a STOW answer.
 #[cfg(test)]
 mod tests {
     use super::*;

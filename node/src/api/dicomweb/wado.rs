@@ -3,7 +3,7 @@
 //! and rendered frames (image/png).
 
 use super::body::{dicom_json, multipart, Part};
-use super::{accept, base_url, blocking, ApiError, AppState};
+use super::{accept, base_url, blocking, check_uid, ApiError, AppState};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,6 +26,9 @@ fn records(
     series: Option<&str>,
     instance: Option<&str>,
 ) -> Result<Vec<CatalogRecord>, ApiError> {
+    check_uid("study", study)?;
+    series.map(|s| check_uid("series", s)).transpose()?;
+    instance.map(|i| check_uid("instance", i)).transpose()?;
     let catalog = imaging.catalog();
     let found = match (series, instance) {
         (Some(se), Some(i)) => catalog
@@ -255,12 +258,14 @@ pub struct RenderQuery {
 
 async fn render(
     imaging: Arc<Imaging>,
+    accept: Option<String>,
     study: String,
     series: String,
     instance: String,
     frame: u32,
     query: RenderQuery,
 ) -> Result<Response, ApiError> {
+    negotiate::rendered(accept.as_deref())?;
     let window: Option<Window> = query.window.as_deref().map(str::parse).transpose()?;
     let png = blocking(move || {
         let (record, path) = one(&imaging, &study, &series, &instance)?;
@@ -276,16 +281,18 @@ async fn render(
 /// `GET .../instances/{instance}/rendered`: the first frame.
 pub async fn rendered_instance(
     State(app): State<AppState>,
+    headers: HeaderMap,
     Path((study, series, instance)): Path<(String, String, String)>,
     query: Result<Query<RenderQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
-    render(app.imaging.clone(), study, series, instance, 1, query).await
+    render(app.imaging.clone(), accept(&headers), study, series, instance, 1, query).await
 }
 
 /// `GET .../instances/{instance}/frames/{frame}/rendered`
 pub async fn rendered_frame(
     State(app): State<AppState>,
+    headers: HeaderMap,
     Path((study, series, instance, list)): Path<(String, String, String, String)>,
     query: Result<Query<RenderQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -294,5 +301,5 @@ pub async fn rendered_frame(
     let [frame] = numbers[..] else {
         return Err(ApiError::bad_request("render one frame at a time: .../frames/{n}/rendered"));
     };
-    render(app.imaging.clone(), study, series, instance, frame, query).await
+    render(app.imaging.clone(), accept(&headers), study, series, instance, frame, query).await
 }
