@@ -9,12 +9,15 @@
 //!   verify);
 //! - [`synth`]: deterministic synthetic CT, DR, ultrasound and 12-lead ECG studies
 //!   (`yilian synth`);
-//! - [`sop`]: the accepted storage SOP classes and transfer syntaxes.
+//! - [`sop`]: the accepted storage SOP classes and transfer syntaxes;
+//! - [`dimse`]: a storage SCP (C-STORE, C-ECHO) that streams instances to disk and hands them
+//!   to an [`dimse::InstanceSink`].
 //!
 //! Dependencies go one way: node → dicom → referral; this crate never depends on consensus or node.
 
 pub mod deid;
 pub mod digest;
+pub mod dimse;
 pub mod error;
 pub mod ingest;
 mod scan;
