@@ -5,4 +5,5 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 bash tests/fhir/setup.sh
+bash tests/dicom/setup.sh
 cargo test --workspace --locked "$@"

@@ -1,6 +1,8 @@
 //! One association: negotiation, then C-ECHO and C-STORE requests until release or abort.
 
-use super::command::{self, Request, Response, C_CANCEL_RQ, C_ECHO_RQ, C_STORE_RQ, SUCCESS, UNRECOGNIZED_OPERATION};
+use super::command::{
+    self, Request, Response, C_CANCEL_RQ, C_ECHO_RQ, C_STORE_RQ, SUCCESS, UNRECOGNIZED_OPERATION,
+};
 use super::config::ScpConfig;
 use super::error::AssociationError;
 use super::negotiate::{self, AcceptedContext, Answer};
@@ -57,8 +59,14 @@ pub(crate) async fn serve<S: InstanceSink>(
     let rq = match read_or_stop(&mut wire, ASSOCIATE_RQ_LIMIT, &mut stop).await {
         Ok(Pdu::AssociationRQ(rq)) => rq,
         Ok(other) => {
-            return end(wire, AssociationError::UnexpectedPdu(format!("{} before A-ASSOCIATE-RQ", other.short_description())))
-                .await
+            return end(
+                wire,
+                AssociationError::UnexpectedPdu(format!(
+                    "{} before A-ASSOCIATE-RQ",
+                    other.short_description()
+                )),
+            )
+            .await
         }
         Err(e) => return end(wire, e).await,
     };
@@ -76,7 +84,11 @@ pub(crate) async fn serve<S: InstanceSink>(
     if let Err(e) = wire.send(&Pdu::AssociationAC(accepted.ac)).await {
         return end(wire, e).await;
     }
-    info!(contexts = accepted.contexts.len(), proposed = rq.presentation_contexts.len(), "association accepted");
+    info!(
+        contexts = accepted.contexts.len(),
+        proposed = rq.presentation_contexts.len(),
+        "association accepted"
+    );
     let mut association = Association {
         shared: &shared,
         peer,
@@ -116,8 +128,14 @@ pub(crate) async fn reject_busy(stream: TcpStream, cfg: &ScpConfig) {
             wire.close().await;
         }
         Ok(other) => {
-            end(wire, AssociationError::UnexpectedPdu(format!("{} before A-ASSOCIATE-RQ", other.short_description())))
-                .await
+            end(
+                wire,
+                AssociationError::UnexpectedPdu(format!(
+                    "{} before A-ASSOCIATE-RQ",
+                    other.short_description()
+                )),
+            )
+            .await
         }
         Err(e) => end(wire, e).await,
     }
@@ -201,7 +219,11 @@ struct Association<'a, S> {
 
 impl<S: InstanceSink> Association<'_, S> {
     /// Serve requests until the peer releases (Ok) or the association fails.
-    async fn run(&mut self, wire: &mut Wire, stop: &mut watch::Receiver<bool>) -> Result<(), AssociationError> {
+    async fn run(
+        &mut self,
+        wire: &mut Wire,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), AssociationError> {
         loop {
             match read_or_stop(wire, self.shared.cfg.max_pdu_length, stop).await? {
                 Pdu::PData { data } => {
@@ -262,7 +284,9 @@ impl<S: InstanceSink> Association<'_, S> {
             PDataValueType::Data => {
                 let limit = self.shared.cfg.max_instance_bytes;
                 let Some(pending) = self.pending.as_mut() else {
-                    return Err(AssociationError::Protocol("a data set fragment arrived without a command".to_owned()));
+                    return Err(AssociationError::Protocol(
+                        "a data set fragment arrived without a command".to_owned(),
+                    ));
                 };
                 if pending.context_id != id {
                     return Err(AssociationError::Protocol(format!(
@@ -331,7 +355,9 @@ impl<S: InstanceSink> Association<'_, S> {
             )));
         }
         if !valid_uid(&request.sop_instance_uid) {
-            return Target::Refuse(Refusal::cannot_understand("Affected SOP Instance UID is missing or malformed"));
+            return Target::Refuse(Refusal::cannot_understand(
+                "Affected SOP Instance UID is missing or malformed",
+            ));
         }
         let header = Header {
             sop_class_uid: &request.sop_class_uid,

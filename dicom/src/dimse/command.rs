@@ -46,7 +46,8 @@ pub(crate) struct Request {
 
 /// Parse a request command set; the error says what is wrong.
 pub(crate) fn parse(bytes: &[u8]) -> Result<Request, String> {
-    let read = catch_unwind(|| InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased()));
+    let read =
+        catch_unwind(|| InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased()));
     let obj = read
         .map_err(|_| "the command set made the parser fail".to_owned())?
         .map_err(|e| format!("the command set cannot be parsed: {e}"))?;
@@ -64,8 +65,8 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Request, String> {
         (None, C_CANCEL_RQ) => 0,
         (None, _) => return Err("the command set has no Message ID".to_owned()),
     };
-    let data_set_type =
-        uint(COMMAND_DATA_SET_TYPE, "Command Data Set Type")?.ok_or("the command set has no Command Data Set Type")?;
+    let data_set_type = uint(COMMAND_DATA_SET_TYPE, "Command Data Set Type")?
+        .ok_or("the command set has no Command Data Set Type")?;
     Ok(Request {
         field,
         message_id,
@@ -100,7 +101,11 @@ impl Response<'_> {
             elements.push(DataElement::new(AFFECTED_SOP_CLASS_UID, VR::UI, dicom_value!(Str, sop_class)));
         }
         elements.push(DataElement::new(COMMAND_FIELD, VR::US, dicom_value!(U16, [rq.field | 0x8000])));
-        elements.push(DataElement::new(MESSAGE_ID_BEING_RESPONDED_TO, VR::US, dicom_value!(U16, [rq.message_id])));
+        elements.push(DataElement::new(
+            MESSAGE_ID_BEING_RESPONDED_TO,
+            VR::US,
+            dicom_value!(U16, [rq.message_id]),
+        ));
         elements.push(DataElement::new(COMMAND_DATA_SET_TYPE, VR::US, dicom_value!(U16, [NO_DATA_SET])));
         elements.push(DataElement::new(STATUS, VR::US, dicom_value!(U16, [self.status])));
         if let Some(comment) = self.comment {
@@ -147,13 +152,17 @@ mod tests {
         };
         let bytes =
             Response { request: &rq, status: 0xA700, comment: Some("too big\\ünicode") }.encode().unwrap();
-        let obj = InMemDicomObject::read_dataset_with_ts(&bytes[..], &IMPLICIT_VR_LITTLE_ENDIAN.erased()).unwrap();
+        let obj =
+            InMemDicomObject::read_dataset_with_ts(&bytes[..], &IMPLICIT_VR_LITTLE_ENDIAN.erased()).unwrap();
         let group_length = obj.get(Tag(0x0000, 0x0000)).unwrap().to_int::<u32>().unwrap();
         assert_eq!(group_length as usize, bytes.len() - 12);
         assert_eq!(obj.get(COMMAND_FIELD).unwrap().to_int::<u16>().unwrap(), 0x8001);
         assert_eq!(obj.get(STATUS).unwrap().to_int::<u16>().unwrap(), 0xA700);
         assert_eq!(obj.get(ERROR_COMMENT).unwrap().to_str().unwrap().trim(), "too big??nicode");
-        assert_eq!(obj.get(AFFECTED_SOP_INSTANCE_UID).unwrap().to_str().unwrap().trim_end_matches('\0'), "1.2.3.4");
+        assert_eq!(
+            obj.get(AFFECTED_SOP_INSTANCE_UID).unwrap().to_str().unwrap().trim_end_matches('\0'),
+            "1.2.3.4"
+        );
         assert_eq!(parse(&bytes).unwrap_err(), "the command set has no Message ID");
     }
 

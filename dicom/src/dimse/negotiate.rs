@@ -66,7 +66,9 @@ pub(crate) fn negotiate(rq: &AssociationRQ, cfg: &ScpConfig) -> Answer {
         return Answer::Reject(
             reject(
                 AssociationRJResult::Permanent,
-                AssociationRJSource::ServiceUser(AssociationRJServiceUserReason::ApplicationContextNameNotSupported),
+                AssociationRJSource::ServiceUser(
+                    AssociationRJServiceUserReason::ApplicationContextNameNotSupported,
+                ),
             ),
             "not the DICOM application context",
         );
@@ -143,8 +145,12 @@ fn choose(pc: &PresentationContextProposed) -> Result<&'static str, Presentation
     if abstract_syntax != VERIFICATION && sop::sop_class(abstract_syntax).is_none() {
         return Err(PresentationContextResultReason::AbstractSyntaxNotSupported);
     }
-    let proposed: Vec<&'static str> =
-        pc.transfer_syntaxes.iter().filter_map(|ts| sop::transfer_syntax(trim_uid(ts)).ok()).map(|ts| ts.uid).collect();
+    let proposed: Vec<&'static str> = pc
+        .transfer_syntaxes
+        .iter()
+        .filter_map(|ts| sop::transfer_syntax(trim_uid(ts)).ok())
+        .map(|ts| ts.uid)
+        .collect();
     [EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN]
         .into_iter()
         .find(|preferred| proposed.contains(preferred))

@@ -39,7 +39,9 @@ impl Drop for TempFile {
         match std::fs::remove_file(&self.path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => tracing::error!(path = %self.path.display(), error = %e, "cannot remove DICOM temp file"),
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), error = %e, "cannot remove DICOM temp file")
+            }
         }
     }
 }
@@ -92,7 +94,8 @@ impl PartialInstance {
             .build()
             .and_then(|table| table.write(&mut meta))
             .map_err(|e| AppendError::Io(io::Error::new(io::ErrorKind::InvalidData, e)))?;
-        let handle = OpenOptions::new().write(true).create_new(true).open(&path).await.map_err(AppendError::Io)?;
+        let handle =
+            OpenOptions::new().write(true).create_new(true).open(&path).await.map_err(AppendError::Io)?;
         let mut instance = PartialInstance {
             out: BufWriter::with_capacity(WRITE_BUFFER, handle),
             written: 0,

@@ -56,8 +56,9 @@ impl Wire {
     /// Send one PDU.
     pub(crate) async fn send(&mut self, pdu: &Pdu) -> Result<(), AssociationError> {
         self.out.clear();
-        write_pdu(&mut self.out, pdu)
-            .map_err(|e| AssociationError::Protocol(format!("cannot encode a {}: {e}", pdu.short_description())))?;
+        write_pdu(&mut self.out, pdu).map_err(|e| {
+            AssociationError::Protocol(format!("cannot encode a {}: {e}", pdu.short_description()))
+        })?;
         let stream = &mut self.stream;
         let out = &self.out;
         timeout(self.idle, async move {
