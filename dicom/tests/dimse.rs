@@ -424,3 +424,58 @@ async fn silent_connection_is_aborted_after_the_idle_timeout() {
     assert_eq!(reply.first(), Some(&0x07), "expected an A-ABORT, got {reply:?}");
     scp.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_transfer_syntax_proposals_are_negotiated() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = all_files(&generate(dir.path(), &SynthKind::ALL, &SynthOptions::small(17)).unwrap());
+    let scp = Scp::start(None, |_| {}).await;
+    // JPEG lossless, deflated (refused: whole data set deflated) or big endian offered next to
+    // the uncompressed syntaxes: the uncompressed file goes as Explicit VR Little Endian.
+    for option in ["-xs", "-xd", "-xb", "-xe"] {
+        let (out, text) = storescu(&scp, &[option], &files).await;
+        assert!(out.status.success(), "storescu {option} failed: {text}");
+    }
+    assert_stored_unchanged(&scp, &files, EXPLICIT_VR_LITTLE_ENDIAN);
+    scp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rle_compressed_instance_is_stored_as_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SynthOptions { ct_slices: 2, ..SynthOptions::small(18) };
+    let summary = generate(dir.path(), &[SynthKind::Ct], &opts).unwrap();
+    let mut compressed = Vec::new();
+    for (i, file) in summary.studies[0].files.iter().enumerate() {
+        let out = dir.path().join(format!("rle-{i}.dcm"));
+        let (status, text) = run("dcmcrle", &[file.to_str().unwrap(), out.to_str().unwrap()]).await;
+        assert!(status.status.success(), "dcmcrle failed: {text}");
+        compressed.push(out);
+    }
+    let scp = Scp::start(None, |_| {}).await;
+    // -xr: storescu proposes RLE Lossless (the files' syntax) in a context of its own, and
+    // sends the files as they are on it.
+    let (out, text) = storescu(&scp, &["-xr", "-R"], &compressed).await;
+    assert!(out.status.success(), "storescu failed: {text}");
+    assert_stored_unchanged(&scp, &compressed, "1.2.840.10008.1.2.5");
+    scp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_sop_class_is_not_negotiated() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = generate(dir.path(), &[SynthKind::Dr], &SynthOptions::small(19)).unwrap();
+    let file = summary.studies[0].files[0].clone();
+    // Relabel the instance as an RT Image, a storage class Yilian does not accept.
+    let (out, text) =
+        run("dcmodify", &["-nb", "-m", "(0008,0016)=1.2.840.10008.5.1.4.1.1.481.1", file.to_str().unwrap()])
+            .await;
+    assert!(out.status.success(), "dcmodify failed: {text}");
+    let scp = Scp::start(None, |_| {}).await;
+    let (out, text) = storescu(&scp, &["-d"], &[file]).await;
+    assert!(!out.status.success(), "storescu should fail: {text}");
+    assert!(text.contains("Abstract Syntax Not Supported"), "{text}");
+    assert!(scp.filed().is_empty());
+    assert!(scp.leftovers().is_empty());
+    scp.shutdown().await;
+}
