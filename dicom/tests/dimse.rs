@@ -239,6 +239,16 @@ async fn echoscu_is_answered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_called_ae_title_is_rejected() {
+    let scp = Scp::start(None, |_| {}).await;
+    let port = scp.port();
+    let (out, text) = run("echoscu", &["-aet", "TESTSCU", "-aec", "ANY-SCP", "127.0.0.1", &port]).await;
+    assert!(!out.status.success(), "echoscu should be rejected: {text}");
+    assert!(text.contains("Called AE Title Not Recognized"), "{text}");
+    scp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storescu_study_is_stored_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let opts = SynthOptions { ct_slices: 8, ..SynthOptions::small(11) };
