@@ -6,4 +6,5 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 bash tests/fhir/setup.sh
 bash tests/dicomweb/setup.sh
+bash tests/dicom/setup.sh
 cargo test --workspace --locked "$@"

@@ -249,7 +249,7 @@ fn required_uid(obj: &DefaultDicomObject, tag: Tag, name: &'static str) -> Resul
 }
 
 /// A UID as PS3.5 9.1 allows it (leading zeros in components are tolerated: they occur in the wild).
-fn valid_uid(uid: &str) -> bool {
+pub(crate) fn valid_uid(uid: &str) -> bool {
     uid.len() <= 64 && uid.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
 }
 

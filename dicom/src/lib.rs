@@ -12,12 +12,15 @@
 //! - [`sop`]: the accepted storage SOP classes and transfer syntaxes;
 //! - [`catalog`]: the node-local [`Catalog`] of stored instances (what QIDO-RS searches);
 //! - [`web`]: DICOMweb building blocks: QIDO matching, DICOM JSON, multipart, frames, rendering.
+//! - [`dimse`]: a storage SCP (C-STORE, C-ECHO) that streams instances to disk and hands them
+//!   to an [`dimse::InstanceSink`].
 //!
 //! Dependencies go one way: node → dicom → referral; this crate never depends on consensus or node.
 
 pub mod catalog;
 pub mod deid;
 pub mod digest;
+pub mod dimse;
 pub mod error;
 pub mod ingest;
 pub mod pixel_location;
