@@ -2,7 +2,7 @@
 
 use crate::api;
 use crate::config::NodeConfig;
-use crate::imaging::Imaging;
+use crate::imaging::{dimse, Imaging};
 use crate::patient_key::PatientKeyer;
 use anyhow::Context;
 use std::sync::Arc;
@@ -26,10 +26,23 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on api_addr {}; is the port in use?", cfg.api_addr))?;
         tracing::info!(raft_addr = %cfg.raft_addr, api_addr = %cfg.api_addr, data_dir = %cfg.data_dir.display(), "node started");
-        let imaging = Imaging::open(node.clone(), &cfg.data_dir).context("opening the imaging store and catalog")?;
-        let state = Arc::new(api::ApiState { node: node.clone(), patient_keys, imaging: Arc::new(imaging) });
+        let imaging = Arc::new(
+            Imaging::open(node.clone(), &cfg.data_dir).context("opening the imaging store and catalog")?,
+        );
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }
+        };
+        dimse::start(&cfg.imaging, &cfg.data_dir, imaging.clone(), stopped()).await?;
+        let state = Arc::new(api::ApiState { node: node.clone(), patient_keys, imaging });
         axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                let _ = stop_tx.send(true);
+            })
             .await
             .context("HTTP server failed")?;
         tracing::info!("shutting down");

@@ -5,6 +5,7 @@
 //! Image bytes never go through Raft. The catalog holds patient-identifying attributes and stays
 //! on this node; nothing here logs them.
 
+pub mod dimse;
 mod refusal;
 
 pub use refusal::{IngestRefusal, InstanceUids};
@@ -174,7 +175,9 @@ impl Imaging {
         };
         match self.node.write(Command::new(actor.clone(), Change::RecordInstances(batch))).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(refused)) => Err(IngestRefusal::ManifestRefused { reason: refused.to_string(), uids: uids() }),
+            Ok(Err(refused)) => {
+                Err(IngestRefusal::ManifestRefused { reason: refused.to_string(), uids: uids() })
+            }
             Err(e) => Err(IngestRefusal::ManifestUnavailable { reason: e.to_string() }),
         }
     }
@@ -183,7 +186,9 @@ impl Imaging {
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, IngestRefusal> + Send + 'static,
 ) -> Result<T, IngestRefusal> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| IngestRefusal::Interrupted { reason: e.to_string() })?
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| IngestRefusal::Interrupted { reason: e.to_string() })?
 }
 
 /// Validate, resolve the case and store; the catalog record is returned for after the manifest.
