@@ -21,6 +21,7 @@ mod scan;
 pub mod sop;
 pub mod store;
 pub mod synth;
+pub mod transfer;
 
 pub use digest::Digest;
 pub use error::{IngestError, StoreError, SynthError};
