@@ -100,7 +100,9 @@ pub enum UploadError {
         source: std::io::Error,
     },
     /// The file changed while it was being uploaded.
-    #[error("{path} changed while it was being uploaded; wait until it is fully written, then upload it again")]
+    #[error(
+        "{path} changed while it was being uploaded; wait until it is fully written, then upload it again"
+    )]
     FileChanged {
         /// The file.
         path: PathBuf,

@@ -149,7 +149,9 @@ impl FetchConfig {
             return fail("bandwidth per source is 0 bytes/s; give a positive rate or no cap".into());
         }
         if self.backoff_initial.is_zero() || self.backoff_max < self.backoff_initial {
-            return fail("backoff delays must be positive with the maximum at least the initial delay".into());
+            return fail(
+                "backoff delays must be positive with the maximum at least the initial delay".into(),
+            );
         }
         if self.request_timeout.is_zero() {
             return fail("request timeout is 0; give a positive duration".into());

@@ -35,7 +35,11 @@ impl Link {
     }
 
     /// The open connection, connecting (and retrying with backoff) as long as needed.
-    pub(crate) async fn connection<C: Connector>(&self, connector: &C, counters: &Counters) -> quinn::Connection {
+    pub(crate) async fn connection<C: Connector>(
+        &self,
+        connector: &C,
+        counters: &Counters,
+    ) -> quinn::Connection {
         let mut slot = self.conn.lock().await;
         loop {
             if let Some(conn) = slot.as_ref() {

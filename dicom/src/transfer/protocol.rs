@@ -177,13 +177,17 @@ pub enum FrameError {
 /// Write one length-prefixed frame.
 pub async fn write_frame<T: Serialize>(send: &mut quinn::SendStream, value: &T) -> Result<(), FrameError> {
     let body = codec::encode(value).map_err(|e| FrameError::Codec(e.to_string()))?;
-    let len = u32::try_from(body.len()).map_err(|_| FrameError::TooLarge { len: body.len() as u64, max: u32::MAX as usize })?;
+    let len = u32::try_from(body.len())
+        .map_err(|_| FrameError::TooLarge { len: body.len() as u64, max: u32::MAX as usize })?;
     send.write_all(&len.to_be_bytes()).await.map_err(|e| FrameError::Stream(e.to_string()))?;
     send.write_all(&body).await.map_err(|e| FrameError::Stream(e.to_string()))
 }
 
 /// Read one length-prefixed frame of at most `max` bytes.
-pub async fn read_frame<T: DeserializeOwned>(recv: &mut quinn::RecvStream, max: usize) -> Result<T, FrameError> {
+pub async fn read_frame<T: DeserializeOwned>(
+    recv: &mut quinn::RecvStream,
+    max: usize,
+) -> Result<T, FrameError> {
     let mut len = [0u8; 4];
     recv.read_exact(&mut len).await.map_err(|e| FrameError::Stream(e.to_string()))?;
     let len = u32::from_be_bytes(len);

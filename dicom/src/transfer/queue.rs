@@ -44,6 +44,10 @@ pub(crate) struct ObjRun {
     pub(crate) list_source: Option<SourceId>,
     /// Verified chunks.
     pub(crate) bitmap: Bitmap,
+    /// Bumped whenever a chunk is marked verified.
+    pub(crate) bitmap_version: u64,
+    /// The latest version known to be committed to the state database.
+    pub(crate) persisted_version: u64,
     /// Verified whole and in the store.
     pub(crate) stored: bool,
     /// All chunks verified; the whole-object check is under way.
@@ -66,6 +70,8 @@ impl ObjRun {
             list: None,
             list_source: None,
             bitmap: Bitmap::new(0),
+            bitmap_version: 0,
+            persisted_version: 0,
             stored: false,
             finalizing: false,
             failures: HashMap::new(),
@@ -78,12 +84,10 @@ impl ObjRun {
     pub(crate) fn bytes_done(&self) -> u64 {
         match (&self.list, self.stored) {
             (_, true) => self.size,
-            (Some(list), false) => {
-                (0..self.bitmap.len())
-                    .filter(|&i| self.bitmap.get(i))
-                    .map(|i| chunk_span(self.size, list.chunk_size, i).1 as u64)
-                    .sum()
-            }
+            (Some(list), false) => (0..self.bitmap.len())
+                .filter(|&i| self.bitmap.get(i))
+                .map(|i| chunk_span(self.size, list.chunk_size, i).1 as u64)
+                .sum(),
             (None, false) => 0,
         }
     }

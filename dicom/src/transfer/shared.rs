@@ -54,6 +54,8 @@ pub(crate) struct Shared<C> {
     pub(crate) counters: Counters,
     /// Signalled whenever requests are queued.
     pub(crate) work: Notify,
+    /// Held while a bitmap is snapshotted and committed, so commits land in snapshot order.
+    pub(crate) bitmap_commit: tokio::sync::Mutex<()>,
     db: Arc<StateDb>,
     partial_dir: PathBuf,
     sched: Mutex<Sched>,
@@ -102,6 +104,7 @@ impl<C: Connector> Shared<C> {
             connector,
             counters: Counters::default(),
             work: Notify::new(),
+            bitmap_commit: tokio::sync::Mutex::new(()),
             db: Arc::new(db),
             partial_dir,
             sched: Mutex::new(Sched::default()),
@@ -194,8 +197,13 @@ impl<C: Connector> Shared<C> {
 
     fn validate(&self, job: &FetchJob) -> Result<Vec<(Digest, u64)>, FetchError> {
         let fail = |reason: String| Err(FetchError::InvalidJob { job: job.id.clone(), reason });
-        if job.id.is_empty() || job.id.chars().count() > MAX_JOB_ID_CHARS || job.id.chars().any(char::is_control) {
-            return fail(format!("the job id must be 1 to {MAX_JOB_ID_CHARS} characters without control characters"));
+        if job.id.is_empty()
+            || job.id.chars().count() > MAX_JOB_ID_CHARS
+            || job.id.chars().any(char::is_control)
+        {
+            return fail(format!(
+                "the job id must be 1 to {MAX_JOB_ID_CHARS} characters without control characters"
+            ));
         }
         if job.sources.is_empty() {
             return fail("the job names no source; give at least one node that holds the objects".into());
@@ -216,7 +224,9 @@ impl<C: Connector> Shared<C> {
                 None => objects.push((digest, size)),
                 Some(prev) if prev == size => {}
                 Some(prev) => {
-                    return fail(format!("object {digest} is listed with two sizes ({prev} and {size}); fix the manifest"))
+                    return fail(format!(
+                        "object {digest} is listed with two sizes ({prev} and {size}); fix the manifest"
+                    ))
                 }
             }
         }
@@ -249,11 +259,10 @@ impl<C: Connector> Shared<C> {
         partials: HashMap<Digest, PartialRecord>,
     ) -> Result<(), FetchError> {
         let store = self.store.clone();
-        let paths: Vec<PathBuf> = record.job.objects.iter().map(|(d, _)| self.partial_path(&record.job.id, d)).collect();
+        let paths: Vec<PathBuf> =
+            record.job.objects.iter().map(|(d, _)| self.partial_path(&record.job.id, d)).collect();
         let objects = record.job.objects.clone();
-        let objects = self
-            .blocking(move |_| Ok(prepare_objects(&store, objects, paths, &partials)))
-            .await?;
+        let objects = self.blocking(move |_| Ok(prepare_objects(&store, objects, paths, &partials))).await?;
         let job_id = record.job.id.clone();
         let sources = record.job.sources.clone();
         let mut resumed = 0u64;
@@ -361,7 +370,13 @@ impl<C: Connector> Shared<C> {
 
     /// `source` gave a bad answer for the item's object (or refused it, `refused`): count it,
     /// stop asking that source after too many, and fail the job when no source is left.
-    pub(crate) async fn source_failed(&self, item: WorkItem, source: &SourceId, reason: String, refused: bool) {
+    pub(crate) async fn source_failed(
+        &self,
+        item: WorkItem,
+        source: &SourceId,
+        reason: String,
+        refused: bool,
+    ) {
         tracing::warn!(job = %item.job, source = %source, %reason, "source failed a request");
         let exhausted = {
             let mut sched = self.sched();
@@ -416,7 +431,11 @@ fn prepare_objects(
             let usable = record.list.size == size
                 && chunk_count(size, record.list.chunk_size) == u64::from(n)
                 && std::fs::metadata(&obj.partial).is_ok_and(|m| m.len() == size);
-            let bitmap = if record.bitmap.is_empty() { Some(Bitmap::new(n)) } else { Bitmap::from_bytes(record.bitmap.clone(), n) };
+            let bitmap = if record.bitmap.is_empty() {
+                Some(Bitmap::new(n))
+            } else {
+                Bitmap::from_bytes(record.bitmap.clone(), n)
+            };
             if let (true, Some(bitmap)) = (usable, bitmap) {
                 obj.list = Some(record.list.clone());
                 obj.bitmap = bitmap;

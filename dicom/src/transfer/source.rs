@@ -88,9 +88,7 @@ async fn blocking<T: Send + 'static>(
     digest: Digest,
     f: impl FnOnce() -> Result<T, SourceError> + Send + 'static,
 ) -> Result<T, SourceError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| SourceError::Read { digest, reason: e.to_string() })?
+    tokio::task::spawn_blocking(f).await.map_err(|e| SourceError::Read { digest, reason: e.to_string() })?
 }
 
 impl ChunkSource for StoreChunkSource {
@@ -118,7 +116,9 @@ impl ChunkSource for StoreChunkSource {
         check_chunk_size(chunk_size)?;
         let path = self.store.locate(&digest).map_err(|_| SourceError::NotHeld { digest })?;
         blocking(digest, move || {
-            let size = std::fs::metadata(&path).map_err(|e| SourceError::Read { digest, reason: e.to_string() })?.len();
+            let size = std::fs::metadata(&path)
+                .map_err(|e| SourceError::Read { digest, reason: e.to_string() })?
+                .len();
             if u64::from(index) >= chunk_count(size, chunk_size) {
                 return Err(SourceError::BadRequest {
                     reason: format!("object {digest} has no chunk {index} at chunk size {chunk_size}"),

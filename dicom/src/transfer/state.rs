@@ -56,7 +56,8 @@ impl StateDb {
     }
 
     fn decode<T: DeserializeOwned>(&self, what: &str, bytes: &[u8]) -> Result<T, StateError> {
-        codec::decode(bytes).map_err(|e| StateError { path: self.path.clone(), reason: format!("{what}: {e}") })
+        codec::decode(bytes)
+            .map_err(|e| StateError { path: self.path.clone(), reason: format!("{what}: {e}") })
     }
 
     fn encode<T: Serialize>(&self, value: &T) -> Result<Vec<u8>, StateError> {
@@ -79,7 +80,10 @@ impl StateDb {
     pub(crate) fn put_job<T: Serialize>(&self, id: &str, job: &T) -> Result<(), StateError> {
         let bytes = self.encode(job)?;
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        tx.open_table(JOBS).map_err(|e| self.err(e))?.insert(id, bytes.as_slice()).map_err(|e| self.err(e))?;
+        tx.open_table(JOBS)
+            .map_err(|e| self.err(e))?
+            .insert(id, bytes.as_slice())
+            .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
 
@@ -108,8 +112,14 @@ impl StateDb {
         let hex = digest.to_hex();
         let list = self.encode(list)?;
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        tx.open_table(LISTS).map_err(|e| self.err(e))?.insert((group, hex.as_str()), list.as_slice()).map_err(|e| self.err(e))?;
-        tx.open_table(BITMAPS).map_err(|e| self.err(e))?.remove((group, hex.as_str())).map_err(|e| self.err(e))?;
+        tx.open_table(LISTS)
+            .map_err(|e| self.err(e))?
+            .insert((group, hex.as_str()), list.as_slice())
+            .map_err(|e| self.err(e))?;
+        tx.open_table(BITMAPS)
+            .map_err(|e| self.err(e))?
+            .remove((group, hex.as_str()))
+            .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
 
@@ -118,7 +128,10 @@ impl StateDb {
         let hex = digest.to_hex();
         let bytes = self.encode(&bitmap)?;
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        tx.open_table(BITMAPS).map_err(|e| self.err(e))?.insert((group, hex.as_str()), bytes.as_slice()).map_err(|e| self.err(e))?;
+        tx.open_table(BITMAPS)
+            .map_err(|e| self.err(e))?
+            .insert((group, hex.as_str()), bytes.as_slice())
+            .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
 
@@ -126,8 +139,14 @@ impl StateDb {
     pub(crate) fn forget_partial(&self, group: &str, digest: &Digest) -> Result<(), StateError> {
         let hex = digest.to_hex();
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        tx.open_table(LISTS).map_err(|e| self.err(e))?.remove((group, hex.as_str())).map_err(|e| self.err(e))?;
-        tx.open_table(BITMAPS).map_err(|e| self.err(e))?.remove((group, hex.as_str())).map_err(|e| self.err(e))?;
+        tx.open_table(LISTS)
+            .map_err(|e| self.err(e))?
+            .remove((group, hex.as_str()))
+            .map_err(|e| self.err(e))?;
+        tx.open_table(BITMAPS)
+            .map_err(|e| self.err(e))?
+            .remove((group, hex.as_str()))
+            .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
 
@@ -164,7 +183,10 @@ impl StateDb {
     pub(crate) fn put_done(&self, key: &str, message: &str) -> Result<(), StateError> {
         let bytes = self.encode(&message)?;
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        tx.open_table(DONE).map_err(|e| self.err(e))?.insert(key, bytes.as_slice()).map_err(|e| self.err(e))?;
+        tx.open_table(DONE)
+            .map_err(|e| self.err(e))?
+            .insert(key, bytes.as_slice())
+            .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
 }

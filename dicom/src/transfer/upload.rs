@@ -2,11 +2,13 @@
 //! partial files that survive restarts; only chunks the node lacks are asked for; a complete
 //! file is checked whole and handed to the caller's [`UploadSink`].
 
-use super::chunking::{chunk_count, chunk_span, create_partial, remove_if_present, write_chunk_durably, Bitmap};
+use super::chunking::{
+    chunk_count, chunk_span, create_partial, remove_if_present, write_chunk_durably, Bitmap,
+};
 use super::error::StateError;
 use super::protocol::{
-    read_frame, write_frame, BeginUpload, ChunkList, UploadMeta, UploadRequest, UploadResponse, DIGEST_WIRE_BYTES,
-    FRAME_OVERHEAD, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
+    read_frame, write_frame, BeginUpload, ChunkList, UploadMeta, UploadRequest, UploadResponse,
+    DIGEST_WIRE_BYTES, FRAME_OVERHEAD, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
 };
 use super::state::StateDb;
 use crate::digest::Digest;
@@ -114,8 +116,11 @@ impl UploadReceiver {
         for (digest, record) in db.partials(GROUP)? {
             let n = record.list.hashes.len() as u32;
             let path = partial_dir.join(format!("{}.part", digest.to_hex()));
-            let bitmap =
-                if record.bitmap.is_empty() { Some(Bitmap::new(n)) } else { Bitmap::from_bytes(record.bitmap, n) };
+            let bitmap = if record.bitmap.is_empty() {
+                Some(Bitmap::new(n))
+            } else {
+                Bitmap::from_bytes(record.bitmap, n)
+            };
             let intact = std::fs::metadata(&path).is_ok_and(|m| m.len() == record.list.size);
             match bitmap {
                 Some(bitmap) if intact => {
@@ -214,7 +219,8 @@ impl UploadReceiver {
         let path = self.partial_dir.join(format!("{}.part", b.digest.to_hex()));
         let (digest, record, file) = (b.digest, list.clone(), path.clone());
         self.blocking(move |db| {
-            create_partial(&file, record.size).map_err(|e| format!("cannot create {}: {e}", file.display()))?;
+            create_partial(&file, record.size)
+                .map_err(|e| format!("cannot create {}: {e}", file.display()))?;
             db.put_list(GROUP, &digest, &record).map_err(|e| e.to_string())
         })
         .await?;
@@ -247,7 +253,8 @@ impl UploadReceiver {
             ));
         }
         self.blocking(move |_| {
-            write_chunk_durably(&path, offset, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+            write_chunk_durably(&path, offset, &bytes)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))
         })
         .await?;
         let snapshot = {
@@ -263,7 +270,12 @@ impl UploadReceiver {
         Ok(UploadResponse::ChunkAccepted)
     }
 
-    async fn finish<U: UploadSink>(&self, sink: &U, digest: Digest, meta: UploadMeta) -> Result<UploadResponse, String> {
+    async fn finish<U: UploadSink>(
+        &self,
+        sink: &U,
+        digest: Digest,
+        meta: UploadMeta,
+    ) -> Result<UploadResponse, String> {
         let path = {
             let partials = lock(&self.partials);
             let Some(p) = partials.get(&digest) else {
@@ -271,7 +283,9 @@ impl UploadReceiver {
             };
             let missing = p.bitmap.len() - p.bitmap.count();
             if missing > 0 {
-                return Err(format!("{missing} chunks of {digest} are still missing; send them, then Finish again"));
+                return Err(format!(
+                    "{missing} chunks of {digest} are still missing; send them, then Finish again"
+                ));
             }
             p.path.clone()
         };
@@ -280,7 +294,8 @@ impl UploadReceiver {
         }
         let result = self.finish_held(sink, digest, meta, path).await;
         lock(&self.finishing).remove(&digest);
-        let counter = if result.is_ok() { &self.counters.files_accepted } else { &self.counters.files_refused };
+        let counter =
+            if result.is_ok() { &self.counters.files_accepted } else { &self.counters.files_refused };
         counter.fetch_add(1, Ordering::Relaxed);
         result
     }
@@ -296,8 +311,11 @@ impl UploadReceiver {
         let file = path.clone();
         let whole = self
             .blocking(move |_| {
-                let f = std::fs::File::open(&file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
-                Digest::of_reader(f).map(|(d, _)| d).map_err(|e| format!("cannot read {}: {e}", file.display()))
+                let f =
+                    std::fs::File::open(&file).map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+                Digest::of_reader(f)
+                    .map(|(d, _)| d)
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))
             })
             .await?;
         let verdict = if whole == digest {

@@ -98,13 +98,16 @@ pub async fn upload_file_with(
         .await
         .map_err(|e| UploadError::Read { path: path.to_owned(), source: std::io::Error::other(e) })?
         .map_err(|source| UploadError::Read { path: path.to_owned(), source })?;
-    let n = u32::try_from(hashes.len())
-        .map_err(|_| UploadError::Options { reason: "the file has too many chunks; use a larger chunk size".into() })?;
-    let begin = UploadRequest::Begin(BeginUpload { digest, size, chunk_size, chunk_hashes: hashes.clone(), meta });
+    let n = u32::try_from(hashes.len()).map_err(|_| UploadError::Options {
+        reason: "the file has too many chunks; use a larger chunk size".into(),
+    })?;
+    let begin =
+        UploadRequest::Begin(BeginUpload { digest, size, chunk_size, chunk_hashes: hashes.clone(), meta });
     let max_reply = (n as usize / 8).saturating_add(FRAME_OVERHEAD);
     let held = match exchange(conn, &begin, max_reply).await.map_err(frame_error)? {
-        UploadResponse::Have { bitmap } => Bitmap::from_bytes(bitmap, n)
-            .ok_or_else(|| UploadError::Protocol { reason: "the node's chunk bitmap has the wrong size".into() })?,
+        UploadResponse::Have { bitmap } => Bitmap::from_bytes(bitmap, n).ok_or_else(|| {
+            UploadError::Protocol { reason: "the node's chunk bitmap has the wrong size".into() }
+        })?,
         UploadResponse::AlreadyStored { message } => {
             progress(size);
             return Ok(UploadOutcome {
@@ -120,7 +123,8 @@ pub async fn upload_file_with(
         UploadResponse::Refused { reason } => return Err(UploadError::Refused { reason }),
         other => return Err(unexpected("Begin", &other)),
     };
-    let mut acked: u64 = (0..n).filter(|&i| held.get(i)).map(|i| chunk_span(size, chunk_size, i).1 as u64).sum();
+    let mut acked: u64 =
+        (0..n).filter(|&i| held.get(i)).map(|i| chunk_span(size, chunk_size, i).1 as u64).sum();
     progress(acked);
     let missing: Vec<u32> = held.missing().collect();
     let mut in_flight = JoinSet::new();
@@ -130,18 +134,20 @@ pub async fn upload_file_with(
             progress(acked);
         }
         let (offset, len) = chunk_span(size, chunk_size, index);
-        let chunk = ChunkToSend { path: path.to_owned(), digest, index, offset, len, hash: hashes[index as usize] };
+        let chunk =
+            ChunkToSend { path: path.to_owned(), digest, index, offset, len, hash: hashes[index as usize] };
         in_flight.spawn(send_chunk(conn.clone(), chunk));
     }
     while let Some(done) = in_flight.join_next().await {
         acked += joined(Some(done))?;
         progress(acked);
     }
-    let message = match exchange(conn, &UploadRequest::Finish { digest }, FRAME_OVERHEAD).await.map_err(frame_error)? {
-        UploadResponse::Stored { message } => message,
-        UploadResponse::Refused { reason } => return Err(UploadError::Refused { reason }),
-        other => return Err(unexpected("Finish", &other)),
-    };
+    let message =
+        match exchange(conn, &UploadRequest::Finish { digest }, FRAME_OVERHEAD).await.map_err(frame_error)? {
+            UploadResponse::Stored { message } => message,
+            UploadResponse::Refused { reason } => return Err(UploadError::Refused { reason }),
+            other => return Err(unexpected("Finish", &other)),
+        };
     Ok(UploadOutcome {
         digest,
         size,

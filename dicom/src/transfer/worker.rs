@@ -2,7 +2,9 @@
 //! that source may serve, checks the answer, writes and records verified chunks, and finishes
 //! objects whose chunks are all verified.
 
-use super::chunking::{chunk_count, chunk_span, create_partial, remove_if_present, write_chunk_durably, Bitmap};
+use super::chunking::{
+    chunk_count, chunk_span, create_partial, remove_if_present, write_chunk_durably, Bitmap,
+};
 use super::error::FetchError;
 use super::fetcher::{Connector, FetchEvent};
 use super::link::Link;
@@ -60,7 +62,12 @@ async fn transport_failed<C: Connector>(shared: &Shared<C>, link: &Link, item: W
     tokio::time::sleep(delay).await;
 }
 
-async fn fetch_list<C: Connector>(shared: &Arc<Shared<C>>, link: &Link, conn: &quinn::Connection, item: WorkItem) {
+async fn fetch_list<C: Connector>(
+    shared: &Arc<Shared<C>>,
+    link: &Link,
+    conn: &quinn::Connection,
+    item: WorkItem,
+) {
     let Some((digest, size, partial)) =
         shared.sched().obj_mut(&item.job, item.obj).map(|o| (o.digest, o.size, o.partial.clone()))
     else {
@@ -71,14 +78,17 @@ async fn fetch_list<C: Connector>(shared: &Arc<Shared<C>>, link: &Link, conn: &q
     let max_reply = (expected as usize).saturating_mul(DIGEST_WIRE_BYTES).saturating_add(FRAME_OVERHEAD);
     let list = match request(shared, conn, &FetchRequest::ChunkList { digest, chunk_size }, max_reply).await {
         Err(e) => return transport_failed(shared, link, item, e).await,
-        Ok(FetchResponse::Refused(reason)) => return shared.source_failed(item, &link.source, reason, true).await,
+        Ok(FetchResponse::Refused(reason)) => {
+            return shared.source_failed(item, &link.source, reason, true).await
+        }
         Ok(FetchResponse::ChunkList(list))
             if list.size == size && list.chunk_size == chunk_size && list.hashes.len() as u64 == expected =>
         {
             list
         }
         Ok(_) => {
-            let reason = format!("sent a chunk list for {digest} that does not match the manifest ({size} bytes)");
+            let reason =
+                format!("sent a chunk list for {digest} that does not match the manifest ({size} bytes)");
             return shared.source_failed(item, &link.source, reason, false).await;
         }
     };
@@ -88,7 +98,11 @@ async fn fetch_list<C: Connector>(shared: &Arc<Shared<C>>, link: &Link, conn: &q
     let to_store = list.clone();
     let stored = shared
         .blocking(move |db| {
-            create_partial(&partial, size).map_err(|source| FetchError::Io { op: "create partial file", path: partial, source })?;
+            create_partial(&partial, size).map_err(|source| FetchError::Io {
+                op: "create partial file",
+                path: partial,
+                source,
+            })?;
             db.put_list(&job, &digest, &to_store).map_err(FetchError::from)
         })
         .await;
@@ -134,7 +148,9 @@ async fn fetch_chunk<C: Connector>(
     let req = FetchRequest::Chunk { digest, chunk_size, index };
     let bytes = match request(shared, conn, &req, len.saturating_add(FRAME_OVERHEAD)).await {
         Err(e) => return transport_failed(shared, link, item, e).await,
-        Ok(FetchResponse::Refused(reason)) => return shared.source_failed(item, &link.source, reason, true).await,
+        Ok(FetchResponse::Refused(reason)) => {
+            return shared.source_failed(item, &link.source, reason, true).await
+        }
         Ok(FetchResponse::Chunk(bytes)) => bytes,
         Ok(FetchResponse::ChunkList(_)) => {
             let reason = "answered a chunk request with a chunk list".to_owned();
@@ -155,31 +171,54 @@ async fn fetch_chunk<C: Connector>(
 }
 
 /// Write a chunk at its offset and fsync, if it has the expected length and hash.
-fn write_if_valid(partial: &PathBuf, offset: u64, len: usize, hash: &Digest, bytes: &[u8]) -> Result<bool, FetchError> {
+fn write_if_valid(
+    partial: &PathBuf,
+    offset: u64,
+    len: usize,
+    hash: &Digest,
+    bytes: &[u8],
+) -> Result<bool, FetchError> {
     if bytes.len() != len || Digest::of_bytes(bytes) != *hash {
         return Ok(false);
     }
-    write_chunk_durably(partial, offset, bytes)
-        .map_err(|source| FetchError::Io { op: "write chunk to", path: partial.clone(), source })?;
+    write_chunk_durably(partial, offset, bytes).map_err(|source| FetchError::Io {
+        op: "write chunk to",
+        path: partial.clone(),
+        source,
+    })?;
     Ok(true)
 }
 
-/// Mark a durably written chunk as verified, persist the bitmap, and finish the object if it
-/// was the last one.
+/// Mark a durably written chunk as verified, make the bitmap durable, and finish the object if
+/// it was the last chunk. Commits are grouped: whoever commits writes every bit set so far, so a
+/// worker whose bit was already covered by another's commit skips its own.
 async fn record_chunk<C: Connector>(shared: &Arc<Shared<C>>, item: WorkItem, index: u32, len: u64) {
-    let snapshot = {
+    let (digest, mine, last) = {
         let mut sched = shared.sched();
         let Some(obj) = sched.obj_mut(&item.job, item.obj) else { return };
         obj.bitmap.set(index);
+        obj.bitmap_version += 1;
         let last = obj.bitmap.is_complete() && !obj.finalizing;
         obj.finalizing |= last;
-        (obj.digest, obj.bitmap.as_bytes().to_vec(), last)
+        (obj.digest, obj.bitmap_version, last)
     };
-    let (digest, bitmap, last) = snapshot;
-    let job = item.job.clone();
-    if let Err(e) = shared.blocking(move |db| db.put_bitmap(&job, &digest, &bitmap).map_err(FetchError::from)).await {
-        return shared.fail_job(&item.job, format!("object {digest}: {e}")).await;
+    let commit_order = shared.bitmap_commit.lock().await;
+    let pending = shared.sched().obj_mut(&item.job, item.obj).and_then(|obj| {
+        (obj.persisted_version < mine).then(|| (obj.bitmap.as_bytes().to_vec(), obj.bitmap_version))
+    });
+    if let Some((bitmap, version)) = pending {
+        let job = item.job.clone();
+        if let Err(e) =
+            shared.blocking(move |db| db.put_bitmap(&job, &digest, &bitmap).map_err(FetchError::from)).await
+        {
+            drop(commit_order);
+            return shared.fail_job(&item.job, format!("object {digest}: {e}")).await;
+        }
+        if let Some(obj) = shared.sched().obj_mut(&item.job, item.obj) {
+            obj.persisted_version = obj.persisted_version.max(version);
+        }
     }
+    drop(commit_order);
     shared.counters.chunks_fetched.fetch_add(1, Ordering::Relaxed);
     shared.counters.bytes_fetched.fetch_add(len, Ordering::Relaxed);
     if last {
@@ -190,7 +229,8 @@ async fn record_chunk<C: Connector>(shared: &Arc<Shared<C>>, item: WorkItem, ind
 /// Check a complete object against its manifest digest and put it into the store; start it
 /// over if the whole does not match (the chunk list lied).
 pub(crate) async fn finalize<C: Connector>(shared: &Arc<Shared<C>>, job: &str, obj: usize) {
-    let Some((digest, size, partial)) = shared.sched().obj_mut(job, obj).map(|o| (o.digest, o.size, o.partial.clone()))
+    let Some((digest, size, partial)) =
+        shared.sched().obj_mut(job, obj).map(|o| (o.digest, o.size, o.partial.clone()))
     else {
         return;
     };
@@ -238,7 +278,13 @@ async fn object_stored<C: Connector>(shared: &Arc<Shared<C>>, job: &str, obj: us
     }
 }
 
-async fn restart_object<C: Connector>(shared: &Arc<Shared<C>>, job: &str, obj: usize, digest: Digest, actual: Digest) {
+async fn restart_object<C: Connector>(
+    shared: &Arc<Shared<C>>,
+    job: &str,
+    obj: usize,
+    digest: Digest,
+    actual: Digest,
+) {
     shared.counters.objects_restarted.fetch_add(1, Ordering::Relaxed);
     let max = shared.cfg.max_failures_per_source;
     let give_up = {
