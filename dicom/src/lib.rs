@@ -9,7 +9,10 @@
 //!   verify);
 //! - [`synth`]: deterministic synthetic CT, DR, ultrasound and 12-lead ECG studies
 //!   (`yilian synth`);
-//! - [`sop`]: the accepted storage SOP classes and transfer syntaxes.
+//! - [`sop`]: the accepted storage SOP classes and transfer syntaxes;
+//! - [`transfer`]: chunked, verified, resumable transfer over QUIC: node-to-node fetch with
+//!   persisted chunk-level resume, retries with backoff, STAT priority lanes and bandwidth caps,
+//!   and resumable clinic uploads.
 //!
 //! Dependencies go one way: node → dicom → referral; this crate never depends on consensus or node.
 

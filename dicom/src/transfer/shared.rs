@@ -269,6 +269,9 @@ impl<C: Connector> Shared<C> {
         let mut to_finalize = Vec::new();
         let all_stored = {
             let mut sched = self.sched();
+            if sched.jobs.contains_key(&job_id) {
+                return Ok(());
+            }
             sched.jobs.insert(job_id.clone(), JobRun { job: record.job, seq: record.seq, objects });
             let run = &sched.jobs[&job_id];
             let mut pending = Vec::new();

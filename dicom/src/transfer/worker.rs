@@ -12,7 +12,7 @@ use super::protocol::{exchange, FetchRequest, FetchResponse, DIGEST_WIRE_BYTES, 
 use super::queue::{WorkItem, WorkKind};
 use super::shared::Shared;
 use crate::digest::Digest;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -172,7 +172,7 @@ async fn fetch_chunk<C: Connector>(
 
 /// Write a chunk at its offset and fsync, if it has the expected length and hash.
 fn write_if_valid(
-    partial: &PathBuf,
+    partial: &Path,
     offset: u64,
     len: usize,
     hash: &Digest,
@@ -183,7 +183,7 @@ fn write_if_valid(
     }
     write_chunk_durably(partial, offset, bytes).map_err(|source| FetchError::Io {
         op: "write chunk to",
-        path: partial.clone(),
+        path: partial.to_owned(),
         source,
     })?;
     Ok(true)
