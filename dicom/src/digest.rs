@@ -1,6 +1,6 @@
 //! SHA-256 digests: the identity of a stored object and of an ingested file's bytes.
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 use std::fmt;
 use std::io::Read;
@@ -110,6 +110,22 @@ impl Serialize for Digest {
     }
 }
 
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HexVisitor;
+        impl serde::de::Visitor<'_> for HexVisitor {
+            type Value = Digest;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a SHA-256 digest as 64 hex digits")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Digest, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(HexVisitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +140,7 @@ mod tests {
         assert!("g".repeat(64).parse::<Digest>().is_err());
         let (r, n) = Digest::of_reader(&b"abc"[..]).expect("in-memory read");
         assert_eq!((r, n), (d, 3));
+        let bytes = yilian_referral::codec::encode(&d).expect("encode");
+        assert_eq!(yilian_referral::codec::decode::<Digest>(&bytes).expect("decode"), d);
     }
 }

@@ -14,6 +14,9 @@
 //! - [`web`]: DICOMweb building blocks: QIDO matching, DICOM JSON, multipart, frames, rendering.
 //! - [`dimse`]: a storage SCP (C-STORE, C-ECHO) that streams instances to disk and hands them
 //!   to an [`dimse::InstanceSink`].
+//! - [`transfer`]: chunked, verified, resumable transfer over QUIC: node-to-node fetch with
+//!   persisted chunk-level resume, retries with backoff, STAT priority lanes and bandwidth caps,
+//!   and resumable clinic uploads.
 //!
 //! Dependencies go one way: node → dicom → referral; this crate never depends on consensus or node.
 
@@ -29,6 +32,7 @@ pub mod sop;
 pub mod store;
 pub mod synth;
 pub mod web;
+pub mod transfer;
 
 pub use catalog::{Catalog, CatalogRecord};
 pub use dicom_core::Tag;
