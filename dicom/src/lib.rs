@@ -31,8 +31,8 @@ mod scan;
 pub mod sop;
 pub mod store;
 pub mod synth;
-pub mod web;
 pub mod transfer;
+pub mod web;
 
 pub use catalog::{Catalog, CatalogRecord};
 pub use dicom_core::Tag;
