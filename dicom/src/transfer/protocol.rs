@@ -8,6 +8,9 @@ use crate::digest::Digest;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 use yilian_referral::codec;
 
 /// ALPN protocol of imaging connections (node-to-node fetch and clinic upload).
@@ -197,6 +200,45 @@ pub async fn read_frame<T: DeserializeOwned>(
     let mut body = vec![0u8; len as usize];
     recv.read_exact(&mut body).await.map_err(|e| FrameError::Stream(e.to_string()))?;
     codec::decode(&body).map_err(|e| FrameError::Codec(e.to_string()))
+}
+
+/// Serve one request per bidirectional stream of `conn` until the connection closes, at most
+/// `max_concurrent` at once (further streams wait, so memory stays bounded). `answer` turns each
+/// request frame (at most `max_request_bytes`), or the reason it could not be read, into the
+/// response written back on the same stream.
+pub async fn serve_requests<Req, Resp, F, Fut>(
+    conn: quinn::Connection,
+    what: &'static str,
+    max_concurrent: usize,
+    max_request_bytes: usize,
+    answer: F,
+) where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + Sync + 'static,
+    F: Fn(Result<Req, FrameError>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Resp> + Send + 'static,
+{
+    let limit = Arc::new(Semaphore::new(max_concurrent));
+    let remote = conn.remote_address();
+    let answer = Arc::new(answer);
+    loop {
+        let Ok(permit) = limit.clone().acquire_owned().await else { return };
+        let (mut send, mut recv) = match conn.accept_bi().await {
+            Ok(streams) => streams,
+            Err(e) => {
+                tracing::debug!(%remote, error = %e, "{what} connection ended");
+                return;
+            }
+        };
+        let answer = answer.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let response = answer(read_frame::<Req>(&mut recv, max_request_bytes).await).await;
+            if write_frame(&mut send, &response).await.is_ok() {
+                let _ = send.finish();
+            }
+        });
+    }
 }
 
 /// Send `request` on a new stream of `conn` and read the answer (at most `max_reply` bytes).

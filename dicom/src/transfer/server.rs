@@ -1,10 +1,9 @@
 //! The serving side of node-to-node fetch: answers chunk-list and chunk requests on the
 //! bidirectional streams of one connection.
 
-use super::protocol::{read_frame, write_frame, FetchRequest, FetchResponse};
+use super::protocol::{serve_requests, FetchRequest, FetchResponse};
 use super::source::ChunkSource;
 use std::sync::Arc;
-use tokio::sync::Semaphore;
 
 /// Requests answered at once on one connection; further streams wait (bounded memory).
 const MAX_CONCURRENT_REQUESTS: usize = 16;
@@ -14,32 +13,21 @@ const MAX_REQUEST_BYTES: usize = 1024;
 /// Answer fetch requests on `conn` from `source` until the connection closes. Requests for
 /// objects the source does not hold are refused with a message saying so.
 pub async fn serve_fetch_connection<S: ChunkSource>(conn: quinn::Connection, source: Arc<S>) {
-    let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
     let remote = conn.remote_address();
-    loop {
-        let Ok(permit) = limit.clone().acquire_owned().await else { return };
-        let (mut send, mut recv) = match conn.accept_bi().await {
-            Ok(streams) => streams,
-            Err(e) => {
-                tracing::debug!(%remote, error = %e, "fetch connection ended");
-                return;
-            }
-        };
+    serve_requests(conn, "fetch", MAX_CONCURRENT_REQUESTS, MAX_REQUEST_BYTES, move |request| {
         let source = source.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let response = match read_frame::<FetchRequest>(&mut recv, MAX_REQUEST_BYTES).await {
+        async move {
+            let response = match request {
                 Ok(request) => answer(source.as_ref(), request).await,
                 Err(e) => FetchResponse::Refused(format!("unreadable fetch request: {e}")),
             };
             if let FetchResponse::Refused(reason) = &response {
                 tracing::info!(%remote, %reason, "fetch request refused");
             }
-            if write_frame(&mut send, &response).await.is_ok() {
-                let _ = send.finish();
-            }
-        });
-    }
+            response
+        }
+    })
+    .await
 }
 
 async fn answer<S: ChunkSource>(source: &S, request: FetchRequest) -> FetchResponse {

@@ -7,8 +7,8 @@ use super::chunking::{
 };
 use super::error::StateError;
 use super::protocol::{
-    read_frame, write_frame, BeginUpload, ChunkList, UploadMeta, UploadRequest, UploadResponse,
-    DIGEST_WIRE_BYTES, FRAME_OVERHEAD, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
+    serve_requests, BeginUpload, ChunkList, UploadMeta, UploadRequest, UploadResponse, DIGEST_WIRE_BYTES,
+    FRAME_OVERHEAD, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
 };
 use super::state::StateDb;
 use crate::digest::Digest;
@@ -17,7 +17,6 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::Semaphore;
 use yilian_referral::codec;
 
 /// Group under which uploads are recorded in the state database.
@@ -351,33 +350,23 @@ pub async fn serve_upload_connection<U: UploadSink>(
     uploads: Arc<UploadReceiver>,
     sink: Arc<U>,
 ) {
-    let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
     let session: Arc<Mutex<HashMap<Digest, UploadMeta>>> = Arc::default();
     let remote = conn.remote_address();
-    loop {
-        let Ok(permit) = limit.clone().acquire_owned().await else { return };
-        let (mut send, mut recv) = match conn.accept_bi().await {
-            Ok(streams) => streams,
-            Err(e) => {
-                tracing::debug!(%remote, error = %e, "upload connection ended");
-                return;
-            }
-        };
+    let max_request_bytes = uploads.max_request_bytes();
+    serve_requests(conn, "upload", MAX_CONCURRENT_REQUESTS, max_request_bytes, move |request| {
         let (uploads, sink, session) = (uploads.clone(), sink.clone(), session.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            let response = match read_frame::<UploadRequest>(&mut recv, uploads.max_request_bytes()).await {
+        async move {
+            let response = match request {
                 Ok(request) => handle(&uploads, sink.as_ref(), &session, request).await,
                 Err(e) => refused(format!("unreadable upload request: {e}")),
             };
             if let UploadResponse::Refused { reason } = &response {
                 tracing::info!(%remote, %reason, "upload request refused");
             }
-            if write_frame(&mut send, &response).await.is_ok() {
-                let _ = send.finish();
-            }
-        });
-    }
+            response
+        }
+    })
+    .await
 }
 
 async fn handle<U: UploadSink>(
