@@ -29,14 +29,11 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         let imaging = Arc::new(
             Imaging::open(node.clone(), &cfg.data_dir).context("opening the imaging store and catalog")?,
         );
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = move || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            }
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
         };
-        dimse::start(&cfg.imaging, &cfg.data_dir, imaging.clone(), stopped()).await?;
+        dimse::start(&cfg.imaging, &cfg.data_dir, imaging.clone(), stopped).await?;
         let state = Arc::new(api::ApiState { node: node.clone(), patient_keys, imaging });
         axum::serve(listener, api::router(state))
             .with_graceful_shutdown(async move {

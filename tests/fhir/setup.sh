@@ -1,40 +1,8 @@
 #!/usr/bin/env bash
-# Install the FHIR R4 validator used by tests/tests/fhir_facade.rs (tests/fhir/validate_fhir.py
-# with the packages pinned in tests/fhir/requirements.txt) under target/fhir-venv, or
-# $YILIAN_FHIR_VENV. The test runs $venv/bin/python. Safe to run again: an up-to-date install
-# is left alone. Needs python3 (3.8+) with pip, and access to the Python package registry.
+# Install the FHIR R4 validator used by tests/tests/fhir_facade.rs and audit_trail.rs
+# (tests/fhir/validate_fhir.py with the packages pinned in tests/fhir/requirements.txt) under
+# target/fhir-venv, or $YILIAN_FHIR_VENV. The tests run $venv/bin/python.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-venv="${YILIAN_FHIR_VENV:-$root/target/fhir-venv}"
-reqs="$root/tests/fhir/requirements.txt"
-python="${PYTHON:-python3}"
-stamp="$venv/.requirements.txt"
-pip_flags=(--quiet --disable-pip-version-check --no-input)
-
-if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && cmp -s "$reqs" "$stamp" \
-    && "$venv/bin/python" "$root/tests/fhir/validate_fhir.py" --self-check >/dev/null 2>&1; then
-    echo "fhir validator up to date: $venv/bin/python"
-    exit 0
-fi
-
-rm -rf "$venv"
-if "$python" -m venv "$venv" >/dev/null 2>&1 && [ -x "$venv/bin/python" ]; then
-    "$venv/bin/python" -m pip install "${pip_flags[@]}" -r "$reqs"
-else
-    # No venv module (e.g. Debian without python3-venv): install into a plain directory and
-    # give it a python wrapper that puts that directory on the path.
-    echo "python3 -m venv is unavailable; installing with pip --target instead" >&2
-    rm -rf "$venv"
-    mkdir -p "$venv/bin"
-    "$python" -m pip install "${pip_flags[@]}" --target "$venv/site" -r "$reqs"
-    interpreter="$(command -v "$python")"
-    cat >"$venv/bin/python" <<EOF
-#!/bin/sh
-PYTHONPATH="$venv/site\${PYTHONPATH:+:\$PYTHONPATH}" exec "$interpreter" "\$@"
-EOF
-    chmod +x "$venv/bin/python"
-fi
-
-"$venv/bin/python" "$root/tests/fhir/validate_fhir.py" --self-check
-cp "$reqs" "$stamp"
-echo "fhir validator installed: $venv/bin/python"
+exec bash "$root/tests/python/venv.sh" "fhir validator" "${YILIAN_FHIR_VENV:-$root/target/fhir-venv}" \
+    "$root/tests/fhir/requirements.txt" "$root/tests/fhir/validate_fhir.py"

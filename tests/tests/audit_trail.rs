@@ -7,7 +7,7 @@ mod support;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use support::fhir_validator::{require_validator, validate};
+use support::python_peer::{validate_fhir, FHIR_VALIDATOR};
 use support::*;
 use yilian_consensus::codec;
 use yilian_referral::{Entity, EntityKey};
@@ -52,7 +52,7 @@ fn tamper(dir: &Path, seq: u64, change: Option<&dyn Fn(&mut yilian_referral::Aud
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_chain_replicates_exports_as_fhir_and_catches_tampering() {
-    let python = require_validator();
+    let python = FHIR_VALIDATOR.require();
     let mut cluster = TestCluster::start(3, FAST_RAFT).await;
     cluster.wait_leader(&[1, 2, 3]).await;
     seed_region(&cluster.api(1)).await;
@@ -79,7 +79,7 @@ async fn audit_chain_replicates_exports_as_fhir_and_catches_tampering() {
     let bundle: Value = serde_json::from_str(&std::fs::read_to_string(&out).expect("read")).expect("JSON");
     assert_eq!(bundle["entry"][0]["resource"]["resourceType"], "AuditEvent");
     assert!(!bundle.to_string().contains(&patient_id("audit-0")));
-    validate(&python, &[out]);
+    validate_fhir(&python, &[out]);
 
     // Stop node 3, alter one event in its database: offline verify names it.
     cluster.stop(3);

@@ -15,7 +15,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-use support::dicomweb_client::{client_script, require_client};
+use support::python_peer::DICOMWEB_CLIENT;
 use support::*;
 use yilian_dicom::synth::{generate, SynthKind, SynthOptions};
 
@@ -76,7 +76,7 @@ fn first_string(item: &Value, tag: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dicomweb_client_round_trip_on_a_follower() {
-    let python = require_client();
+    let python = DICOMWEB_CLIENT.require();
     let cluster = TestCluster::start(3, FAST_RAFT).await;
     let leader = cluster.wait_leader(&[1, 2, 3]).await;
     seed_region(&cluster.api(leader)).await;
@@ -88,7 +88,7 @@ async fn dicomweb_client_round_trip_on_a_follower() {
     let files = studies(dir.path(), &case, &SynthKind::ALL);
     let url = format!("http://{}/dicomweb", cluster.node(follower).api_addr);
     let out = Command::new(&python)
-        .arg(client_script())
+        .arg(DICOMWEB_CLIENT.script())
         .args(["--url", &url, "--actor", NURSE])
         .args(&files)
         .output()

@@ -10,7 +10,7 @@ mod support;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::Command;
-use support::fhir_validator::{require_validator, validator_script};
+use support::python_peer::FHIR_VALIDATOR;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -133,7 +133,7 @@ fn bundle_ids(bundle: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fhir_facade_serves_valid_r4_over_a_cluster() {
-    let python = require_validator();
+    let python = FHIR_VALIDATOR.require();
     let cluster = TestCluster::start(3, FAST_RAFT).await;
     let leader = cluster.wait_leader(&[1, 2, 3]).await;
     seed_region(&cluster.api(1)).await;
@@ -336,7 +336,7 @@ async fn fhir_facade_serves_valid_r4_over_a_cluster() {
 
     // Every answer validates as FHIR R4 4.0.1.
     let out =
-        Command::new(&python).arg(validator_script()).args(&kept.files).output().expect("run validator");
+        Command::new(&python).arg(FHIR_VALIDATOR.script()).args(&kept.files).output().expect("run validator");
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     eprintln!("{report}");
     assert!(out.status.success(), "FHIR R4 validation failed:\n{report}");

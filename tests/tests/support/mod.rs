@@ -2,8 +2,7 @@
 
 #![allow(dead_code)]
 
-pub mod dicomweb_client;
-pub mod fhir_validator;
+pub mod python_peer;
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
