@@ -10,7 +10,7 @@ use std::time::Duration;
 pub struct ApiClient {
     base: String,
     http: reqwest::Client,
-    actor: Option<String>,
+    token: Option<String>,
 }
 
 impl ApiClient {
@@ -22,13 +22,23 @@ impl ApiClient {
             format!("http://{addr}")
         };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
-        Self { base, http, actor: None }
+        Self { base, http, token: None }
     }
 
-    /// The same client, acting as `actor` (header form, e.g. `ops:admin`) on every request.
-    pub fn acting_as(mut self, actor: Option<String>) -> Self {
-        self.actor = actor;
+    /// The same client, sending `token` as `Authorization: Bearer` on every request.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
         self
+    }
+
+    /// A client for another node's API with the same token.
+    pub fn at(&self, addr: &str) -> Self {
+        Self::new(addr).with_token(self.token.clone())
+    }
+
+    /// The bearer token sent, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     /// The base URL.
@@ -69,8 +79,8 @@ impl ApiClient {
     }
 
     fn request(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.actor {
-            Some(a) => req.header(crate::api::actor::ACTOR_HEADER, a),
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
             None => req,
         }
     }

@@ -1,6 +1,8 @@
 //! The `yilian` binary's library: node runtime, HTTP API, CLI and demo.
 
 pub mod api;
+pub mod auth;
+pub mod bootstrap;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -1,6 +1,7 @@
 //! `yilian node run`: start a node from its config and serve until SIGINT/SIGTERM.
 
 use crate::api;
+use crate::auth::SessionKey;
 use crate::config::NodeConfig;
 use crate::patient_key::PatientKeyer;
 use anyhow::Context;
@@ -13,6 +14,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let span = tracing::info_span!("node", node_id = cfg.node_id);
     async move {
         let patient_keys = PatientKeyer::load(cfg.patient_secret_file()).context("loading the patient-key secret")?;
+        let session_key = SessionKey::load(cfg.auth_secret_file()).context("loading the auth secret")?;
         let info = NodeInfo { raft_addr: cfg.raft_addr.clone(), api_addr: cfg.api_addr.clone() };
         let node = ClusterNode::start(cfg.node_id, info, &cfg.data_dir, &cfg.tls, &cfg.raft)
             .await
@@ -25,8 +27,15 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on api_addr {}; is the port in use?", cfg.api_addr))?;
         tracing::info!(raft_addr = %cfg.raft_addr, api_addr = %cfg.api_addr, data_dir = %cfg.data_dir.display(), "node started");
-        let state = Arc::new(api::ApiState { node: node.clone(), patient_keys });
-        axum::serve(listener, api::router(state))
+        let state = Arc::new(api::ApiState {
+            node: node.clone(),
+            patient_keys,
+            session_key,
+            session_ttl_ms: cfg.auth.session_minutes.saturating_mul(60_000),
+            login_limiter: Default::default(),
+        });
+        let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await
             .context("HTTP server failed")?;

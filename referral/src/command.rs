@@ -10,6 +10,7 @@ use crate::priority::{GreenChannel, Priority, RegionPolicy};
 use crate::specialist::SpecialistId;
 use crate::status::TaskStatus;
 use crate::transfer::{Direction, FollowUp, RejectReason, TransferId, TransferStatus};
+use crate::user::UserRegistration;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -99,6 +100,34 @@ pub enum Change {
     },
     /// The leader evaluates deadlines that have passed and commits their consequences.
     Tick,
+    /// Create a user account (admin; the first admin may be created on an empty user table).
+    AddUser(UserRegistration),
+    /// Disable a user (admin): no more logins, and their sessions and API tokens are refused.
+    DisableUser {
+        /// The user.
+        user: String,
+    },
+    /// Refuse every session of the user issued until now (the user themself, or admin).
+    RevokeSessions {
+        /// The user.
+        user: String,
+    },
+    /// Create an API token for an integration acting as `user` (admin).
+    CreateApiToken {
+        /// Token id (its public part).
+        id: String,
+        /// The user it acts as.
+        user: String,
+        /// SHA-256 (hex) of the secret part.
+        secret_hash: String,
+        /// What it is for.
+        label: String,
+    },
+    /// Revoke an API token (admin).
+    RevokeApiToken {
+        /// Token id.
+        id: String,
+    },
 }
 
 /// A facility to register.

@@ -21,6 +21,7 @@ pub mod region;
 pub mod specialist;
 pub mod status;
 pub mod transfer;
+pub mod user;
 
 pub use actor::{Actor, Role};
 pub use audit::{verify_chain, AuditAction, AuditEvent, ChainError};
@@ -40,3 +41,4 @@ pub use region::{Applied, CapacityOption, CaseFilter, Entity, EntityKey, Ineligi
 pub use specialist::{Specialist, SpecialistId};
 pub use status::TaskStatus;
 pub use transfer::{Direction, Transfer, TransferId, TransferStatus};
+pub use user::{ApiToken, User, UserRegistration, UserSummary};

@@ -11,6 +11,7 @@ mod registry;
 mod routing;
 mod timers;
 mod transfers;
+mod users;
 
 pub use queries::{CapacityOption, CaseFilter};
 pub use routing::Ineligible;
@@ -25,6 +26,7 @@ use crate::patient::PatientKey;
 use crate::priority::RegionPolicy;
 use crate::specialist::{Specialist, SpecialistId};
 use crate::transfer::{Transfer, TransferId};
+use crate::user::{ApiToken, User};
 use index::Indexes;
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -50,6 +52,10 @@ pub enum EntityKey {
     Audit(u64),
     /// Sequence counters and the region clock.
     Counters,
+    /// A user account.
+    User(String),
+    /// An API token.
+    ApiToken(String),
 }
 
 /// Sequence counters and the region clock.
@@ -82,6 +88,10 @@ pub enum Entity {
     Audit(AuditEvent),
     /// Counters.
     Counters(Counters),
+    /// A user account.
+    User(User),
+    /// An API token.
+    ApiToken(ApiToken),
 }
 
 /// The result of applying one command: the answer for the client and what changed.
@@ -103,6 +113,8 @@ pub struct Region {
     transfers: BTreeMap<TransferId, Transfer>,
     policies: BTreeMap<String, RegionPolicy>,
     audit: BTreeMap<u64, AuditEvent>,
+    users: BTreeMap<String, User>,
+    api_tokens: BTreeMap<String, ApiToken>,
     counters: Counters,
     index: Indexes,
     touched: Vec<EntityKey>,
@@ -153,6 +165,13 @@ impl Region {
             Change::RequestTransfer(r) => self.request_transfer(now, actor, r),
             Change::Transfer { transfer, action } => self.act_on_transfer(now, actor, transfer, action),
             Change::Tick => self.tick(now, actor),
+            Change::AddUser(r) => self.add_user(now, actor, r),
+            Change::DisableUser { user } => self.disable_user(now, actor, user),
+            Change::RevokeSessions { user } => self.revoke_sessions(now, actor, user),
+            Change::CreateApiToken { id, user, secret_hash, label } => {
+                self.create_api_token(now, actor, id, user, secret_hash, label)
+            }
+            Change::RevokeApiToken { id } => self.revoke_api_token(now, actor, id),
         }
     }
 
@@ -289,6 +308,8 @@ impl Region {
             EntityKey::Policy(r) => self.policies.get(r).cloned().map(|p| Entity::Policy(r.clone(), p)),
             EntityKey::Audit(seq) => self.audit.get(seq).cloned().map(Entity::Audit),
             EntityKey::Counters => Some(Entity::Counters(self.counters)),
+            EntityKey::User(id) => self.users.get(id).cloned().map(Entity::User),
+            EntityKey::ApiToken(id) => self.api_tokens.get(id).cloned().map(Entity::ApiToken),
         }
     }
 
@@ -318,6 +339,12 @@ impl Region {
                 self.audit.insert(e.seq, e);
             }
             Entity::Counters(c) => self.counters = c,
+            Entity::User(u) => {
+                self.users.insert(u.id.clone(), u);
+            }
+            Entity::ApiToken(t) => {
+                self.api_tokens.insert(t.id.clone(), t);
+            }
         }
     }
 
@@ -329,7 +356,9 @@ impl Region {
                 + self.cases.len()
                 + self.transfers.len()
                 + self.policies.len()
-                + self.audit.len(),
+                + self.audit.len()
+                + self.users.len()
+                + self.api_tokens.len(),
         );
         out.push(EntityKey::Counters);
         out.extend(self.facilities.keys().cloned().map(EntityKey::Facility));
@@ -338,6 +367,8 @@ impl Region {
         out.extend(self.cases.keys().cloned().map(EntityKey::Case));
         out.extend(self.transfers.keys().cloned().map(EntityKey::Transfer));
         out.extend(self.audit.keys().copied().map(EntityKey::Audit));
+        out.extend(self.users.keys().cloned().map(EntityKey::User));
+        out.extend(self.api_tokens.keys().cloned().map(EntityKey::ApiToken));
         out
     }
 }

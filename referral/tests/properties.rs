@@ -914,7 +914,8 @@ fn run(ops: &[Op]) {
     let start = fresh();
     let mut replicas = [start.region.clone(), fresh().region];
     let mut disk: Region =
-        yilian_referral::codec::decode(&yilian_referral::codec::encode(&start.region).expect("ser")).expect("de");
+        yilian_referral::codec::decode(&yilian_referral::codec::encode(&start.region).expect("ser"))
+            .expect("de");
     assert_eq!(disk, start.region);
     let mut checker = Checker::default();
     let mut resolver = Resolver { readers: reader_pool(), now: start.now };

@@ -1,6 +1,6 @@
 //! Submitting, reading and acting on cases, and readers' worklists.
 
-use super::actor::ActingAs;
+use super::auth::Authenticated;
 use super::extract::{Body, OptionalBody, ReadBarrier};
 use super::{apply, ApiError, AppState};
 use axum::extract::{Path, Query, State};
@@ -77,7 +77,7 @@ impl SubmitBody {
 /// `POST /v1/cases`
 pub async fn submit(
     State(app): State<AppState>,
-    ActingAs(actor): ActingAs,
+    Authenticated { actor, .. }: Authenticated,
     Body(b): Body<SubmitBody>,
 ) -> Result<(StatusCode, Json<Outcome>), ApiError> {
     let submission = b.into_submission(&app, actor.facility.as_ref())?;
@@ -222,7 +222,7 @@ pub fn parse_action(name: &str, body: &ActBody) -> Result<CaseAction, ApiError> 
 /// `POST /v1/cases/{id}/{action}`
 pub async fn act(
     State(app): State<AppState>,
-    ActingAs(actor): ActingAs,
+    Authenticated { actor, .. }: Authenticated,
     Path((id, action)): Path<(String, String)>,
     OptionalBody(body): OptionalBody<ActBody>,
 ) -> Result<Json<Outcome>, ApiError> {

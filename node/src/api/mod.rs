@@ -2,10 +2,11 @@
 //!
 //! Writes sent to any node are forwarded to the leader over QUIC. Reads are linearizable by
 //! default (ReadIndex through the leader); `?consistency=stale` reads this node's state as is.
-//! Who is acting is named by the `X-Yilian-Actor` header (see [`actor`]).
+//! Every endpoint but `/livez`, `/readyz` and `/v1/login` needs a bearer token (see [`auth`]);
+//! the actor of a command is the authenticated user.
 
-pub mod actor;
 mod audit;
+pub mod auth;
 mod cases;
 mod cluster;
 mod error;
@@ -14,23 +15,39 @@ mod fhir;
 mod figures;
 mod registry;
 mod transfers;
+mod users;
 
+use crate::auth::rate_limit::LoginLimiter;
+use crate::auth::SessionKey;
 use crate::patient_key::PatientKeyer;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use std::sync::Arc;
 use yilian_consensus::ClusterNode;
 use yilian_referral::{Actor, Change, Command, Outcome};
 
+pub use auth::Authenticated;
 pub use cluster::NodeView;
 pub use error::ApiError;
+pub use users::{CreatedToken, Session};
 
-/// What every handler can reach: the cluster member and the patient-key secret.
+/// Largest request body accepted by the JSON API (routes that take uploads set their own).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What every handler can reach: the cluster member, the region secrets and the login limiter.
 pub struct ApiState {
     /// The cluster member this API fronts.
     pub node: Arc<ClusterNode>,
     /// Turns patient IDs into pseudonymous keys.
     pub patient_keys: PatientKeyer,
+    /// Signs and checks session tokens.
+    pub session_key: SessionKey,
+    /// How long a session lasts, in ms.
+    pub session_ttl_ms: u64,
+    /// Failed logins per user and address.
+    pub login_limiter: LoginLimiter,
 }
 
 /// State shared by all handlers.
@@ -38,8 +55,7 @@ pub type AppState = Arc<ApiState>;
 
 /// Build the router.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/livez", get(|| async { "ok" }))
+    let protected = Router::new()
         .route("/v1/node", get(cluster::node))
         .route("/v1/cluster/init", post(cluster::init))
         .route("/v1/cluster/learners", post(cluster::add_learner))
@@ -65,8 +81,29 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/figures", get(figures::json))
         .route("/metrics", get(figures::prometheus))
+        .route("/v1/logout", post(users::logout))
+        .route("/v1/users", post(users::add).get(users::list))
+        .route("/v1/users/:id/disable", post(users::disable))
+        .route("/v1/users/:id/revoke-sessions", post(users::revoke_sessions))
+        .route("/v1/tokens", post(users::create_token))
+        .route("/v1/tokens/:id", delete(users::revoke_token))
         .merge(fhir::routes())
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_auth));
+    Router::new()
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/v1/login", post(users::login))
+        .merge(protected)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// `GET /readyz`: 200 when this node knows a leader (it can serve requests), else 503.
+async fn ready(State(app): State<AppState>) -> (StatusCode, &'static str) {
+    match app.node.status().leader {
+        Some(_) => (StatusCode::OK, "ready"),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "no leader known yet"),
+    }
 }
 
 /// Apply `change` as `actor` through the leader and return the domain's answer.

@@ -1,6 +1,6 @@
 //! Two-way referral of patients: requesting, listing and acting on transfers.
 
-use super::actor::ActingAs;
+use super::auth::Authenticated;
 use super::extract::{Body, OptionalBody, ReadBarrier};
 use super::{apply, ApiError, AppState};
 use axum::extract::{Path, Query, State};
@@ -16,7 +16,7 @@ use yilian_referral::{
 /// facility without declared capacity is refused with the nearest one that has it.
 pub async fn request(
     State(app): State<AppState>,
-    ActingAs(actor): ActingAs,
+    Authenticated { actor, .. }: Authenticated,
     Body(r): Body<TransferRequest>,
 ) -> Result<(StatusCode, Json<Outcome>), ApiError> {
     Ok((StatusCode::CREATED, Json(apply(&app, actor, Change::RequestTransfer(r)).await?)))
@@ -71,7 +71,7 @@ pub struct ActBody {
 /// `POST /v1/transfers/{id}/{accept|reject|cancel|complete}`
 pub async fn act(
     State(app): State<AppState>,
-    ActingAs(actor): ActingAs,
+    Authenticated { actor, .. }: Authenticated,
     Path((id, action)): Path<(String, String)>,
     OptionalBody(b): OptionalBody<ActBody>,
 ) -> Result<Json<Outcome>, ApiError> {

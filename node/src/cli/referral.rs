@@ -1,5 +1,5 @@
 //! Referral subcommands: cases, worklists, facilities, specialists, transfers, policies, audit
-//! and figures. Each talks to one node's HTTP API, acting as the `--as` actor.
+//! and figures. Each talks to one node's HTTP API as the logged-in user.
 
 use super::Target;
 use crate::client::ApiClient;
@@ -9,22 +9,19 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use yilian_referral::{Case, Outcome, Transfer};
 
-/// Who is acting and which node to talk to.
+/// Which node to talk to, as whom (the logged-in user or `--token`).
 #[derive(Debug, Args)]
 pub struct Conn {
     #[command(flatten)]
     target: Target,
-    /// Who is acting: `clinic_staff:<id>@<facility>`, `specialist:<id>` or `ops:<id>`.
-    #[arg(long = "as", env = "YILIAN_ACTOR", global = true)]
-    actor: Option<String>,
     /// Read this node's state without asking the leader (may lag).
     #[arg(long, global = true)]
     stale: bool,
 }
 
 impl Conn {
-    fn client(&self) -> ApiClient {
-        ApiClient::new(&self.target.api).acting_as(self.actor.clone())
+    fn client(&self) -> anyhow::Result<ApiClient> {
+        self.target.client()
     }
 
     fn read(&self, path: &str) -> String {
@@ -349,7 +346,7 @@ pub async fn run(cmd: ReferralCmd) -> anyhow::Result<()> {
         ReferralCmd::Case { conn, command } => case(&conn, command).await,
         ReferralCmd::Worklist { conn, specialist } => {
             let cases: Vec<Case> =
-                conn.client().get(&conn.read(&format!("/v1/specialists/{specialist}/worklist"))).await?;
+                conn.client()?.get(&conn.read(&format!("/v1/specialists/{specialist}/worklist"))).await?;
             print_cases(&cases);
             Ok(())
         }
@@ -358,23 +355,23 @@ pub async fn run(cmd: ReferralCmd) -> anyhow::Result<()> {
         ReferralCmd::Transfer { conn, command } => transfer(&conn, command).await,
         ReferralCmd::Policy { conn, command } => match command {
             PolicyCmd::Show { region } => {
-                print_json(&conn.client().get::<Value>(&conn.read(&format!("/v1/policies/{region}"))).await?)
+                print_json(&conn.client()?.get::<Value>(&conn.read(&format!("/v1/policies/{region}"))).await?)
             }
             PolicyCmd::Set { region, file } => {
                 let text =
                     std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
                 let body: Value =
                     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
-                print_outcome(conn.client().put(&format!("/v1/policies/{region}"), &body).await?)
+                print_outcome(conn.client()?.put(&format!("/v1/policies/{region}"), &body).await?)
             }
         },
         ReferralCmd::Audit { conn, command } => audit(&conn, command).await,
         ReferralCmd::Figures { conn, prometheus } => {
             if prometheus {
-                print!("{}", conn.client().get_text(&conn.read("/metrics")).await?);
+                print!("{}", conn.client()?.get_text(&conn.read("/metrics")).await?);
                 Ok(())
             } else {
-                print_json(&conn.client().get::<Value>(&conn.read("/v1/figures")).await?)
+                print_json(&conn.client()?.get::<Value>(&conn.read("/v1/figures")).await?)
             }
         }
     }
@@ -384,7 +381,7 @@ async fn audit(conn: &Conn, cmd: AuditCmd) -> anyhow::Result<()> {
     match cmd {
         AuditCmd::List { case, after } => {
             let path = with_query("/v1/audit", &[("case", case), ("after", after.map(|a| a.to_string()))])?;
-            let events: Vec<Value> = conn.client().get(&conn.read(&path)).await?;
+            let events: Vec<Value> = conn.client()?.get(&conn.read(&path)).await?;
             for e in events {
                 println!("{e}");
             }
@@ -398,13 +395,13 @@ async fn audit(conn: &Conn, cmd: AuditCmd) -> anyhow::Result<()> {
             Ok(())
         }
         AuditCmd::Verify { data_dir: None } => {
-            let v: Value = conn.client().get(&conn.read("/v1/audit/verify")).await?;
+            let v: Value = conn.client()?.get(&conn.read("/v1/audit/verify")).await?;
             println!("audit chain intact: {} events verified, head {}", v["verified"], v["head"]);
             Ok(())
         }
         AuditCmd::Export { out, case } => {
             let path = with_query("/fhir/AuditEvent", &[("entity", case.map(|c| format!("Task/{c}")))])?;
-            let bundle: Value = conn.client().get(&conn.read(&path)).await?;
+            let bundle: Value = conn.client()?.get(&conn.read(&path)).await?;
             let text = serde_json::to_string_pretty(&bundle)?;
             std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
             println!("wrote {} audit events to {}", bundle["total"], out.display());
@@ -414,7 +411,16 @@ async fn audit(conn: &Conn, cmd: AuditCmd) -> anyhow::Result<()> {
 }
 
 async fn case(conn: &Conn, cmd: CaseCmd) -> anyhow::Result<()> {
-    let api = conn.client();
+    if let CaseCmd::ExampleId { prefix } = &cmd {
+        return match with_check_character(prefix) {
+            Some(id) => {
+                println!("{id}");
+                Ok(())
+            }
+            None => bail!("give exactly 17 digits"),
+        };
+    }
+    let api = conn.client()?;
     match cmd {
         CaseCmd::Submit {
             patient_id,
@@ -452,18 +458,12 @@ async fn case(conn: &Conn, cmd: CaseCmd) -> anyhow::Result<()> {
             let body = json!({ "reason": reason, "text": text, "to": to });
             print_outcome(api.post(&format!("/v1/cases/{id}/{action}"), &body).await?)
         }
-        CaseCmd::ExampleId { prefix } => match with_check_character(&prefix) {
-            Some(id) => {
-                println!("{id}");
-                Ok(())
-            }
-            None => bail!("give exactly 17 digits"),
-        },
+        CaseCmd::ExampleId { .. } => Ok(()),
     }
 }
 
 async fn facility(conn: &Conn, cmd: FacilityCmd) -> anyhow::Result<()> {
-    let api = conn.client();
+    let api = conn.client()?;
     match cmd {
         FacilityCmd::List => print_json(&api.get::<Value>(&conn.read("/v1/facilities")).await?),
         FacilityCmd::Show { id } => {
@@ -500,7 +500,7 @@ async fn facility(conn: &Conn, cmd: FacilityCmd) -> anyhow::Result<()> {
 }
 
 async fn specialist(conn: &Conn, cmd: SpecialistCmd) -> anyhow::Result<()> {
-    let api = conn.client();
+    let api = conn.client()?;
     match cmd {
         SpecialistCmd::List => print_json(&api.get::<Value>(&conn.read("/v1/specialists")).await?),
         SpecialistCmd::Show { id } => {
@@ -520,7 +520,7 @@ async fn specialist(conn: &Conn, cmd: SpecialistCmd) -> anyhow::Result<()> {
 }
 
 async fn transfer(conn: &Conn, cmd: TransferCmd) -> anyhow::Result<()> {
-    let api = conn.client();
+    let api = conn.client()?;
     match cmd {
         TransferCmd::Request { case, direction, to, service, from, follow_up, slot } => {
             let slot_ms = slot.as_deref().map(parse_slot).transpose()?;

@@ -11,7 +11,7 @@
 //!   searchset Bundles; unknown parameters are refused with 400.
 //! - `GET /fhir/AuditEvent?entity=Task/{id}`: the audit trail (hash chain in extensions) as a
 //!   searchset Bundle, oldest first.
-//! - `POST /fhir/ServiceRequest`: submit a case as the actor named by `X-Yilian-Actor`
+//! - `POST /fhir/ServiceRequest`: submit a case as the authenticated user
 //!   (staff of the requesting facility); 201 with `Location: /fhir/ServiceRequest/{id}`.
 //!
 //! Reads are linearizable unless `consistency=stale` is given. Acting on a case (accept, report,
@@ -20,7 +20,7 @@
 mod audit_event;
 mod resources;
 
-use super::actor::ActingAs;
+use super::auth::Authenticated;
 use super::{ApiError, ApiState, AppState};
 use crate::patient_key::PatientKeyError;
 use axum::body::Bytes;
@@ -51,6 +51,11 @@ pub fn routes() -> Router<AppState> {
         .route("/fhir/ServiceRequest/:id", get(read_service_request).fallback(method_not_allowed))
         .route("/fhir/AuditEvent", get(search_audit_events).fallback(method_not_allowed))
         .route("/fhir/*rest", any(unknown_path))
+}
+
+/// An API error answered as an OperationOutcome (for refusals made before a FHIR handler runs).
+pub(super) fn outcome_response(e: ApiError) -> Response {
+    FhirError::from(e).into_response()
 }
 
 impl IntoResponse for FhirError {
@@ -283,10 +288,10 @@ async fn search_service_requests(
 async fn create_service_request(
     State(app): State<AppState>,
     headers: HeaderMap,
-    actor: Result<ActingAs, ApiError>,
+    auth: Result<Authenticated, ApiError>,
     body: Bytes,
 ) -> Result<Response, FhirError> {
-    let ActingAs(actor) = actor?;
+    let actor = auth?.actor;
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let media = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         if media != "application/fhir+json" && media != "application/json" {
