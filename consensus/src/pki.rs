@@ -78,7 +78,17 @@ fn read(path: &Path) -> Result<String, PkiError> {
     std::fs::read_to_string(path).map_err(|source| PkiError::Io { path: path.to_owned(), source })
 }
 
+/// Write `contents` to `path` through a temporary file and a rename, so a running node that
+/// watches the file never reads half of it (certificate rotation).
 fn write(path: &Path, contents: &str, private: bool) -> Result<(), PkiError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    write_file(&tmp, contents, private)?;
+    std::fs::rename(&tmp, path).map_err(|source| PkiError::Io { path: path.to_owned(), source })
+}
+
+fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), PkiError> {
     let io = |source| PkiError::Io { path: path.to_owned(), source };
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);

@@ -4,9 +4,13 @@
 use crate::pki::node_id_from_dns_name;
 use crate::types::NodeId;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::RootCertStore;
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,8 +100,45 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
+/// Decides which CA-signed certificates are nevertheless refused at the handshake.
+pub trait DenyList: Send + Sync + std::fmt::Debug {
+    /// Why `cert` (already verified against the CA) is refused, or `None` to accept it.
+    fn refusal(&self, cert: &CertificateDer<'_>) -> Option<String>;
+}
+
+/// Refuses nothing.
+#[derive(Debug)]
+pub struct NoDenyList;
+
+impl DenyList for NoDenyList {
+    fn refusal(&self, _: &CertificateDer<'_>) -> Option<String> {
+        None
+    }
+}
+
+/// SHA-256 (hex) of a certificate's DER bytes: how the deny list names it.
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    Sha256::digest(cert.as_ref()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The fingerprint of the first certificate in the PEM file `path`.
+pub fn fingerprint_of_file(path: &Path) -> Result<String, TlsError> {
+    let certs = load_certs(path)?;
+    Ok(fingerprint(&certs[0]))
+}
+
 /// Build quinn configs speaking `alpn` from the CA and node files.
 pub fn load(files: &TlsFiles, alpn: &[u8]) -> Result<QuicTls, TlsError> {
+    load_with_deny_list(files, alpn, Arc::new(NoDenyList))
+}
+
+/// Build quinn configs speaking `alpn` that also refuse, on both sides of the handshake, any
+/// certificate `deny` names (removed nodes).
+pub fn load_with_deny_list(
+    files: &TlsFiles,
+    alpn: &[u8],
+    deny: Arc<dyn DenyList>,
+) -> Result<QuicTls, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     for ca in load_certs(&files.ca_cert)? {
@@ -107,7 +148,8 @@ pub fn load(files: &TlsFiles, alpn: &[u8]) -> Result<QuicTls, TlsError> {
     let chain = load_certs(&files.cert)?;
     let key = load_key(&files.key)?;
 
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone()).build()?;
+    let inner = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone()).build()?;
+    let verifier = Arc::new(DenyingClientVerifier { inner, deny: deny.clone() });
     let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
@@ -116,14 +158,121 @@ pub fn load(files: &TlsFiles, alpn: &[u8]) -> Result<QuicTls, TlsError> {
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(server)?));
     server.transport_config(transport_config());
 
+    let inner = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+        .build()
+        .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
     let mut client = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(DenyingServerVerifier { inner, deny }))
         .with_client_auth_cert(chain, key)?;
     client.alpn_protocols = vec![alpn.to_vec()];
     let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(client)?));
     client.transport_config(transport_config());
     Ok(QuicTls { server, client })
+}
+
+/// The CA check, then the deny list, for client certificates.
+#[derive(Debug)]
+struct DenyingClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    deny: Arc<dyn DenyList>,
+}
+
+impl ClientCertVerifier for DenyingClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        match self.deny.refusal(end_entity) {
+            Some(why) => Err(rustls::Error::General(why)),
+            None => Ok(verified),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The CA and name check, then the deny list, for server certificates.
+#[derive(Debug)]
+struct DenyingServerVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    deny: Arc<dyn DenyList>,
+}
+
+impl ServerCertVerifier for DenyingServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified =
+            self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+        match self.deny.refusal(end_entity) {
+            Some(why) => Err(rustls::Error::General(why)),
+            None => Ok(verified),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// Why a peer's identity could not be established.
@@ -140,13 +289,22 @@ pub enum IdentityError {
     NoNodeName,
 }
 
-/// The node id named in the certificate a connected peer presented (already CA-verified by TLS).
-pub fn peer_node_id(conn: &quinn::Connection) -> Result<NodeId, IdentityError> {
+/// The certificate a connected peer presented (already CA-verified by TLS).
+pub fn peer_certificate(conn: &quinn::Connection) -> Result<CertificateDer<'static>, IdentityError> {
     let certs = conn
         .peer_identity()
         .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
         .ok_or(IdentityError::NoCertificate)?;
-    let leaf = certs.first().ok_or(IdentityError::NoCertificate)?;
+    certs.first().cloned().ok_or(IdentityError::NoCertificate)
+}
+
+/// The node id named in the certificate a connected peer presented (already CA-verified by TLS).
+pub fn peer_node_id(conn: &quinn::Connection) -> Result<NodeId, IdentityError> {
+    node_id_of(&peer_certificate(conn)?)
+}
+
+/// The node id a certificate names in its DNS SAN `node-<id>.yilian`.
+pub fn node_id_of(leaf: &CertificateDer<'_>) -> Result<NodeId, IdentityError> {
     let (_, cert) =
         x509_parser::parse_x509_certificate(leaf).map_err(|e| IdentityError::Unparsable(e.to_string()))?;
     let san = cert

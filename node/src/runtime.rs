@@ -33,6 +33,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             session_key,
             session_ttl_ms: cfg.auth.session_minutes.saturating_mul(60_000),
             login_limiter: Default::default(),
+            access_audit: api::access::AccessAuditor::start(node.clone()),
         });
         let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         axum::serve(listener, app)

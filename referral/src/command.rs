@@ -1,6 +1,7 @@
 //! Commands that change the region, and what they return.
 
 use crate::actor::Actor;
+use crate::audit::AccessRecord;
 use crate::case::{CaseId, Vitals};
 use crate::facility::{Capacity, FacilityId, FacilityLevel, GeoPoint};
 use crate::lifecycle::CaseAction;
@@ -128,6 +129,17 @@ pub enum Change {
         /// Token id.
         id: String,
     },
+    /// Open a case outside the access rules, with a reason, for a limited time (clinical staff).
+    BreakGlass {
+        /// The case.
+        case: CaseId,
+        /// Why (required).
+        reason: String,
+        /// For how long, in minutes (1 to 1440).
+        minutes: u32,
+    },
+    /// Reads served and accesses refused by a node, written to the audit trail (the cluster only).
+    RecordAccess(Vec<AccessRecord>),
 }
 
 /// A facility to register.
@@ -297,5 +309,17 @@ pub enum Outcome {
     Tick {
         /// Consequences committed (timeouts, breaches, escalations).
         consequences: u32,
+    },
+    /// A break-glass grant was opened.
+    BreakGlass {
+        /// Grant id.
+        grant: u64,
+        /// When it ends.
+        until_ms: u64,
+    },
+    /// Accesses recorded in the audit trail.
+    Recorded {
+        /// Sequence number of the last event written.
+        last_seq: u64,
     },
 }

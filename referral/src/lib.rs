@@ -5,6 +5,7 @@
 //! [`Region::apply`], which is deterministic given the command and the time the Raft leader
 //! stamped on it, so every replica that applies the same log reaches the same state.
 
+pub mod access;
 pub mod actor;
 pub mod audit;
 pub mod case;
@@ -23,8 +24,9 @@ pub mod status;
 pub mod transfer;
 pub mod user;
 
+pub use access::{AccessFacts, Basis, BreakGlassGrant, CaseOperation, Denied};
 pub use actor::{Actor, Role};
-pub use audit::{verify_chain, AuditAction, AuditEvent, ChainError};
+pub use audit::{verify_chain, AccessRecord, AuditAction, AuditEvent, AuditOutcome, ChainError};
 pub use case::{Case, CaseId, SlaClock, Vitals};
 pub use command::{
     CaseSubmission, Change, Command, FacilityRegistration, Outcome, SpecialistRegistration, TransferAction,
@@ -37,7 +39,7 @@ pub use lifecycle::CaseAction;
 pub use modality::Modality;
 pub use patient::PatientKey;
 pub use priority::{GreenChannel, Priority, RegionPolicy, SlaTargets};
-pub use region::{Applied, CapacityOption, CaseFilter, Entity, EntityKey, Ineligible, Region};
+pub use region::{AccessError, Applied, CapacityOption, CaseFilter, Entity, EntityKey, Ineligible, Region};
 pub use specialist::{Specialist, SpecialistId};
 pub use status::TaskStatus;
 pub use transfer::{Direction, Transfer, TransferId, TransferStatus};

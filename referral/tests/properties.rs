@@ -863,7 +863,10 @@ fn check_step(before: &Region, after: &Region, command: &Command, applied: &Appl
                 assert!(after.case(id).is_ok());
             }
         }
-        Outcome::Registered { .. } | Outcome::Tick { .. } => {}
+        Outcome::BreakGlass { grant, .. } => {
+            assert!(after.break_glass_grants().any(|g| g.id == *grant));
+        }
+        Outcome::Registered { .. } | Outcome::Tick { .. } | Outcome::Recorded { .. } => {}
     }
 }
 

@@ -167,6 +167,15 @@ async fn failed_logins_back_off_and_the_cli_stores_its_token_privately() {
         .await
         .expect("another node keeps its own count");
 
+    // Oversized bodies are refused before they are read: 413, for login and for the API.
+    let huge = json!({ "user": "nurse-TS", "password": "x".repeat(2 * 1024 * 1024) });
+    let e =
+        bootstrap::login(&cluster.api(1), "nurse-TS", &"x".repeat(2 * 1024 * 1024)).await.expect_err("huge");
+    assert_eq!(status_of(&e), "413", "{e:#}");
+    let nurse = acting(&cluster.api(1), NURSE).await;
+    let e = nurse.post::<_, Value>("/v1/cases", &huge).await.expect_err("huge body");
+    assert_eq!(status_of(&e), "413", "{e:#}");
+
     // The CLI: login with --password-stdin writes a 0600 token file the other commands use.
     let token_file = cluster.dir.path().join("cli-token");
     let mut child = std::process::Command::new(BIN)

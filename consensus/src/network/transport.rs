@@ -3,9 +3,9 @@
 use super::rpc::{PeerRequest, PeerResponse};
 use crate::codec;
 use crate::pki::node_dns_name;
-use crate::tls::{peer_node_id, QuicTls};
+use crate::tls::{fingerprint, peer_certificate, peer_node_id, QuicTls};
 use crate::types::NodeId;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,14 +58,42 @@ type Slot = Arc<Mutex<Option<quinn::Connection>>>;
 pub struct Transport {
     endpoint: quinn::Endpoint,
     connections: std::sync::Mutex<HashMap<NodeId, Slot>>,
+    seen_certificates: std::sync::Mutex<HashMap<NodeId, BTreeSet<String>>>,
+    client: std::sync::RwLock<quinn::ClientConfig>,
 }
 
 impl Transport {
     /// Bind the endpoint on `addr` with the node's TLS configuration.
     pub fn bind(addr: SocketAddr, tls: QuicTls) -> std::io::Result<Self> {
-        let mut endpoint = quinn::Endpoint::server(tls.server, addr)?;
-        endpoint.set_default_client_config(tls.client);
-        Ok(Self { endpoint, connections: Default::default() })
+        let endpoint = quinn::Endpoint::server(tls.server, addr)?;
+        Ok(Self {
+            endpoint,
+            connections: Default::default(),
+            seen_certificates: Default::default(),
+            client: std::sync::RwLock::new(tls.client),
+        })
+    }
+
+    /// Use new TLS material for every connection made or accepted from now on (certificate
+    /// rotation); open connections keep theirs until they close.
+    pub fn reload(&self, tls: QuicTls) {
+        self.endpoint.set_server_config(Some(tls.server));
+        *self.client.write().unwrap_or_else(|p| p.into_inner()) = tls.client;
+        let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        map.clear();
+    }
+
+    /// Fingerprints of the certificates node `id` has presented to this node.
+    pub fn certificates_seen(&self, id: NodeId) -> Vec<String> {
+        let map = self.seen_certificates.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&id).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    fn remember(&self, id: NodeId, conn: &quinn::Connection) {
+        if let Ok(cert) = peer_certificate(conn) {
+            let mut map = self.seen_certificates.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(id).or_default().insert(fingerprint(&cert));
+        }
     }
 
     /// The address the endpoint is bound to.
@@ -92,15 +120,16 @@ impl Transport {
             .map_err(|e| fail(e.to_string()))?
             .next()
             .ok_or_else(|| fail("address resolves to nothing".into()))?;
-        let conn = self
+        let client = self.client.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let connecting = self
             .endpoint
-            .connect(sock, &node_dns_name(target))
-            .map_err(|e| fail(e.to_string()))?
-            .await
-            .map_err(|e| {
-                tracing::warn!(target_node = target, %addr, error = %e, "QUIC handshake with peer failed");
-                fail(e.to_string())
-            })?;
+            .connect_with(client, sock, &node_dns_name(target))
+            .map_err(|e| fail(e.to_string()))?;
+        let conn = connecting.await.map_err(|e| {
+            tracing::warn!(target_node = target, %addr, error = %e, "QUIC handshake with peer failed");
+            fail(e.to_string())
+        })?;
+        self.remember(target, &conn);
         *guard = Some(conn.clone());
         Ok(conn)
     }
@@ -140,9 +169,10 @@ impl Transport {
     }
 
     /// Accept connections until the endpoint closes, passing each request to `handler`.
-    pub async fn serve<H: PeerHandler>(&self, handler: Arc<H>) {
+    pub async fn serve<H: PeerHandler>(self: Arc<Self>, handler: Arc<H>) {
         while let Some(incoming) = self.endpoint.accept().await {
             let handler = handler.clone();
+            let me = self.clone();
             tokio::spawn(async move {
                 let remote = incoming.remote_address();
                 let conn = match incoming.await {
@@ -160,6 +190,7 @@ impl Transport {
                         return;
                     }
                 };
+                me.remember(peer, &conn);
                 serve_connection(conn, peer, handler).instrument(tracing::debug_span!("peer", peer)).await;
             });
         }

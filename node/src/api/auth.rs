@@ -38,6 +38,25 @@ pub struct Authenticated {
     pub source: Option<IpAddr>,
     /// How they authenticated.
     pub credential: Credential,
+    /// Purpose of use the caller declared (`X-Yilian-Purpose`, an HL7 PurposeOfUse code such
+    /// as TREAT or ETREAT); when absent the audit trail records the access basis's default.
+    pub purpose: Option<String>,
+}
+
+/// Header in which a caller declares the purpose of use.
+pub const PURPOSE_HEADER: &str = "x-yilian-purpose";
+
+fn purpose_of(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(PURPOSE_HEADER) else { return Ok(None) };
+    let text = value.to_str().unwrap_or("").trim();
+    let valid =
+        !text.is_empty() && text.len() <= 32 && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !valid {
+        return Err(ApiError::bad_request(format!(
+            "{PURPOSE_HEADER} must be an HL7 PurposeOfUse code such as TREAT, ETREAT or HOPERAT"
+        )));
+    }
+    Ok(Some(text.to_ascii_uppercase()))
 }
 
 impl Authenticated {
@@ -118,6 +137,7 @@ fn authenticate(
     source: Option<IpAddr>,
 ) -> Result<Authenticated, ApiError> {
     let token = bearer(headers)?;
+    let purpose = purpose_of(headers)?;
     if api_token::is_api_token(token) {
         let refused =
             || ApiError::unauthorized("the API token is unknown or revoked; ask an admin for a new one");
@@ -135,6 +155,7 @@ fn authenticate(
             actor: user.actor(),
             source,
             credential: Credential::ApiToken,
+            purpose,
         });
     }
     let claims = app
@@ -147,6 +168,7 @@ fn authenticate(
             actor: user.actor(),
             source,
             credential: Credential::Session,
+            purpose,
         }),
         Ok(_) => Err(ApiError::unauthorized("this session was revoked or the user disabled; log in again")),
         Err(_) if region.has_no_users() && claims.role == Role::Admin => Ok(Authenticated {
@@ -154,6 +176,7 @@ fn authenticate(
             actor: Actor { role: Role::Admin, id: claims.user, facility: None },
             source,
             credential: Credential::Bootstrap,
+            purpose,
         }),
         Err(_) => Err(ApiError::unauthorized(format!("user `{}` does not exist; log in again", claims.user))),
     }

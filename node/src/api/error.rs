@@ -45,6 +45,11 @@ impl ApiError {
         Self { status: StatusCode::FORBIDDEN, message: message.into() }
     }
 
+    /// A 503 with `message`: try again later.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::SERVICE_UNAVAILABLE, message: message.into() }
+    }
+
     /// A 404 with `message`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self { status: StatusCode::NOT_FOUND, message: message.into() }

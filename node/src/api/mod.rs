@@ -5,6 +5,7 @@
 //! Every endpoint but `/livez`, `/readyz` and `/v1/login` needs a bearer token (see [`auth`]);
 //! the actor of a command is the authenticated user.
 
+pub mod access;
 mod audit;
 pub mod auth;
 mod cases;
@@ -48,6 +49,8 @@ pub struct ApiState {
     pub session_ttl_ms: u64,
     /// Failed logins per user and address.
     pub login_limiter: LoginLimiter,
+    /// Writes reads and refusals to the audit trail.
+    pub access_audit: access::AccessAuditor,
 }
 
 /// State shared by all handlers.
@@ -87,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/users/:id/revoke-sessions", post(users::revoke_sessions))
         .route("/v1/tokens", post(users::create_token))
         .route("/v1/tokens/:id", delete(users::revoke_token))
+        .route("/v1/break-glass", get(cases::break_glass_list))
         .merge(fhir::routes())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_auth));
     Router::new()
@@ -110,3 +114,30 @@ async fn ready(State(app): State<AppState>) -> (StatusCode, &'static str) {
 async fn apply(app: &ApiState, actor: Actor, change: Change) -> Result<Outcome, ApiError> {
     Ok(app.node.write(Command::new(actor, change)).await??)
 }
+
+/// Apply `change` as the caller; a refusal by an access rule (403) is written to the audit
+/// trail as a denied access to `case`.
+async fn apply_audited(
+    app: &ApiState,
+    auth: &Authenticated,
+    change: Change,
+    case: Option<&yilian_referral::CaseId>,
+    event_type: &str,
+) -> Result<Outcome, ApiError> {
+    match app.node.write(Command::new(auth.actor.clone(), change)).await? {
+        Ok(outcome) => Ok(outcome),
+        Err(e @ yilian_referral::DomainError::NotAllowed { .. }) => {
+            access::audit_refused_write(app, auth, case, event_type, &e.to_string()).await;
+            Err(e.into())
+        }
+        Err(e) if event_type == BREAK_GLASS_DENIED => {
+            access::audit_refused_write(app, auth, case, event_type, &e.to_string()).await;
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Event type of a refused break-glass request; every refusal of one is audited, including
+/// one without a reason.
+pub(crate) const BREAK_GLASS_DENIED: &str = "case.break-glass-denied";

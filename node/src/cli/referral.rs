@@ -169,6 +169,17 @@ pub enum CaseCmd {
         #[arg(long)]
         to: Option<String>,
     },
+    /// Open a case outside the access rules for a limited time (read-only; audited; needs a reason).
+    BreakGlass {
+        /// Case id.
+        id: String,
+        /// Why the patient needs you now (required).
+        #[arg(long)]
+        reason: String,
+        /// For how long, in minutes (default 60, at most 1440).
+        #[arg(long, default_value_t = 60)]
+        minutes: u32,
+    },
     /// Print a valid example resident ID from a 17-digit prefix (for training and demos).
     ExampleId {
         /// 17 digits.
@@ -311,6 +322,8 @@ pub enum AuditCmd {
         #[arg(long)]
         data_dir: Option<std::path::PathBuf>,
     },
+    /// List break-glass openings for review (auditor or admin), one JSON object per line.
+    BreakGlass,
     /// Write the trail as a FHIR R4 Bundle of AuditEvent resources.
     Export {
         /// Output file.
@@ -387,6 +400,13 @@ async fn audit(conn: &Conn, cmd: AuditCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        AuditCmd::BreakGlass => {
+            let grants: Vec<Value> = conn.client()?.get(&conn.read("/v1/break-glass")).await?;
+            for g in grants {
+                println!("{g}");
+            }
+            Ok(())
+        }
         AuditCmd::Verify { data_dir: Some(dir) } => {
             let state = yilian_consensus::store::load_state(&dir)?;
             let n = yilian_referral::verify_chain(state.region.audit_events())
@@ -457,6 +477,10 @@ async fn case(conn: &Conn, cmd: CaseCmd) -> anyhow::Result<()> {
         CaseCmd::Act { id, action, reason, text, to } => {
             let body = json!({ "reason": reason, "text": text, "to": to });
             print_outcome(api.post(&format!("/v1/cases/{id}/{action}"), &body).await?)
+        }
+        CaseCmd::BreakGlass { id, reason, minutes } => {
+            let body = json!({ "reason": reason, "minutes": minutes });
+            print_outcome(api.post(&format!("/v1/cases/{id}/break-glass"), &body).await?)
         }
         CaseCmd::ExampleId { .. } => Ok(()),
     }
@@ -610,6 +634,12 @@ fn print_outcome(outcome: Outcome) -> anyhow::Result<()> {
             println!("{what}; cases moved: {}", moved.join(", "));
         }
         Outcome::Tick { consequences } => println!("{consequences} deadline consequences committed"),
+        Outcome::BreakGlass { grant, until_ms } => {
+            println!(
+                "break-glass grant {grant} open until {until_ms} ms since the epoch (read-only, audited)"
+            )
+        }
+        Outcome::Recorded { last_seq } => println!("recorded up to audit event {last_seq}"),
     }
     Ok(())
 }

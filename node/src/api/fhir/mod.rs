@@ -20,6 +20,7 @@
 mod audit_event;
 mod resources;
 
+use super::access::{authorize_case, readable_cases};
 use super::auth::Authenticated;
 use super::{ApiError, ApiState, AppState};
 use crate::patient_key::PatientKeyError;
@@ -36,7 +37,9 @@ use resources::{
 };
 use serde_json::Value;
 use std::cmp::Reverse;
-use yilian_referral::{Case, CaseFilter, CaseId, Change, Command, DomainError, Outcome, PatientKey};
+use yilian_referral::{
+    Case, CaseFilter, CaseId, CaseOperation, Change, Command, DomainError, Outcome, PatientKey, Role,
+};
 
 /// The facade's routes, merged into the node's router.
 pub fn routes() -> Router<AppState> {
@@ -150,50 +153,55 @@ fn read_is_stale(pairs: &[(String, String)]) -> Result<bool, FhirError> {
     Ok(stale)
 }
 
-/// Read case `id` and map it with `to_resource`.
+/// Read case `id` (an audited read under the access rules) and map it with `to_resource`.
 async fn read(
     app: &ApiState,
+    auth: &Authenticated,
     kind: SearchKind,
     id: &str,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
     to_resource: fn(&Case) -> Value,
 ) -> Result<Response, FhirError> {
     barrier(app, read_is_stale(&query_pairs(q)?)?).await?;
-    let resource = {
-        let state = app.node.state().read();
-        let case = state.region.case(&CaseId(id.to_owned())).map_err(|_| {
+    let case = authorize_case(app, auth, &CaseId(id.to_owned()), CaseOperation::Read).await.map_err(|e| {
+        if e.status() == StatusCode::NOT_FOUND {
             FhirError::new(
                 StatusCode::NOT_FOUND,
                 "not-found",
                 format!("{}/{id} does not exist; ids are case ids such as C00000001", kind.name()),
             )
-        })?;
-        to_resource(case)
-    };
-    Ok(fhir_json(StatusCode::OK, &resource))
+        } else {
+            FhirError::from(e)
+        }
+    })?;
+    Ok(fhir_json(StatusCode::OK, &to_resource(&case)))
 }
 
 /// `GET /fhir/Task/{id}`
 async fn read_task(
     State(app): State<AppState>,
+    auth: Authenticated,
     Path(id): Path<String>,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, FhirError> {
-    read(&app, SearchKind::Task, &id, q, task).await
+    read(&app, &auth, SearchKind::Task, &id, q, task).await
 }
 
 /// `GET /fhir/ServiceRequest/{id}`
 async fn read_service_request(
     State(app): State<AppState>,
+    auth: Authenticated,
     Path(id): Path<String>,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, FhirError> {
-    read(&app, SearchKind::ServiceRequest, &id, q, service_request).await
+    read(&app, &auth, SearchKind::ServiceRequest, &id, q, service_request).await
 }
 
-/// Search cases as `kind`: most urgent first, then oldest first.
+/// Search the cases the caller may see as `kind`: most urgent first, then oldest first; each
+/// case answered is an audited read.
 async fn search(
     app: &ApiState,
+    auth: &Authenticated,
     headers: &HeaderMap,
     kind: SearchKind,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -202,40 +210,44 @@ async fn search(
     let search = parse_search(kind, &pairs, |id| key_for(app, id))?;
     barrier(app, search.stale).await?;
     let base = base_url(app, headers);
-    let entries = {
+    let mut cases: Vec<Case> = {
         let state = app.node.state().read();
         let all = CaseFilter::default();
-        let mut cases: Vec<&Case> = state.region.find_cases(&all).filter(|c| search.matches(c)).collect();
-        cases.sort_by_key(|c| (Reverse(c.priority), c.created_at_ms, c.id.clone()));
-        cases
-            .into_iter()
-            .map(|c| {
-                let resource = match kind {
-                    SearchKind::Task => task(c),
-                    SearchKind::ServiceRequest => service_request(c),
-                };
-                (kind.name(), c.id.0.clone(), resource)
-            })
-            .collect()
+        state.region.find_cases(&all).filter(|c| search.matches(c)).cloned().collect()
     };
+    cases.sort_by_key(|c| (Reverse(c.priority), c.created_at_ms, c.id.clone()));
+    let entries = readable_cases(app, auth, cases, "case.read")
+        .await?
+        .iter()
+        .map(|c| {
+            let resource = match kind {
+                SearchKind::Task => task(c),
+                SearchKind::ServiceRequest => service_request(c),
+            };
+            (kind.name(), c.id.0.clone(), resource)
+        })
+        .collect();
     Ok(fhir_json(StatusCode::OK, &searchset(&base, &search.self_url(&base, kind), entries)))
 }
 
 /// `GET /fhir/Task?...`
 async fn search_tasks(
     State(app): State<AppState>,
+    auth: Authenticated,
     headers: HeaderMap,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, FhirError> {
-    search(&app, &headers, SearchKind::Task, q).await
+    search(&app, &auth, &headers, SearchKind::Task, q).await
 }
 
 /// `GET /fhir/AuditEvent?entity=Task/{id}`: the audit trail (optionally one case's), oldest first.
 async fn search_audit_events(
     State(app): State<AppState>,
+    auth: Authenticated,
     headers: HeaderMap,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, FhirError> {
+    auth.require(&[Role::Auditor, Role::Admin], "the audit trail")?;
     let mut case = None;
     let mut stale = false;
     for (k, v) in query_pairs(q)? {
@@ -278,10 +290,11 @@ async fn search_audit_events(
 /// `GET /fhir/ServiceRequest?...`
 async fn search_service_requests(
     State(app): State<AppState>,
+    auth: Authenticated,
     headers: HeaderMap,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, FhirError> {
-    search(&app, &headers, SearchKind::ServiceRequest, q).await
+    search(&app, &auth, &headers, SearchKind::ServiceRequest, q).await
 }
 
 /// `POST /fhir/ServiceRequest`: submit a case.
