@@ -127,6 +127,13 @@ pub fn fingerprint_of_file(path: &Path) -> Result<String, TlsError> {
     Ok(fingerprint(&certs[0]))
 }
 
+/// The node's certificate chain and private key (also used for HTTPS on the API).
+pub fn load_identity(
+    files: &TlsFiles,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    Ok((load_certs(&files.cert)?, load_key(&files.key)?))
+}
+
 /// Build quinn configs speaking `alpn` from the CA and node files.
 pub fn load(files: &TlsFiles, alpn: &[u8]) -> Result<QuicTls, TlsError> {
     load_with_deny_list(files, alpn, Arc::new(NoDenyList))

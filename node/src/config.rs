@@ -30,6 +30,19 @@ pub struct NodeConfig {
     /// Users and sessions.
     #[serde(default)]
     pub auth: AuthSettings,
+    /// The HTTP API.
+    #[serde(default)]
+    pub api: ApiSettings,
+}
+
+/// The `[api]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Serve the API over HTTPS with the node's certificate (`tls.cert`/`tls.key`); clients
+    /// trust the regional CA. Default false (plain HTTP, for loopback demos and tests).
+    #[serde(default)]
+    pub tls: bool,
 }
 
 /// Default session lifetime.

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod https;
 pub mod logging;
 pub mod metrics;
 pub mod patient_key;

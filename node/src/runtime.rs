@@ -35,11 +35,17 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             login_limiter: Default::default(),
             access_audit: api::access::AccessAuditor::start(node.clone()),
         });
-        let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("HTTP server failed")?;
+        if cfg.api.tls {
+            let acceptor = crate::https::acceptor(&cfg.tls).context("loading the certificate for HTTPS")?;
+            tracing::info!("HTTP API served over HTTPS with the node certificate");
+            crate::https::serve(listener, acceptor, api::router(state), shutdown_signal()).await;
+        } else {
+            let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .context("HTTP server failed")?;
+        }
         tracing::info!("shutting down");
         node.shutdown().await;
         tracing::info!("stopped");

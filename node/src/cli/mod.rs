@@ -8,6 +8,7 @@ use crate::{demo, runtime};
 mod referral;
 mod synth;
 mod users;
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use std::path::PathBuf;
@@ -99,6 +100,9 @@ pub(crate) struct Target {
     /// Where `yilian login` stores the session token (default ~/.yilian/token).
     #[arg(long, env = "YILIAN_TOKEN_FILE", global = true)]
     pub(crate) token_file: Option<PathBuf>,
+    /// The regional CA certificate: talk HTTPS to nodes with `[api] tls = true`, trusting only it.
+    #[arg(long, env = "YILIAN_CA", global = true)]
+    pub(crate) ca: Option<PathBuf>,
 }
 
 impl Target {
@@ -112,7 +116,19 @@ impl Target {
 
     /// A client for `--api` without credentials (login).
     pub(crate) fn anonymous_client(&self) -> anyhow::Result<ApiClient> {
-        Ok(ApiClient::new(&self.api))
+        self.client_at(&self.api)
+    }
+
+    /// A client without credentials for the node at `addr`, over HTTPS when `--ca` is given.
+    pub(crate) fn client_at(&self, addr: &str) -> anyhow::Result<ApiClient> {
+        match &self.ca {
+            Some(ca) => {
+                let pem = std::fs::read(ca)
+                    .with_context(|| format!("reading the CA certificate {}", ca.display()))?;
+                ApiClient::with_ca(addr, &pem)
+            }
+            None => Ok(ApiClient::new(addr)),
+        }
     }
 
     /// A client for `--api` sending `--token`, `YILIAN_TOKEN` or the stored login.
@@ -224,7 +240,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn cluster(target: &Target, cmd: ClusterCmd) -> anyhow::Result<()> {
     if let ClusterCmd::Init { nodes, auth_secret } = &cmd {
-        return init_cluster(nodes, auth_secret).await;
+        return init_cluster(target, nodes, auth_secret).await;
     }
     let api = target.client()?;
     match cmd {
@@ -249,14 +265,18 @@ async fn cluster(target: &Target, cmd: ClusterCmd) -> anyhow::Result<()> {
 }
 
 /// `cluster init`: form the cluster with a bootstrap token and create the first admin.
-async fn init_cluster(nodes: &[String], auth_secret: &std::path::Path) -> anyhow::Result<()> {
+async fn init_cluster(
+    target: &Target,
+    nodes: &[String],
+    auth_secret: &std::path::Path,
+) -> anyhow::Result<()> {
     let token = crate::bootstrap::bootstrap_token(auth_secret)?;
     let mut members = Vec::new();
     for addr in nodes {
-        let view: NodeView = ApiClient::new(addr).with_token(Some(token.clone())).get("/v1/node").await?;
+        let view: NodeView = target.client_at(addr)?.with_token(Some(token.clone())).get("/v1/node").await?;
         members.push(view.identity);
     }
-    let first = ApiClient::new(&nodes[0]).with_token(Some(token));
+    let first = target.client_at(&nodes[0])?.with_token(Some(token));
     let _: NodeStatus = first.post("/v1/cluster/init", &json!({ "members": members })).await?;
     println!("cluster initialized with nodes {:?}", members.iter().map(|m| m.node_id).collect::<Vec<_>>());
     let password_file = crate::bootstrap::admin_password_file(auth_secret);

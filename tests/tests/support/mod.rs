@@ -50,6 +50,7 @@ pub struct TestCluster {
     pub nodes: BTreeMap<u64, TestNode>,
     raft_toml: String,
     creds: Arc<Credentials>,
+    https: bool,
 }
 
 /// Password of every user the harness creates.
@@ -143,6 +144,30 @@ impl TestCluster {
         c
     }
 
+    /// Like [`TestCluster::start`], with the HTTP API served over HTTPS (`[api] tls = true`);
+    /// the harness clients trust the cluster's CA.
+    pub async fn start_https(count: u64, raft_toml: &str) -> Self {
+        let mut c = Self::empty(raft_toml);
+        c.https = true;
+        for id in 1..=count {
+            c.spawn_new(id);
+        }
+        c.wait_alive().await;
+        c.init((1..=count).collect()).await;
+        c.bootstrap_admin(1).await;
+        c
+    }
+
+    /// A client without credentials for the API at `addr` (HTTPS trusting the CA when on).
+    pub fn client_at(&self, addr: &str) -> ApiClient {
+        if self.https {
+            let pem = std::fs::read(self.certs().join(pki::CA_CERT)).expect("CA certificate");
+            ApiClient::with_ca(addr, &pem).expect("HTTPS client")
+        } else {
+            ApiClient::new(addr)
+        }
+    }
+
     /// The region's auth secret file.
     pub fn auth_secret(&self) -> PathBuf {
         self.certs().join(pki::AUTH_SECRET)
@@ -151,7 +176,7 @@ impl TestCluster {
     /// Create the first admin through node `id` and log it in.
     pub async fn bootstrap_admin(&self, id: u64) {
         let secret = self.auth_secret();
-        let api = ApiClient::new(&self.node(id).api_addr);
+        let api = self.client_at(&self.node(id).api_addr);
         let boot =
             api.clone().with_token(Some(bootstrap::bootstrap_token(&secret).expect("bootstrap token")));
         let password = bootstrap::create_first_admin(&boot, &bootstrap::admin_password_file(&secret))
@@ -170,7 +195,13 @@ impl TestCluster {
     pub fn empty(raft_toml: &str) -> Self {
         let dir = tempfile::Builder::new().prefix("yilian-test-").tempdir().expect("tempdir");
         pki::init_ca(&dir.path().join("certs"), "test").expect("ca");
-        Self { dir, nodes: BTreeMap::new(), raft_toml: raft_toml.to_owned(), creds: Default::default() }
+        Self {
+            dir,
+            nodes: BTreeMap::new(),
+            raft_toml: raft_toml.to_owned(),
+            creds: Default::default(),
+            https: false,
+        }
     }
 
     /// The CA directory.
@@ -189,14 +220,15 @@ impl TestCluster {
         let config = node_dir.join("node.toml");
         let toml = format!(
             "node_id = {id}\ndata_dir = \"data\"\nraft_addr = \"{raft_addr}\"\napi_addr = \"{api_addr}\"\n\
-             [tls]\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n[auth]\nsecret_file = \"{}\"\n{}",
+             [tls]\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n[auth]\nsecret_file = \"{}\"\n[api]\ntls = {}\n{}",
             ca_dir.join(pki::CA_CERT).display(),
             files.cert.display(),
             files.key.display(),
             self.auth_secret().display(),
+            self.https,
             self.raft_toml
         );
-        let base = ApiClient::new(&api_addr).base().to_owned();
+        let base = self.client_at(&api_addr).base().to_owned();
         registry().lock().expect("registry").insert(base, self.creds.clone());
         self.creds.nodes.lock().expect("nodes").push(api_addr.clone());
         std::fs::write(&config, toml).expect("config");
@@ -215,7 +247,7 @@ impl TestCluster {
     /// HTTP client for node `id`, logged in as the admin once there is one.
     pub fn api(&self, id: u64) -> ApiClient {
         let admin = self.creds.admin.lock().expect("admin").clone();
-        ApiClient::new(&self.node(id).api_addr).with_token(admin)
+        self.client_at(&self.node(id).api_addr).with_token(admin)
     }
 
     /// HTTP client for node `id` acting as `spec` (see [`acting`]).
@@ -248,7 +280,7 @@ impl TestCluster {
     /// Form a cluster of `ids` (all running and pristine), sending the request to the first.
     pub async fn init(&self, ids: Vec<u64>) {
         let token = bootstrap::bootstrap_token(&self.auth_secret()).expect("bootstrap token");
-        let boot = |id: u64| ApiClient::new(&self.node(id).api_addr).with_token(Some(token.clone()));
+        let boot = |id: u64| self.client_at(&self.node(id).api_addr).with_token(Some(token.clone()));
         let mut members = Vec::new();
         for id in &ids {
             let view: NodeView = boot(*id).get("/v1/node").await.expect("node view");
