@@ -304,7 +304,8 @@ async fn create_service_request(
     auth: Result<Authenticated, ApiError>,
     body: Bytes,
 ) -> Result<Response, FhirError> {
-    let actor = auth?.actor;
+    let auth = auth?;
+    let actor = auth.actor.clone();
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let media = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         if media != "application/fhir+json" && media != "application/json" {
@@ -337,7 +338,13 @@ async fn create_service_request(
                 format!("unexpected outcome of a case submission: {other:?}"),
             ))
         }
-        Ok(Err(refused)) => return Err(domain_error(refused)),
+        Ok(Err(refused)) => {
+            if matches!(refused, DomainError::NotAllowed { .. }) {
+                let why = refused.to_string();
+                super::access::audit_refused_write(&app, &auth, None, "case.create-denied", &why).await;
+            }
+            return Err(domain_error(refused));
+        }
         Err(cluster) => return Err(ApiError::from(cluster).into()),
     };
     // The write is committed on the leader; make this node reflect it before reading it back.
