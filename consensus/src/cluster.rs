@@ -7,10 +7,11 @@ use crate::network::{
     BulkHandler, ForwardRequest, ForwardResponse, NetworkFactory, PeerRequest, PeerResponse, Transport,
 };
 use crate::store::{self, SharedState, StoreOpenError};
-use crate::tls::{self, TlsError, TlsFiles, NODE_ALPNS};
+use crate::tls::{self, DenyList, TlsError, TlsFiles, NODE_ALPNS};
 use crate::types::{NodeId, NodeInfo, Request, Response, YilianRaft};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
+use rustls::pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
@@ -30,6 +31,8 @@ const RETRY_PAUSE: Duration = Duration::from_millis(100);
 const MAX_PROMOTE_LAG: u64 = 1000;
 /// How often the leader looks for passed SLA and offer deadlines.
 const DEADLINE_CHECK: Duration = Duration::from_millis(200);
+/// How often a node looks for a new certificate in its files (rotation without downtime).
+const CERTIFICATE_CHECK: Duration = Duration::from_secs(2);
 
 /// Raft timing and snapshot settings: the `[raft]` table of the node's config file, where every
 /// key is optional.
@@ -129,6 +132,38 @@ pub struct NodeStatus {
     pub replication: Option<BTreeMap<NodeId, Option<u64>>>,
     /// Node ids that were removed and can never be reused.
     pub retired_nodes: Vec<NodeId>,
+    /// SHA-256 fingerprint of the certificate this node presents now.
+    pub certificate: String,
+    /// Fingerprints of certificates refused at the handshake (those of removed nodes).
+    pub revoked_certificates: Vec<String>,
+}
+
+/// The replicated deny list: certificates of removed nodes, and any certificate naming a
+/// removed node id, are refused at the QUIC handshake on both sides.
+struct RevocationList {
+    state: SharedState,
+}
+
+impl std::fmt::Debug for RevocationList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RevocationList")
+    }
+}
+
+impl DenyList for RevocationList {
+    fn refusal(&self, cert: &CertificateDer<'_>) -> Option<String> {
+        let state = self.state.read();
+        let fp = tls::fingerprint(cert);
+        if state.revoked_certificates.contains(&fp) {
+            return Some(format!("certificate {fp} was revoked (its node was removed from the cluster)"));
+        }
+        match tls::node_id_of(cert) {
+            Ok(id) if state.retired_nodes.contains(&id) => {
+                Some(format!("certificate is for node {id}, which was removed from the cluster"))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Result of trying an operation on this node as leader.
@@ -146,6 +181,8 @@ pub struct ClusterNode {
     transport: Arc<Transport>,
     rpc_timeout: Duration,
     stopping: AtomicBool,
+    tls_files: TlsFiles,
+    certificate: std::sync::Mutex<String>,
 }
 
 impl ClusterNode {
@@ -159,7 +196,12 @@ impl ClusterNode {
     ) -> Result<Arc<Self>, StartError> {
         let opened = store::open(data_dir)?;
         let state = opened.state_machine.shared();
-        let quic = tls::load(tls_files, &NODE_ALPNS)?;
+        let quic = tls::load_with_deny_list(
+            tls_files,
+            &NODE_ALPNS,
+            Arc::new(RevocationList { state: state.clone() }),
+        )?;
+        let certificate = tls::fingerprint_of_file(&tls_files.cert)?;
         let addr: SocketAddr =
             info.raft_addr.parse().map_err(|_| StartError::BadAddr(info.raft_addr.clone()))?;
         let transport = Arc::new(
@@ -196,7 +238,13 @@ impl ClusterNode {
             transport: transport.clone(),
             rpc_timeout: Duration::from_millis(settings.install_snapshot_timeout_ms.max(5000)),
             stopping: AtomicBool::new(false),
+            tls_files: tls_files.clone(),
+            certificate: std::sync::Mutex::new(certificate),
         });
+        tokio::spawn(
+            watch_certificate(Arc::downgrade(&node))
+                .instrument(tracing::info_span!("certificate", node_id = id)),
+        );
         tokio::spawn(
             run_deadline_timer(Arc::downgrade(&node))
                 .instrument(tracing::info_span!("deadlines", node_id = id)),
@@ -325,6 +373,8 @@ impl ClusterNode {
                 .as_ref()
                 .map(|r| r.iter().map(|(id, l)| (*id, l.map(|l| l.index))).collect()),
             retired_nodes: self.state.read().retired_nodes.iter().copied().collect(),
+            certificate: self.certificate.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            revoked_certificates: self.state.read().revoked_certificates.iter().cloned().collect(),
         }
     }
 
@@ -491,8 +541,16 @@ impl ClusterNode {
         if is_voter && status.voters.len() == 1 {
             return Err(conflict("cannot remove the last voter".to_owned()));
         }
-        tracing::info!(node_id, "retiring node id and removing member");
-        self.raft.client_write(Request::RetireNode { node_id }).await.map_err(client_write_error)?;
+        let certificates = self.transport.certificates_seen(node_id);
+        tracing::info!(
+            node_id,
+            certificates = certificates.len(),
+            "retiring node id, revoking its certificates and removing member"
+        );
+        self.raft
+            .client_write(Request::RetireNode { node_id, certificates })
+            .await
+            .map_err(client_write_error)?;
         let change = if is_voter {
             ChangeMembers::RemoveVoters(BTreeSet::from([node_id]))
         } else {
@@ -587,6 +645,36 @@ fn client_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>) 
 fn fatal(e: impl Display) -> ClusterError {
     tracing::error!(error = %e, "raft stopped");
     ClusterError::ShuttingDown
+}
+
+/// Load the node's certificate again when its file changes (`yilian ca issue` for the same
+/// node id), so new connections use the new certificate without a restart.
+async fn watch_certificate(node: Weak<ClusterNode>) {
+    let mut interval = tokio::time::interval(CERTIFICATE_CHECK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        interval.tick().await;
+        let Some(node) = node.upgrade() else { return };
+        if node.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(now) = tls::fingerprint_of_file(&node.tls_files.cert) else { continue };
+        let current = node.certificate.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if now == current {
+            continue;
+        }
+        let deny = Arc::new(RevocationList { state: node.state.clone() });
+        match tls::load_with_deny_list(&node.tls_files, &NODE_ALPNS, deny) {
+            Ok(quic) => {
+                node.transport.reload(quic);
+                *node.certificate.lock().unwrap_or_else(|p| p.into_inner()) = now.clone();
+                tracing::info!(fingerprint = %now, "reloaded node certificate; new connections use it");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "new certificate files are not usable yet; keeping the old certificate")
+            }
+        }
+    }
 }
 
 /// The leader's deadline timer: checks every [`DEADLINE_CHECK`] until the node stops.

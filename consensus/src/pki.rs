@@ -19,8 +19,10 @@ pub const CA_CERT: &str = "ca.crt";
 pub const CA_KEY: &str = "ca.key";
 /// File name of the regional patient-key secret written next to the CA.
 pub const PATIENT_SECRET: &str = "patient-key.secret";
-/// Bytes of randomness in a patient-key secret.
-const PATIENT_SECRET_BYTES: usize = 32;
+/// File name of the region's session-signing secret written next to the CA.
+pub const AUTH_SECRET: &str = "auth.secret";
+/// Bytes of randomness in a region secret.
+const SECRET_BYTES: usize = 32;
 /// How long a CA certificate is valid.
 const CA_VALIDITY_DAYS: i64 = 3650;
 /// How long a node certificate is valid.
@@ -98,7 +100,17 @@ fn read(path: &Path) -> Result<String, PkiError> {
     std::fs::read_to_string(path).map_err(|source| PkiError::Io { path: path.to_owned(), source })
 }
 
+/// Write `contents` to `path` through a temporary file and a rename, so a running node that
+/// watches the file never reads half of it (certificate rotation).
 fn write(path: &Path, contents: &str, private: bool) -> Result<(), PkiError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    write_file(&tmp, contents, private)?;
+    std::fs::rename(&tmp, path).map_err(|source| PkiError::Io { path: path.to_owned(), source })
+}
+
+fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), PkiError> {
     let io = |source| PkiError::Io { path: path.to_owned(), source };
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -138,17 +150,29 @@ pub fn init_ca(dir: &Path, region: &str) -> Result<PathBuf, PkiError> {
     write(&dir.join(CA_KEY), &key.serialize_pem(), true)?;
     write(&cert_path, &cert.pem(), false)?;
     init_patient_secret(dir)?;
+    init_auth_secret(dir)?;
     Ok(cert_path)
 }
 
 /// Write the region's patient-key secret (random, hex) to `dir` unless one is already there.
 /// Every node of the region must use the same secret so one patient gets one key everywhere.
 pub fn init_patient_secret(dir: &Path) -> Result<PathBuf, PkiError> {
-    let path = dir.join(PATIENT_SECRET);
+    init_secret(&dir.join(PATIENT_SECRET))
+}
+
+/// Write the region's session-signing secret (random, hex) to `dir` unless one is already
+/// there. Every node of the region uses the same secret, so a login works on any node; whoever
+/// holds it can act as any user, so keep it as secret as the CA key.
+pub fn init_auth_secret(dir: &Path) -> Result<PathBuf, PkiError> {
+    init_secret(&dir.join(AUTH_SECRET))
+}
+
+fn init_secret(path: &Path) -> Result<PathBuf, PkiError> {
+    let path = path.to_owned();
     if path.exists() {
         return Ok(path);
     }
-    let mut bytes = [0u8; PATIENT_SECRET_BYTES];
+    let mut bytes = [0u8; SECRET_BYTES];
     getrandom::getrandom(&mut bytes).map_err(|e| PkiError::Random(e.to_string()))?;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     write(&path, &format!("{hex}\n"), true)?;

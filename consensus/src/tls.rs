@@ -4,9 +4,13 @@
 use crate::pki::{client_name_from_dns_name, node_id_from_dns_name};
 use crate::types::NodeId;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::RootCertStore;
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,16 +108,61 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
+/// Decides which CA-signed certificates are nevertheless refused at the handshake.
+pub trait DenyList: Send + Sync + std::fmt::Debug {
+    /// Why `cert` (already verified against the CA) is refused, or `None` to accept it.
+    fn refusal(&self, cert: &CertificateDer<'_>) -> Option<String>;
+}
+
+/// Refuses nothing.
+#[derive(Debug)]
+pub struct NoDenyList;
+
+impl DenyList for NoDenyList {
+    fn refusal(&self, _: &CertificateDer<'_>) -> Option<String> {
+        None
+    }
+}
+
+/// SHA-256 (hex) of a certificate's DER bytes: how the deny list names it.
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    Sha256::digest(cert.as_ref()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The fingerprint of the first certificate in the PEM file `path`.
+pub fn fingerprint_of_file(path: &Path) -> Result<String, TlsError> {
+    let certs = load_certs(path)?;
+    Ok(fingerprint(&certs[0]))
+}
+
+/// The node's certificate chain and private key (also used for HTTPS on the API).
+pub fn load_identity(
+    files: &TlsFiles,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    Ok((load_certs(&files.cert)?, load_key(&files.key)?))
+}
+
 /// Build quinn configs from the CA and node files: a server accepting every ALPN in `alpns`,
 /// a client speaking the first of them, and a client speaking [`ALPN_DICOM`].
 pub fn load(files: &TlsFiles, alpns: &[&[u8]]) -> Result<QuicTls, TlsError> {
+    load_with_deny_list(files, alpns, Arc::new(NoDenyList))
+}
+
+/// [`load`], also refusing on both sides of the handshake any certificate `deny` names
+/// (removed nodes).
+pub fn load_with_deny_list(
+    files: &TlsFiles,
+    alpns: &[&[u8]],
+    deny: Arc<dyn DenyList>,
+) -> Result<QuicTls, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let roots = Arc::new(load_roots(&files.ca_cert)?);
     let chain = load_certs(&files.cert)?;
     let key = load_key(&files.key)?;
 
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone()).build()?;
-    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+    let inner = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone()).build()?;
+    let verifier = Arc::new(DenyingClientVerifier { inner, deny: deny.clone() });
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain.clone(), key.clone_key())?;
@@ -122,16 +171,16 @@ pub fn load(files: &TlsFiles, alpns: &[&[u8]]) -> Result<QuicTls, TlsError> {
     server.transport_config(transport_config());
 
     let first = alpns.first().copied().unwrap_or(ALPN_RAFT);
-    let client = client_config(&roots, &chain, &key, first)?;
-    let dicom_client = client_config(&roots, &chain, &key, ALPN_DICOM)?;
+    let client = client_config(&roots, &chain, &key, first, deny.clone())?;
+    let dicom_client = client_config(&roots, &chain, &key, ALPN_DICOM, deny)?;
     Ok(QuicTls { server, client, dicom_client })
 }
 
 /// A client-only config speaking `alpn`, presenting the certificate in `files` (a node's, or a
 /// client certificate from `yilian ca issue-client`).
 pub fn client_only(files: &TlsFiles, alpn: &[u8]) -> Result<quinn::ClientConfig, TlsError> {
-    let roots = load_roots(&files.ca_cert)?;
-    client_config(&roots, &load_certs(&files.cert)?, &load_key(&files.key)?, alpn)
+    let roots = Arc::new(load_roots(&files.ca_cert)?);
+    client_config(&roots, &load_certs(&files.cert)?, &load_key(&files.key)?, alpn, Arc::new(NoDenyList))
 }
 
 fn load_roots(ca_cert: &Path) -> Result<RootCertStore, TlsError> {
@@ -143,15 +192,20 @@ fn load_roots(ca_cert: &Path) -> Result<RootCertStore, TlsError> {
 }
 
 fn client_config(
-    roots: &RootCertStore,
+    roots: &Arc<RootCertStore>,
     chain: &[CertificateDer<'static>],
     key: &PrivateKeyDer<'static>,
     alpn: &[u8],
+    deny: Arc<dyn DenyList>,
 ) -> Result<quinn::ClientConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let inner = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+        .build()
+        .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
     let mut client = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots.clone())
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(DenyingServerVerifier { inner, deny }))
         .with_client_auth_cert(chain.to_vec(), key.clone_key())?;
     client.alpn_protocols = vec![alpn.to_vec()];
     let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(client)?));
@@ -166,6 +220,109 @@ pub fn negotiated_alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
         .and_then(|d| d.protocol)
 }
 
+/// The CA check, then the deny list, for client certificates.
+#[derive(Debug)]
+struct DenyingClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    deny: Arc<dyn DenyList>,
+}
+
+impl ClientCertVerifier for DenyingClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        match self.deny.refusal(end_entity) {
+            Some(why) => Err(rustls::Error::General(why)),
+            None => Ok(verified),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The CA and name check, then the deny list, for server certificates.
+#[derive(Debug)]
+struct DenyingServerVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    deny: Arc<dyn DenyList>,
+}
+
+impl ServerCertVerifier for DenyingServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified =
+            self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+        match self.deny.refusal(end_entity) {
+            Some(why) => Err(rustls::Error::General(why)),
+            None => Ok(verified),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 /// Why a peer's identity could not be established.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -178,6 +335,15 @@ pub enum IdentityError {
     /// The certificate names no Yilian node.
     #[error("peer certificate names no yilian node (expected a DNS SAN like node-<id>.yilian)")]
     NoNodeName,
+}
+
+/// The certificate a connected peer presented (already CA-verified by TLS).
+pub fn peer_certificate(conn: &quinn::Connection) -> Result<CertificateDer<'static>, IdentityError> {
+    let certs = conn
+        .peer_identity()
+        .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .ok_or(IdentityError::NoCertificate)?;
+    certs.first().cloned().ok_or(IdentityError::NoCertificate)
 }
 
 /// Who a connected peer's (CA-verified) certificate names.
@@ -200,34 +366,13 @@ impl std::fmt::Display for PeerIdentity {
 
 /// The node id named in the certificate a connected peer presented (already CA-verified by TLS).
 pub fn peer_node_id(conn: &quinn::Connection) -> Result<NodeId, IdentityError> {
-    match peer_identity(conn)? {
-        PeerIdentity::Node(id) => Ok(id),
-        PeerIdentity::Client(_) => Err(IdentityError::NoNodeName),
-    }
+    node_id_of(&peer_certificate(conn)?)
 }
 
 /// The node or client named in the certificate a connected peer presented.
 pub fn peer_identity(conn: &quinn::Connection) -> Result<PeerIdentity, IdentityError> {
-    let certs = conn
-        .peer_identity()
-        .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
-        .ok_or(IdentityError::NoCertificate)?;
-    let leaf = certs.first().ok_or(IdentityError::NoCertificate)?;
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(leaf).map_err(|e| IdentityError::Unparsable(e.to_string()))?;
-    let san = cert
-        .subject_alternative_name()
-        .map_err(|e| IdentityError::Unparsable(e.to_string()))?
-        .ok_or(IdentityError::NoNodeName)?;
-    let names: Vec<&str> = san
-        .value
-        .general_names
-        .iter()
-        .filter_map(|name| match name {
-            x509_parser::extensions::GeneralName::DNSName(dns) => Some(*dns),
-            _ => None,
-        })
-        .collect();
+    let leaf = peer_certificate(conn)?;
+    let names = dns_names(&leaf)?;
     if let Some(id) = names.iter().find_map(|dns| node_id_from_dns_name(dns)) {
         return Ok(PeerIdentity::Node(id));
     }
@@ -236,4 +381,27 @@ pub fn peer_identity(conn: &quinn::Connection) -> Result<PeerIdentity, IdentityE
         .find_map(|dns| client_name_from_dns_name(dns))
         .map(|n| PeerIdentity::Client(n.to_owned()))
         .ok_or(IdentityError::NoNodeName)
+}
+
+/// The node id a certificate names in its DNS SAN `node-<id>.yilian`.
+pub fn node_id_of(leaf: &CertificateDer<'_>) -> Result<NodeId, IdentityError> {
+    dns_names(leaf)?.iter().find_map(|dns| node_id_from_dns_name(dns)).ok_or(IdentityError::NoNodeName)
+}
+
+fn dns_names(leaf: &CertificateDer<'_>) -> Result<Vec<String>, IdentityError> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(leaf).map_err(|e| IdentityError::Unparsable(e.to_string()))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| IdentityError::Unparsable(e.to_string()))?
+        .ok_or(IdentityError::NoNodeName)?;
+    Ok(san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+            _ => None,
+        })
+        .collect())
 }

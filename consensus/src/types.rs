@@ -26,10 +26,12 @@ pub enum Request {
         /// The command (boxed: commands vary a lot in size).
         command: Box<Command>,
     },
-    /// Mark a node id as retired so it can never be used again.
+    /// Mark a node id as retired so it can never be used again, and deny its certificates.
     RetireNode {
         /// The id being retired.
         node_id: NodeId,
+        /// SHA-256 fingerprints of the certificates the node was seen with.
+        certificates: Vec<String>,
     },
 }
 

@@ -10,25 +10,45 @@ use std::time::Duration;
 pub struct ApiClient {
     base: String,
     http: reqwest::Client,
-    actor: Option<String>,
+    token: Option<String>,
 }
 
 impl ApiClient {
     /// A client for the node whose API listens on `addr` (`host:port` or a full URL).
     pub fn new(addr: &str) -> Self {
-        let base = if addr.starts_with("http://") || addr.starts_with("https://") {
-            addr.trim_end_matches('/').to_owned()
-        } else {
-            format!("http://{addr}")
-        };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap_or_default();
-        Self { base, http, actor: None }
+        Self { base: base_url(addr, "http"), http, token: None }
     }
 
-    /// The same client, acting as `actor` (header form, e.g. `ops:admin`) on every request.
-    pub fn acting_as(mut self, actor: Option<String>) -> Self {
-        self.actor = actor;
+    /// A client for the HTTPS API at `addr` that trusts only the regional CA in `ca_pem`
+    /// (a bare `host:port` means `https://host:port`).
+    pub fn with_ca(addr: &str, ca_pem: &[u8]) -> anyhow::Result<Self> {
+        let ca = reqwest::Certificate::from_pem(ca_pem).context("the CA file is not a PEM certificate")?;
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("building the HTTPS client")?;
+        Ok(Self { base: base_url(addr, "https"), http, token: None })
+    }
+
+    /// The same client, sending `token` as `Authorization: Bearer` on every request.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
         self
+    }
+
+    /// A client for another node's API with the same token, scheme and trusted CA.
+    pub fn at(&self, addr: &str) -> Self {
+        let scheme = if self.base.starts_with("https://") { "https" } else { "http" };
+        Self { base: base_url(addr, scheme), http: self.http.clone(), token: self.token.clone() }
+    }
+
+    /// The bearer token sent, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
     }
 
     /// The base URL.
@@ -69,8 +89,8 @@ impl ApiClient {
     }
 
     fn request(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.actor {
-            Some(a) => req.header(crate::api::actor::ACTOR_HEADER, a),
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
             None => req,
         }
     }
@@ -91,5 +111,14 @@ impl ApiClient {
             return Err(anyhow!("{status}: {message}"));
         }
         serde_json::from_str(&text).with_context(|| format!("unexpected answer from {}: {text}", self.base))
+    }
+}
+
+/// `addr` as a base URL: kept if it has a scheme, else with `scheme`.
+fn base_url(addr: &str, scheme: &str) -> String {
+    if addr.starts_with("http://") || addr.starts_with("https://") {
+        addr.trim_end_matches('/').to_owned()
+    } else {
+        format!("{scheme}://{addr}")
     }
 }

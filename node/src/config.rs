@@ -33,6 +33,47 @@ pub struct NodeConfig {
     /// DIMSE listener, prefetch and transfer limits.
     #[serde(default)]
     pub imaging: ImagingSettings,
+    /// Users and sessions.
+    #[serde(default)]
+    pub auth: AuthSettings,
+    /// The HTTP API.
+    #[serde(default)]
+    pub api: ApiSettings,
+}
+
+/// The `[api]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Serve the API over HTTPS with the node's certificate (`tls.cert`/`tls.key`); clients
+    /// trust the regional CA. Default false (plain HTTP, for loopback demos and tests).
+    #[serde(default)]
+    pub tls: bool,
+}
+
+/// Default session lifetime.
+const DEFAULT_SESSION_MINUTES: u64 = 8 * 60;
+
+fn default_session_minutes() -> u64 {
+    DEFAULT_SESSION_MINUTES
+}
+
+/// The `[auth]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// The region's session-signing secret (the same file on every node). Defaults to
+    /// `auth.secret` next to `tls.ca_cert`, where `yilian ca init` writes it.
+    pub secret_file: Option<PathBuf>,
+    /// How long a login session lasts, in minutes (default 480).
+    #[serde(default = "default_session_minutes")]
+    pub session_minutes: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self { secret_file: None, session_minutes: DEFAULT_SESSION_MINUTES }
+    }
 }
 
 /// The `[patient]` table.
@@ -94,6 +135,12 @@ impl NodeConfig {
             None => cfg.tls.ca_cert.with_file_name(yilian_consensus::pki::PATIENT_SECRET),
         };
         cfg.patient.key_secret_file = Some(secret);
+        let auth_secret = match cfg.auth.secret_file.take() {
+            Some(p) if p.is_relative() => base.join(p),
+            Some(p) => p,
+            None => cfg.tls.ca_cert.with_file_name(yilian_consensus::pki::AUTH_SECRET),
+        };
+        cfg.auth.secret_file = Some(auth_secret);
         cfg.validate(path)?;
         Ok(cfg)
     }
@@ -132,11 +179,15 @@ impl NodeConfig {
         if let Some((key, reason)) = self.imaging.problem() {
             return Err(invalid(key, reason));
         }
+        if self.auth.session_minutes == 0 {
+            return Err(invalid("auth.session_minutes", "must be greater than 0"));
+        }
         for (key, p) in [
             ("tls.ca_cert", &self.tls.ca_cert),
             ("tls.cert", &self.tls.cert),
             ("tls.key", &self.tls.key),
             ("patient.key_secret_file", &self.patient_secret_file().to_path_buf()),
+            ("auth.secret_file", &self.auth_secret_file().to_path_buf()),
         ] {
             if !p.is_file() {
                 return Err(ConfigError::Invalid {
@@ -152,6 +203,11 @@ impl NodeConfig {
         Ok(())
     }
 
+    /// The session-signing secret file in force.
+    pub fn auth_secret_file(&self) -> &Path {
+        self.auth.secret_file.as_deref().unwrap_or(Path::new(yilian_consensus::pki::AUTH_SECRET))
+    }
+
     /// The patient-key secret file in force.
     pub fn patient_secret_file(&self) -> &Path {
         self.patient.key_secret_file.as_deref().unwrap_or(Path::new(yilian_consensus::pki::PATIENT_SECRET))
@@ -163,7 +219,7 @@ mod tests {
     use super::*;
 
     fn write(dir: &Path, body: &str) -> PathBuf {
-        for f in ["ca.crt", "n.crt", "n.key", "patient-key.secret"] {
+        for f in ["ca.crt", "n.crt", "n.key", "patient-key.secret", "auth.secret"] {
             std::fs::write(dir.join(f), "x").expect("write");
         }
         let p = dir.join("node.toml");

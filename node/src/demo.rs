@@ -4,6 +4,7 @@
 //! reuses that directory and resumes from disk; seeding happens only on an empty region.
 
 use crate::api::NodeView;
+use crate::bootstrap;
 use crate::client::ApiClient;
 use crate::patient_key::with_check_character;
 use anyhow::{bail, Context};
@@ -74,6 +75,7 @@ fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<DemoNode>> {
         pki::init_ca(&certs, "demo region")?;
     }
     pki::init_patient_secret(&certs)?;
+    pki::init_auth_secret(&certs)?;
     std::fs::create_dir_all(dir.join("logs"))?;
     let mut nodes = Vec::new();
     for id in 1..=NODES {
@@ -117,42 +119,120 @@ fn spawn(n: &DemoNode) -> anyhow::Result<Child> {
 /// Wait for the nodes, form the cluster if new, seed if empty, and print where to look.
 async fn bring_up(dir: &Path, nodes: &[DemoNode]) -> anyhow::Result<()> {
     let deadline = Instant::now() + STARTUP_WAIT;
+    let secret = dir.join("certs").join(pki::AUTH_SECRET);
+    let bootstrap = ApiClient::new(&nodes[0].api_addr).with_token(Some(bootstrap::bootstrap_token(&secret)?));
     let mut members = Vec::new();
     for n in nodes {
         let client = ApiClient::new(&n.api_addr);
-        let view: NodeView = loop {
-            match client.get("/v1/node").await {
-                Ok(v) => break v,
+        loop {
+            match client.get_text("/livez").await {
+                Ok(_) => break,
                 Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
                 Err(e) => bail!("node {} did not start (see {}): {e:#}", n.id, n.log.display()),
             }
-        };
-        members.push(view);
+        }
+        if let Ok(view) = bootstrap.at(&n.api_addr).get::<NodeView>("/v1/node").await {
+            members.push(view);
+        }
     }
-    let first = ApiClient::new(&nodes[0].api_addr);
-    if members.iter().all(|v| v.status.voters.is_empty()) {
+    let password_file = bootstrap::admin_password_file(&secret);
+    if members.len() == nodes.len() && members.iter().all(|v| v.status.voters.is_empty()) {
         let identities: Vec<_> = members.iter().map(|v| v.identity.clone()).collect();
-        let _: Value = first.post("/v1/cluster/init", &json!({ "members": identities })).await?;
+        let _: Value = bootstrap.post("/v1/cluster/init", &json!({ "members": identities })).await?;
+        bootstrap::create_first_admin(&bootstrap, &password_file).await?;
         println!("formed a new {NODES}-node cluster");
     } else {
         println!("resuming the cluster from {}", dir.display());
     }
+    let admin_password = std::fs::read_to_string(&password_file)
+        .with_context(|| format!("reading the admin password from {}", password_file.display()))?;
+    let anonymous = ApiClient::new(&nodes[0].api_addr);
+    let admin = loop {
+        match bootstrap::login(&anonymous, bootstrap::ADMIN_USER, admin_password.trim()).await {
+            Ok(s) => break anonymous.clone().with_token(Some(s.token)),
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => bail!("the cluster did not elect a leader or refused the admin login: {e:#}"),
+        }
+    };
+    let demo_password = demo_password(dir)?;
     let facilities: Vec<Value> = loop {
-        match first.get("/v1/facilities").await {
+        match admin.get("/v1/facilities").await {
             Ok(f) => break f,
             Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
             Err(e) => bail!("the cluster did not elect a leader: {e:#}"),
         }
     };
     if facilities.is_empty() {
-        seed(&first).await.context("seeding the demo region")?;
+        create_users(&admin, &demo_password).await.context("creating the demo users")?;
+        seed(&Logins { api: anonymous, admin, password: demo_password })
+            .await
+            .context("seeding the demo region")?;
         println!(
             "seeded the demo region: 1 provincial hospital, 2 county hospitals, 4 township clinics, \
-             7 specialists, 5 cases, 2 patient transfers"
+             7 specialists, 5 cases, 2 patient transfers, and demo users"
         );
     }
     print_guide(dir, nodes);
     Ok(())
+}
+
+/// The shared password of the demo users, generated once and kept in `<dir>/demo-password`.
+fn demo_password(dir: &Path) -> anyhow::Result<String> {
+    let file = dir.join(DEMO_PASSWORD_FILE);
+    if let Ok(p) = std::fs::read_to_string(&file) {
+        return Ok(p.trim().to_owned());
+    }
+    let mut bytes = [0u8; 9];
+    getrandom::getrandom(&mut bytes).context("reading random bytes")?;
+    let password = format!("demo-{}", crate::auth::hex(&bytes));
+    bootstrap::write_private(&file, &format!("{password}\n"))?;
+    Ok(password)
+}
+
+/// File holding the demo users' password.
+const DEMO_PASSWORD_FILE: &str = "demo-password";
+
+/// Demo users: (login, role, facility). Specialists log in with their specialist id.
+const DEMO_USERS: [(&str, &str, Option<&str>); 15] = [
+    ("ops", "ops", None),
+    ("auditor", "auditor", None),
+    ("bureau", "bureau", None),
+    ("nurse-TS-LJ", "clinic_staff", Some("TS-LJ")),
+    ("nurse-TS-HS", "clinic_staff", Some("TS-HS")),
+    ("nurse-TS-QS", "clinic_staff", Some("TS-QS")),
+    ("nurse-TS-DW", "clinic_staff", Some("TS-DW")),
+    ("ward-clerk", "clinic_staff", Some("CTY-AN")),
+    ("DR-AN-CARD", "specialist", None),
+    ("DR-AN-NEUR", "specialist", None),
+    ("DR-AN-RAD", "specialist", None),
+    ("DR-PY-RAD", "specialist", None),
+    ("DR-PROV-CARD", "specialist", None),
+    ("DR-PROV-NEUR", "specialist", None),
+    ("DR-PROV-RAD", "specialist", None),
+];
+
+/// Users not tied to a facility; clinic staff are created once their facilities exist.
+async fn create_users(admin: &ApiClient, password: &str) -> anyhow::Result<()> {
+    for (id, role, facility) in DEMO_USERS.iter().filter(|(_, role, _)| *role != "clinic_staff") {
+        let body = json!({ "id": id, "role": role, "facility": facility, "password": password });
+        let _: Outcome = admin.post("/v1/users", &body).await?;
+    }
+    Ok(())
+}
+
+/// Logs demo users in.
+struct Logins {
+    api: ApiClient,
+    admin: ApiClient,
+    password: String,
+}
+
+impl Logins {
+    /// A client acting as demo user `user`.
+    async fn as_user(&self, user: &str) -> anyhow::Result<ApiClient> {
+        let s = bootstrap::login(&self.api, user, &self.password).await?;
+        Ok(self.api.clone().with_token(Some(s.token)))
+    }
 }
 
 /// The demo region's name.
@@ -177,12 +257,8 @@ fn demo_patient_id(n: u32) -> anyhow::Result<String> {
     with_check_character(&format!("3301021960{n:07}")).context("building a demo patient id")
 }
 
-async fn act(api: &ApiClient, actor: &str, case: &str, action: &str, body: Value) -> anyhow::Result<Outcome> {
-    api.clone().acting_as(Some(actor.to_owned())).post(&format!("/v1/cases/{case}/{action}"), &body).await
-}
-
-async fn seed(api: &ApiClient) -> anyhow::Result<()> {
-    let ops = api.clone().acting_as(Some("ops:demo-admin".into()));
+async fn seed(logins: &Logins) -> anyhow::Result<()> {
+    let ops = logins.as_user("ops").await?;
     let facilities = [
         facility(
             "PROV-SX",
@@ -260,6 +336,10 @@ async fn seed(api: &ApiClient) -> anyhow::Result<()> {
         });
         let _: Outcome = ops.post("/v1/specialists", &body).await?;
     }
+    for (id, role, facility) in DEMO_USERS.iter().filter(|(_, role, _)| *role == "clinic_staff") {
+        let body = json!({ "id": id, "role": role, "facility": facility, "password": logins.password });
+        let _: Outcome = logins.admin.post("/v1/users", &body).await?;
+    }
     for (facility, service, capacity) in [
         ("TS-LJ", "rehab-stroke", json!("yes")),
         ("TS-HS", "rehab-stroke", json!("no")),
@@ -279,7 +359,7 @@ async fn seed(api: &ApiClient) -> anyhow::Result<()> {
         ("TS-LJ", 5, "hypertension follow-up ECG", "routine", None, "cardiology", "ECG", 0),
     ];
     for (origin, patient, complaint, priority, green, specialty, modality, steps) in cases {
-        let staff = api.clone().acting_as(Some(format!("clinic_staff:nurse-{origin}@{origin}")));
+        let staff = logins.as_user(&format!("nurse-{origin}")).await?;
         let body = json!({
             "patient_id": demo_patient_id(patient)?, "complaint": complaint, "priority": priority,
             "green_channel": green, "specialty": specialty, "modality": modality,
@@ -288,7 +368,7 @@ async fn seed(api: &ApiClient) -> anyhow::Result<()> {
         let Outcome::Case { case_id, owner: Some(owner), .. } = staff.post("/v1/cases", &body).await? else {
             continue;
         };
-        let reader = format!("specialist:{owner}");
+        let reader = logins.as_user(&owner.0).await?;
         let steps_taken = [
             ("accept", json!({})),
             ("start", json!({})),
@@ -299,16 +379,12 @@ async fn seed(api: &ApiClient) -> anyhow::Result<()> {
             ("complete", json!({})),
         ];
         for (action, body) in steps_taken.into_iter().take(steps) {
-            act(api, &reader, &case_id.0, action, body).await?;
+            let _: Outcome = reader.post(&format!("/v1/cases/{}/{action}", case_id.0), &body).await?;
         }
     }
-    let county = api.clone().acting_as(Some("clinic_staff:ward-clerk@CTY-AN".into()));
+    let county = logins.as_user("ward-clerk").await?;
     let up = json!({ "case": "C00000001", "direction": "up", "to": "CTY-AN", "service": "cardiology-ward" });
-    let _: Outcome = api
-        .clone()
-        .acting_as(Some("clinic_staff:nurse-TS-LJ@TS-LJ".into()))
-        .post("/v1/transfers", &up)
-        .await?;
+    let _: Outcome = logins.as_user("nurse-TS-LJ").await?.post("/v1/transfers", &up).await?;
     let _: Outcome = county.post("/v1/transfers/T00000001/accept", &json!({})).await?;
     let _: Outcome = county.post("/v1/transfers/T00000001/complete", &json!({})).await?;
     let down = json!({
@@ -327,14 +403,26 @@ fn print_guide(dir: &Path, nodes: &[DemoNode]) {
         println!("  node {}: HTTP API http://{}   QUIC {}", n.id, n.api_addr, n.raft_addr);
     }
     let api = &nodes[0].api_addr;
+    let pw = dir.join(DEMO_PASSWORD_FILE);
+    let admin_pw = dir.join("certs").join(bootstrap::ADMIN_PASSWORD_FILE);
+    println!("\nDemo users (password in {}):", pw.display());
+    println!(
+        "  ops, auditor, bureau, nurse-TS-LJ, nurse-TS-HS, nurse-TS-QS, nurse-TS-DW, ward-clerk (CTY-AN),"
+    );
+    println!("  and one per specialist: DR-AN-CARD, DR-AN-NEUR, DR-AN-RAD, DR-PY-RAD, DR-PROV-CARD, ...");
+    println!("  the region admin is `admin` (password in {})", admin_pw.display());
     println!("\nTry, in another terminal:");
-    println!("  cargo run --release --bin yilian -- cluster status --api {api}");
-    println!("  cargo run --release --bin yilian -- case list --api {api}");
-    println!("  cargo run --release --bin yilian -- worklist DR-AN-RAD --api {api}");
-    println!("  cargo run --release --bin yilian -- facility search rehab-stroke --near TS-HS --api {api}");
-    println!("  cargo run --release --bin yilian -- figures --api {api}");
-    println!("  curl -s http://{api}/v1/cases | python3 -m json.tool");
-    println!("  curl -s http://{api}/fhir/Task?status=requested | python3 -m json.tool");
+    println!("  yilian() {{ cargo run -q --release --bin yilian -- \"$@\"; }}");
+    println!("  yilian login --api {api} --user nurse-TS-LJ --password-stdin < {}", pw.display());
+    println!("  yilian case list --api {api}");
+    println!("  yilian login --api {api} --user DR-AN-RAD --password-stdin < {}", pw.display());
+    println!("  yilian worklist DR-AN-RAD --api {api}");
+    println!("  yilian login --api {api} --user ops --password-stdin < {}", pw.display());
+    println!("  yilian cluster status --api {api}");
+    println!("  yilian facility search rehab-stroke --near TS-HS --api {api}");
+    println!("  yilian login --api {api} --user bureau --password-stdin < {}", pw.display());
+    println!("  yilian figures --api {api}");
+    println!("  curl -s -H \"Authorization: Bearer $(cat ~/.yilian/token)\" http://{api}/v1/figures | python3 -m json.tool");
     println!("\nPress Ctrl-C to stop all nodes.");
 }
 

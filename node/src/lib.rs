@@ -1,10 +1,13 @@
 //! The `yilian` binary's library: node runtime, HTTP API, CLI and demo.
 
 pub mod api;
+pub mod auth;
+pub mod bootstrap;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod https;
 pub mod imaging;
 pub mod logging;
 pub mod metrics;

@@ -1,6 +1,7 @@
 //! `yilian node run`: start a node from its config and serve until SIGINT/SIGTERM.
 
 use crate::api;
+use crate::auth::SessionKey;
 use crate::config::NodeConfig;
 use crate::imaging::{dimse, Imaging};
 use crate::patient_key::PatientKeyer;
@@ -14,6 +15,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
     let span = tracing::info_span!("node", node_id = cfg.node_id);
     async move {
         let patient_keys = PatientKeyer::load(cfg.patient_secret_file()).context("loading the patient-key secret")?;
+        let session_key = SessionKey::load(cfg.auth_secret_file()).context("loading the auth secret")?;
         let info = NodeInfo { raft_addr: cfg.raft_addr.clone(), api_addr: cfg.api_addr.clone() };
         let node = ClusterNode::start(cfg.node_id, info, &cfg.data_dir, &cfg.tls, &cfg.raft)
             .await
@@ -34,14 +36,27 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         };
         dimse::start(&cfg.imaging, &cfg.data_dir, imaging.clone(), stopped).await?;
-        let state = Arc::new(api::ApiState { node: node.clone(), patient_keys, imaging });
-        axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(async move {
-                shutdown_signal().await;
-                let _ = stop_tx.send(true);
-            })
-            .await
-            .context("HTTP server failed")?;
+        let state = Arc::new(api::ApiState {
+            node: node.clone(),
+            patient_keys,
+            imaging,
+            session_key,
+            session_ttl_ms: cfg.auth.session_minutes.saturating_mul(60_000),
+            login_limiter: Default::default(),
+            access_audit: api::access::AccessAuditor::start(node.clone()),
+        });
+        let stopping = async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        };
+        if cfg.api.tls {
+            let acceptor = crate::https::acceptor(&cfg.tls).context("loading the certificate for HTTPS")?;
+            tracing::info!("HTTP API served over HTTPS with the node certificate");
+            crate::https::serve(listener, acceptor, api::router(state), stopping).await;
+        } else {
+            let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, app).with_graceful_shutdown(stopping).await.context("HTTP server failed")?;
+        }
         tracing::info!("shutting down");
         node.shutdown().await;
         tracing::info!("stopped");

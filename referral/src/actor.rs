@@ -16,6 +16,23 @@ pub enum Role {
     Ops,
     /// The cluster itself (timers evaluated by the Raft leader).
     System,
+    /// Reviews the audit trail and break-glass openings; sees no case data otherwise.
+    Auditor,
+    /// Health bureau: aggregate figures only.
+    Bureau,
+    /// Manages users and API tokens.
+    Admin,
+}
+
+impl Role {
+    /// The roles a user account may have (everything but [`Role::System`]).
+    pub const USER_ROLES: [Role; 6] =
+        [Role::ClinicStaff, Role::Specialist, Role::Ops, Role::Auditor, Role::Bureau, Role::Admin];
+
+    /// Parse a role from its snake_case name (`clinic_staff`, `specialist`, ...).
+    pub fn parse(name: &str) -> Option<Role> {
+        Self::USER_ROLES.into_iter().chain([Role::System]).find(|r| r.to_string() == name)
+    }
 }
 
 impl fmt::Display for Role {
@@ -25,6 +42,9 @@ impl fmt::Display for Role {
             Role::Specialist => "specialist",
             Role::Ops => "ops",
             Role::System => "system",
+            Role::Auditor => "auditor",
+            Role::Bureau => "bureau",
+            Role::Admin => "admin",
         })
     }
 }

@@ -3,13 +3,56 @@
 //! The trail is append-only and hash-chained: each event carries the hash of the one before it,
 //! and its own hash covers every field plus that link, so an altered, removed or reordered
 //! event breaks the chain at a place [`verify_chain`] names. Events are never deleted, which
-//! keeps them well beyond the six months the rules ask for.
+//! keeps them well beyond the six months the rules ask for ([`RETENTION_DAYS_MIN`]).
+//!
+//! Reads of case data and refused accesses are recorded too (see [`AccessRecord`]), with the
+//! caller's network address and purpose of use.
 
 use crate::actor::Actor;
 use crate::case::CaseId;
 use crate::patient::PatientKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+/// Shortest retention of audit events the rules allow (等保 level 3: at least six months). The
+/// trail is append-only and never purged, so it is kept longer than this.
+pub const RETENTION_DAYS_MIN: u32 = 183;
+
+/// Whether the recorded action was carried out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditOutcome {
+    /// Done.
+    #[default]
+    Success,
+    /// Refused by an access rule.
+    Denied,
+}
+
+/// A read or a refused access, recorded by the node that served (or refused) it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRecord {
+    /// Who asked.
+    pub actor: Actor,
+    /// Event type, e.g. `case.read`, `case.read-denied`.
+    pub event_type: String,
+    /// C/R/U/D/E of what was asked.
+    pub action: AuditAction,
+    /// Served or refused.
+    pub outcome: AuditOutcome,
+    /// The case concerned, if any.
+    pub case: Option<CaseId>,
+    /// The study concerned, if any (DICOM Study Instance UID).
+    pub study: Option<String>,
+    /// Other object concerned (e.g. a transfer id).
+    pub object: Option<String>,
+    /// The caller's network address.
+    pub source: Option<String>,
+    /// Purpose of use (HL7 PurposeOfUse code, e.g. TREAT, ETREAT).
+    pub purpose: Option<String>,
+    /// Why access was granted or refused.
+    pub detail: Option<String>,
+}
 
 /// `prev_hash` of the first event.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -50,6 +93,14 @@ pub struct AuditEvent {
     pub object: Option<String>,
     /// Reason or detail given.
     pub detail: Option<String>,
+    /// Served or refused.
+    pub outcome: AuditOutcome,
+    /// The study concerned, if any.
+    pub study: Option<String>,
+    /// The caller's network address, when recorded by the API.
+    pub source: Option<String>,
+    /// Purpose of use, when recorded by the API.
+    pub purpose: Option<String>,
     /// Hash of the previous event ([`GENESIS_HASH`] for the first).
     pub prev_hash: String,
     /// SHA-256 (hex) over this event's fields and `prev_hash`.
@@ -68,6 +119,10 @@ struct Hashed<'a> {
     patient: &'a Option<PatientKey>,
     object: &'a Option<String>,
     detail: &'a Option<String>,
+    outcome: AuditOutcome,
+    study: &'a Option<String>,
+    source: &'a Option<String>,
+    purpose: &'a Option<String>,
     prev_hash: &'a str,
 }
 
@@ -84,6 +139,10 @@ impl AuditEvent {
             patient: &self.patient,
             object: &self.object,
             detail: &self.detail,
+            outcome: self.outcome,
+            study: &self.study,
+            source: &self.source,
+            purpose: &self.purpose,
             prev_hash: &self.prev_hash,
         };
         let mut hasher = Sha256::new();

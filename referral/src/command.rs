@@ -1,6 +1,7 @@
 //! Commands that change the region, and what they return.
 
 use crate::actor::Actor;
+use crate::audit::AccessRecord;
 use crate::case::{CaseId, Vitals};
 use crate::facility::{Capacity, FacilityId, FacilityLevel, GeoPoint};
 use crate::lifecycle::CaseAction;
@@ -11,6 +12,7 @@ use crate::specialist::SpecialistId;
 use crate::status::TaskStatus;
 use crate::study::{HolderNode, InstanceBatch};
 use crate::transfer::{Direction, FollowUp, RejectReason, TransferId, TransferStatus};
+use crate::user::UserRegistration;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -116,6 +118,45 @@ pub enum Change {
     },
     /// The leader evaluates deadlines that have passed and commits their consequences.
     Tick,
+    /// Create a user account (admin; the first admin may be created on an empty user table).
+    AddUser(UserRegistration),
+    /// Disable a user (admin): no more logins, and their sessions and API tokens are refused.
+    DisableUser {
+        /// The user.
+        user: String,
+    },
+    /// Refuse every session of the user issued until now (the user themself, or admin).
+    RevokeSessions {
+        /// The user.
+        user: String,
+    },
+    /// Create an API token for an integration acting as `user` (admin).
+    CreateApiToken {
+        /// Token id (its public part).
+        id: String,
+        /// The user it acts as.
+        user: String,
+        /// SHA-256 (hex) of the secret part.
+        secret_hash: String,
+        /// What it is for.
+        label: String,
+    },
+    /// Revoke an API token (admin).
+    RevokeApiToken {
+        /// Token id.
+        id: String,
+    },
+    /// Open a case outside the access rules, with a reason, for a limited time (clinical staff).
+    BreakGlass {
+        /// The case.
+        case: CaseId,
+        /// Why (required).
+        reason: String,
+        /// For how long, in minutes (1 to 1440).
+        minutes: u32,
+    },
+    /// Reads served and accesses refused by a node, written to the audit trail (the cluster only).
+    RecordAccess(Vec<AccessRecord>),
 }
 
 /// A facility to register.
@@ -298,5 +339,17 @@ pub enum Outcome {
     Tick {
         /// Consequences committed (timeouts, breaches, escalations).
         consequences: u32,
+    },
+    /// A break-glass grant was opened.
+    BreakGlass {
+        /// Grant id.
+        grant: u64,
+        /// When it ends.
+        until_ms: u64,
+    },
+    /// Accesses recorded in the audit trail.
+    Recorded {
+        /// Sequence number of the last event written.
+        last_seq: u64,
     },
 }

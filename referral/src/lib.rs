@@ -5,6 +5,7 @@
 //! [`Region::apply`], which is deterministic given the command and the time the Raft leader
 //! stamped on it, so every replica that applies the same log reaches the same state.
 
+pub mod access;
 pub mod actor;
 pub mod audit;
 pub mod case;
@@ -22,9 +23,11 @@ pub mod specialist;
 pub mod status;
 pub mod study;
 pub mod transfer;
+pub mod user;
 
+pub use access::{AccessFacts, Basis, BreakGlassGrant, CaseOperation, Denied};
 pub use actor::{Actor, Role};
-pub use audit::{verify_chain, AuditAction, AuditEvent, ChainError};
+pub use audit::{verify_chain, AccessRecord, AuditAction, AuditEvent, AuditOutcome, ChainError};
 pub use case::{Case, CaseId, SlaClock, Vitals};
 pub use command::{
     CaseSubmission, Change, Command, FacilityRegistration, Outcome, SpecialistRegistration, TransferAction,
@@ -38,9 +41,11 @@ pub use modality::Modality;
 pub use patient::PatientKey;
 pub use priority::{GreenChannel, Priority, RegionPolicy, SlaTargets};
 pub use region::{
-    Applied, CapacityOption, CaseFilter, DeidentifyWant, Entity, EntityKey, Ineligible, PrefetchWant, Region,
+    AccessError, Applied, CapacityOption, CaseFilter, DeidentifyWant, Entity, EntityKey, Ineligible,
+    PrefetchWant, Region,
 };
 pub use specialist::{Specialist, SpecialistId};
 pub use status::TaskStatus;
 pub use study::{HolderNode, InstanceBatch, InstanceRecord, ManifestInstance, StudyManifest};
 pub use transfer::{Direction, Transfer, TransferId, TransferStatus};
+pub use user::{ApiToken, User, UserRegistration, UserSummary};

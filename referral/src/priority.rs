@@ -106,11 +106,19 @@ pub struct RegionPolicy {
     /// Whether a routed STAT case goes straight to `ready` (accepted by rule).
     #[serde(default)]
     pub stat_auto_ready: bool,
+    /// How long after a case closes its last specialist may still read it (ms); default 72 h.
+    #[serde(default)]
+    pub specialist_grace_ms: Option<u64>,
 }
 
 impl RegionPolicy {
     /// The clocks for `priority` under this policy.
     pub fn targets(&self, priority: Priority) -> SlaTargets {
         self.sla.get(&priority).copied().unwrap_or_else(|| SlaTargets::default_for(priority))
+    }
+
+    /// The grace after close for a case's last specialist, in ms.
+    pub fn specialist_grace_ms(&self) -> u64 {
+        self.specialist_grace_ms.unwrap_or(crate::access::DEFAULT_SPECIALIST_GRACE_MS)
     }
 }

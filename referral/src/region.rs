@@ -4,6 +4,7 @@
 //! everything first, then work on copies and store them with the `put_*` methods, which keep the
 //! derived indexes and the list of touched entities up to date.
 
+mod access;
 mod cases;
 mod index;
 mod queries;
@@ -12,13 +13,16 @@ mod routing;
 mod studies;
 mod timers;
 mod transfers;
+mod users;
 
+pub use access::{AccessError, MAX_ACCESS_RECORDS};
 pub use queries::{CapacityOption, CaseFilter};
 pub use routing::Ineligible;
 pub use studies::{DeidentifyWant, PrefetchWant, MAX_INSTANCES_PER_BATCH, MAX_INSTANCES_PER_STUDY};
 
+use crate::access::BreakGlassGrant;
 use crate::actor::Actor;
-use crate::audit::{AuditAction, AuditEvent, GENESIS_HASH};
+use crate::audit::{AuditAction, AuditEvent, AuditOutcome, GENESIS_HASH};
 use crate::case::{Case, CaseId};
 use crate::command::{Change, Command, Outcome};
 use crate::error::DomainError;
@@ -28,6 +32,7 @@ use crate::priority::RegionPolicy;
 use crate::specialist::{Specialist, SpecialistId};
 use crate::study::StudyManifest;
 use crate::transfer::{Transfer, TransferId};
+use crate::user::{ApiToken, User};
 use index::Indexes;
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -55,6 +60,12 @@ pub enum EntityKey {
     Audit(u64),
     /// Sequence counters and the region clock.
     Counters,
+    /// A user account.
+    User(String),
+    /// An API token.
+    ApiToken(String),
+    /// A break-glass grant.
+    BreakGlass(u64),
 }
 
 /// Sequence counters and the region clock.
@@ -68,6 +79,8 @@ pub struct Counters {
     pub audit: u64,
     /// Latest command time seen; the region's clock never runs backwards.
     pub clock_ms: u64,
+    /// Break-glass grants opened so far.
+    pub break_glass: u64,
 }
 
 /// One stored entity, as persisted by the state machine.
@@ -89,6 +102,12 @@ pub enum Entity {
     Audit(AuditEvent),
     /// Counters.
     Counters(Counters),
+    /// A user account.
+    User(User),
+    /// An API token.
+    ApiToken(ApiToken),
+    /// A break-glass grant.
+    BreakGlass(BreakGlassGrant),
 }
 
 /// The result of applying one command: the answer for the client and what changed.
@@ -112,6 +131,9 @@ pub struct Region {
     studies: BTreeMap<String, StudyManifest>,
     case_studies: BTreeMap<CaseId, BTreeSet<String>>,
     audit: BTreeMap<u64, AuditEvent>,
+    users: BTreeMap<String, User>,
+    api_tokens: BTreeMap<String, ApiToken>,
+    break_glass: BTreeMap<u64, BreakGlassGrant>,
     counters: Counters,
     index: Indexes,
     touched: Vec<EntityKey>,
@@ -167,6 +189,17 @@ impl Region {
                 self.hold_study_copy(now, actor, study_uid, *node, instances)
             }
             Change::Tick => self.tick(now, actor),
+            Change::AddUser(r) => self.add_user(now, actor, r),
+            Change::DisableUser { user } => self.disable_user(now, actor, user),
+            Change::RevokeSessions { user } => self.revoke_sessions(now, actor, user),
+            Change::CreateApiToken { id, user, secret_hash, label } => {
+                self.create_api_token(now, actor, id, user, secret_hash, label)
+            }
+            Change::RevokeApiToken { id } => self.revoke_api_token(now, actor, id),
+            Change::BreakGlass { case, reason, minutes } => {
+                self.break_glass(now, actor, case, reason, *minutes)
+            }
+            Change::RecordAccess(records) => self.record_access(now, actor, records),
         }
     }
 
@@ -183,9 +216,14 @@ impl Region {
         self.counters.clock_ms
     }
 
-    /// The earliest deadline of any open case, for the leader's timer.
+    /// The earliest deadline of any open case or break-glass grant, for the leader's timer.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.index.next_deadline()
+        let grants =
+            self.break_glass.values().filter(|g| g.ended_audit_seq.is_none()).map(|g| g.until_ms).min();
+        match (self.index.next_deadline(), grants) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Look up a facility.
@@ -283,6 +321,10 @@ impl Region {
             patient: event.patient,
             object: event.object,
             detail: event.detail,
+            outcome: event.outcome,
+            study: event.study,
+            source: event.source,
+            purpose: event.purpose,
             prev_hash,
             hash: String::new(),
         };
@@ -304,6 +346,9 @@ impl Region {
             EntityKey::Study(uid) => self.studies.get(uid).map(|s| Entity::Study(Box::new(s.clone()))),
             EntityKey::Audit(seq) => self.audit.get(seq).cloned().map(Entity::Audit),
             EntityKey::Counters => Some(Entity::Counters(self.counters)),
+            EntityKey::User(id) => self.users.get(id).cloned().map(Entity::User),
+            EntityKey::ApiToken(id) => self.api_tokens.get(id).cloned().map(Entity::ApiToken),
+            EntityKey::BreakGlass(id) => self.break_glass.get(id).cloned().map(Entity::BreakGlass),
         }
     }
 
@@ -337,6 +382,15 @@ impl Region {
                 self.audit.insert(e.seq, e);
             }
             Entity::Counters(c) => self.counters = c,
+            Entity::User(u) => {
+                self.users.insert(u.id.clone(), u);
+            }
+            Entity::ApiToken(t) => {
+                self.api_tokens.insert(t.id.clone(), t);
+            }
+            Entity::BreakGlass(g) => {
+                self.break_glass.insert(g.id, g);
+            }
         }
     }
 
@@ -349,7 +403,10 @@ impl Region {
                 + self.transfers.len()
                 + self.policies.len()
                 + self.studies.len()
-                + self.audit.len(),
+                + self.audit.len()
+                + self.users.len()
+                + self.api_tokens.len()
+                + self.break_glass.len(),
         );
         out.push(EntityKey::Counters);
         out.extend(self.facilities.keys().cloned().map(EntityKey::Facility));
@@ -359,6 +416,9 @@ impl Region {
         out.extend(self.transfers.keys().cloned().map(EntityKey::Transfer));
         out.extend(self.studies.keys().cloned().map(EntityKey::Study));
         out.extend(self.audit.keys().copied().map(EntityKey::Audit));
+        out.extend(self.users.keys().cloned().map(EntityKey::User));
+        out.extend(self.api_tokens.keys().cloned().map(EntityKey::ApiToken));
+        out.extend(self.break_glass.keys().copied().map(EntityKey::BreakGlass));
         out
     }
 }
@@ -371,11 +431,26 @@ struct AuditRecord {
     patient: Option<PatientKey>,
     object: Option<String>,
     detail: Option<String>,
+    outcome: AuditOutcome,
+    study: Option<String>,
+    source: Option<String>,
+    purpose: Option<String>,
 }
 
 impl AuditRecord {
     fn new(event_type: impl Into<String>, action: AuditAction) -> Self {
-        Self { event_type: event_type.into(), action, case: None, patient: None, object: None, detail: None }
+        Self {
+            event_type: event_type.into(),
+            action,
+            case: None,
+            patient: None,
+            object: None,
+            detail: None,
+            outcome: AuditOutcome::Success,
+            study: None,
+            source: None,
+            purpose: None,
+        }
     }
 
     fn for_case(mut self, case: &Case) -> Self {

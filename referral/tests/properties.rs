@@ -870,7 +870,10 @@ fn check_step(before: &Region, after: &Region, command: &Command, applied: &Appl
                 (case_id, *instances, *committed, holders)
             );
         }
-        Outcome::Registered { .. } | Outcome::Tick { .. } => {}
+        Outcome::BreakGlass { grant, .. } => {
+            assert!(after.break_glass_grants().any(|g| g.id == *grant));
+        }
+        Outcome::Registered { .. } | Outcome::Tick { .. } | Outcome::Recorded { .. } => {}
     }
 }
 

@@ -132,6 +132,7 @@ fn accept_breach_without_a_higher_tier_alerts_ops_and_keeps_the_offer() {
         )]
         .into(),
         stat_auto_ready: false,
+        specialist_grace_ms: None,
     };
     sim.ok(ops(), Change::SetPolicy { region: REGION.into(), policy });
     let t = sim.now;

@@ -2,7 +2,7 @@
 """A DICOMweb round trip against a Yilian node with the `dicomweb-client` package.
 
 Usage:
-    roundtrip.py --url URL --actor ACTOR FILE...
+    roundtrip.py --url URL --token TOKEN FILE...
         STOW the files, then search (QIDO-RS), retrieve (WADO-RS) and check what comes back;
         prints one line per check and exits 0 when all pass, 1 when one fails.
     roundtrip.py --self-check
@@ -89,8 +89,8 @@ def stored_frames(ds):
     return [ds.PixelData[i * size:(i + 1) * size] for i in range(n)]
 
 
-def run(url, actor, files):
-    client = DICOMwebClient(url=url, headers={"X-Yilian-Actor": actor})
+def run(url, token, files):
+    client = DICOMwebClient(url=url, headers={"Authorization": f"Bearer {token}"})
     originals = {}
     datasets = []
     raws = [open(path, "rb").read() for path in files]
@@ -195,10 +195,10 @@ def main(argv):
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", required=True, help="DICOMweb root, e.g. http://127.0.0.1:7201/dicomweb")
-    parser.add_argument("--actor", required=True, help="X-Yilian-Actor for STOW, e.g. clinic_staff:nurse@TS")
+    parser.add_argument("--token", required=True, help="bearer token of a user who may store and read the case")
     parser.add_argument("files", nargs="+")
     args = parser.parse_args(argv)
-    return run(args.url, args.actor, args.files)
+    return run(args.url, args.token, args.files)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,12 @@ use yilian_referral::{Entity, EntityKey};
 /// The state machine's entity table, as the node stores it.
 const SM_ENTITIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_entities");
 
-fn cli(args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(BIN).args(args).output().expect("run the yilian CLI");
+fn cli(token: &str, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(BIN)
+        .env("YILIAN_TOKEN", token)
+        .args(args)
+        .output()
+        .expect("run the yilian CLI");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }
@@ -59,13 +63,15 @@ async fn audit_chain_replicates_exports_as_fhir_and_catches_tampering() {
     for i in 0..3 {
         submit(&cluster.api(2), &format!("audit-{i}")).await.expect("submit");
     }
-    let dr = acting(&cluster.api(3), "specialist:DR");
+    let dr = acting(&cluster.api(3), "specialist:DR").await;
+    let auditor = token(&cluster.api(1), "auditor:aud").await;
     let _: Value = dr.post("/v1/cases/C00000001/accept", &json!({})).await.expect("accept");
 
     // Every node verifies the same chain with the same head.
     let mut heads = Vec::new();
     for id in 1..=3 {
-        let v: Value = cluster.api(id).get("/v1/audit/verify").await.expect("verify");
+        let v: Value =
+            acting(&cluster.api(id), "auditor:aud").await.get("/v1/audit/verify").await.expect("verify");
         assert!(v["verified"].as_u64().is_some_and(|n| n >= 10), "{v}");
         heads.push(v["head"].clone());
     }
@@ -73,8 +79,10 @@ async fn audit_chain_replicates_exports_as_fhir_and_catches_tampering() {
 
     // The export is a valid FHIR R4 Bundle of AuditEvent, carrying no raw patient ID.
     let out = cluster.dir.path().join("audit.json");
-    let (ok, text) =
-        cli(&["audit", "export", "--out", &out.display().to_string(), "--api", &cluster.node(1).api_addr]);
+    let (ok, text) = cli(
+        &auditor,
+        &["audit", "export", "--out", &out.display().to_string(), "--api", &cluster.node(1).api_addr],
+    );
     assert!(ok, "{text}");
     let bundle: Value = serde_json::from_str(&std::fs::read_to_string(&out).expect("read")).expect("JSON");
     assert_eq!(bundle["entry"][0]["resource"]["resourceType"], "AuditEvent");
@@ -84,18 +92,18 @@ async fn audit_chain_replicates_exports_as_fhir_and_catches_tampering() {
     // Stop node 3, alter one event in its database: offline verify names it.
     cluster.stop(3);
     let dir = data_dir(&cluster, 3);
-    let (ok, text) = cli(&["audit", "verify", "--data-dir", &dir.display().to_string()]);
+    let (ok, text) = cli(&auditor, &["audit", "verify", "--data-dir", &dir.display().to_string()]);
     assert!(ok, "an untouched trail verifies: {text}");
     tamper(&dir, 5, Some(&|e| e.detail = Some("nothing happened here".into())));
-    let (ok, text) = cli(&["audit", "verify", "--data-dir", &dir.display().to_string()]);
+    let (ok, text) = cli(&auditor, &["audit", "verify", "--data-dir", &dir.display().to_string()]);
     assert!(!ok && text.contains("audit event 5 was altered"), "{text}");
 
     // Removing an event is caught too.
     tamper(&dir, 7, None);
-    let (ok, text) = cli(&["audit", "verify", "--data-dir", &dir.display().to_string()]);
+    let (ok, text) = cli(&auditor, &["audit", "verify", "--data-dir", &dir.display().to_string()]);
     assert!(!ok && text.contains("audit event 5 was altered"), "the first break is reported: {text}");
     tamper(&dir, 5, Some(&|e| e.detail = None));
-    let (ok, text) = cli(&["audit", "verify", "--data-dir", &dir.display().to_string()]);
+    let (ok, text) = cli(&auditor, &["audit", "verify", "--data-dir", &dir.display().to_string()]);
     assert!(!ok && text.contains("audit event 7 is missing"), "{text}");
 
     // The node says so loudly when it starts on the damaged trail, and over the API.
@@ -106,9 +114,11 @@ async fn audit_chain_replicates_exports_as_fhir_and_catches_tampering() {
         async move { log.contains("AUDIT TRAIL TAMPERED") }
     })
     .await;
-    let damaged = cluster.api(3).get::<Value>("/v1/audit/verify?consistency=stale").await;
+    let damaged =
+        acting(&cluster.api(3), "auditor:aud").await.get::<Value>("/v1/audit/verify?consistency=stale").await;
     let msg = damaged.expect_err("a damaged chain does not verify").to_string();
     assert!(msg.contains("409") && msg.contains("audit event 7 is missing"), "{msg}");
-    let healthy: Value = cluster.api(1).get("/v1/audit/verify").await.expect("verify");
+    let healthy: Value =
+        acting(&cluster.api(1), "auditor:aud").await.get("/v1/audit/verify").await.expect("verify");
     assert_eq!(healthy["head"], heads[0], "the other nodes keep the intact chain");
 }

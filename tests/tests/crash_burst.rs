@@ -12,6 +12,7 @@ async fn whole_cluster_kill9_mid_burst_keeps_every_acked_write() {
     let mut cluster = TestCluster::start(3, FAST_RAFT).await;
     cluster.wait_leader(&[1, 2, 3]).await;
     seed_region(&cluster.api(1)).await;
+    token(&cluster.api(1), NURSE).await;
 
     let acked = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
     let mut writers = Vec::new();
@@ -46,7 +47,8 @@ async fn whole_cluster_kill9_mid_burst_keeps_every_acked_write() {
     cluster.wait_alive().await;
     cluster.wait_leader(&[1, 2, 3]).await;
     for id in 1..=3 {
-        let cases: Vec<yilian_referral::Case> = cluster.api(id).get("/v1/cases").await.expect("read");
+        let nurse = acting(&cluster.api(id), NURSE).await;
+        let cases: Vec<yilian_referral::Case> = nurse.get("/v1/cases").await.expect("read");
         let present = by_id(&cases);
         for (case, complaint) in &acked {
             assert_eq!(present.get(case), Some(complaint), "node {id} lost acknowledged case {case}");

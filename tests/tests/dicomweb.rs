@@ -7,7 +7,9 @@
 //!   to pydicom's pixel data) and rendered PNGs;
 //! - a STOW-RS request mixing a good file, a non-DICOM part and a truncated file stores the good
 //!   one and refuses the others one by one with a reason; a file naming an unknown case is
-//!   refused; storing needs an actor.
+//!   refused; storing and reading need a bearer token;
+//! - access follows the referral: staff of another facility are refused WADO (403, audited) and
+//!   find nothing with QIDO, ops may not search images at all.
 
 mod support;
 
@@ -51,14 +53,14 @@ fn multipart(parts: &[(&str, Vec<u8>)]) -> (String, Vec<u8>) {
 }
 
 /// POST a STOW-RS request; returns the status and the JSON answer.
-async fn stow(addr: &str, query: &str, actor: Option<&str>, parts: &[(&str, Vec<u8>)]) -> (u16, Value) {
+async fn stow(addr: &str, query: &str, token: Option<&str>, parts: &[(&str, Vec<u8>)]) -> (u16, Value) {
     let (content_type, body) = multipart(parts);
     let mut req = reqwest::Client::new()
         .post(format!("http://{addr}/dicomweb/studies{query}"))
         .header("content-type", content_type)
         .body(body);
-    if let Some(a) = actor {
-        req = req.header("x-yilian-actor", a);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
     }
     let resp = req.send().await.expect("STOW request");
     let status = resp.status().as_u16();
@@ -89,7 +91,7 @@ async fn dicomweb_client_round_trip_on_a_follower() {
     let url = format!("http://{}/dicomweb", cluster.node(follower).api_addr);
     let out = Command::new(&python)
         .arg(DICOMWEB_CLIENT.script())
-        .args(["--url", &url, "--actor", NURSE])
+        .args(["--url", &url, "--token", &token(&cluster.api(follower), NURSE).await])
         .args(&files)
         .output()
         .expect("run the DICOMweb client");
@@ -119,13 +121,15 @@ async fn stow_refuses_bad_parts_one_by_one() {
     let truncated = whole[..whole.len() / 2].to_vec();
     let dicom = "application/dicom";
 
-    // Storing needs an actor.
+    // Storing needs a bearer token.
     let (status, answer) = stow(&addr, "", None, &[(dicom, good.clone())]).await;
-    assert_eq!(status, 400, "{answer}");
+    assert_eq!(status, 401, "{answer}");
+    let nurse = token(&cluster.api(1), NURSE).await;
+    let nurse = Some(nurse.as_str());
 
     // One good file, one text file, one truncated file: 202, one stored, two refused with reasons.
     let parts = [(dicom, good.clone()), (dicom, b"hello, not an image".to_vec()), (dicom, truncated)];
-    let (status, answer) = stow(&addr, "", Some(NURSE), &parts).await;
+    let (status, answer) = stow(&addr, "", nurse, &parts).await;
     assert_eq!(status, 202, "{answer}");
     let stored = items(&answer, "00081199");
     assert_eq!(stored.len(), 1, "{answer}");
@@ -141,7 +145,7 @@ async fn stow_refuses_bad_parts_one_by_one() {
 
     // A file of an unknown case: 409, refused with its UIDs and a reason.
     let other = std::fs::read(&files[2]).expect("read");
-    let (status, answer) = stow(&addr, "?case=C99999999", Some(NURSE), &[(dicom, other)]).await;
+    let (status, answer) = stow(&addr, "?case=C99999999", nurse, &[(dicom, other)]).await;
     assert_eq!(status, 409, "{answer}");
     let failed = items(&answer, "00081198");
     assert_eq!(failed.len(), 1, "{answer}");
@@ -150,15 +154,67 @@ async fn stow_refuses_bad_parts_one_by_one() {
     assert!(!first_string(failed[0], "00081155").is_empty(), "{answer}");
 
     // Storing the good file again is fine (deduplicated); the catalog holds only it.
-    let (status, answer) = stow(&addr, &format!("?case={case}"), Some(NURSE), &[(dicom, good)]).await;
+    let (status, answer) = stow(&addr, &format!("?case={case}"), nurse, &[(dicom, good)]).await;
     assert_eq!(status, 200, "{answer}");
-    let found: Value = reqwest::get(format!("http://{addr}/dicomweb/instances"))
-        .await
-        .expect("QIDO")
-        .json()
-        .await
-        .expect("QIDO JSON");
+    let (status, found) = get_json(&addr, "/dicomweb/instances", &cluster.api(1), NURSE).await;
+    assert_eq!(status, 200, "{found}");
     let uids: Vec<String> =
         found.as_array().expect("array").iter().map(|i| first_string(i, "00080018")).collect();
     assert_eq!(uids, [good_uid]);
+}
+
+/// GET `path` on node `addr` as the user `spec`; the status and the JSON answer.
+async fn get_json(addr: &str, path: &str, api: &yilian_node::client::ApiClient, spec: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .get(format!("http://{addr}{path}"))
+        .bearer_auth(token(api, spec).await)
+        .send()
+        .await
+        .expect("GET");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_access_follows_the_referral() {
+    let cluster = TestCluster::start(1, FAST_RAFT).await;
+    cluster.wait_leader(&[1]).await;
+    let api = cluster.api(1);
+    seed_region(&api).await;
+    let case = submit_retrying(&api, "dicomweb-access").await;
+    let addr = cluster.node(1).api_addr.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = studies(dir.path(), &case, &[SynthKind::Dr]);
+    let bytes = std::fs::read(&files[0]).expect("read");
+    let nurse = token(&api, NURSE).await;
+    let (status, answer) = stow(&addr, "", Some(&nurse), &[("application/dicom", bytes)]).await;
+    assert_eq!(status, 200, "{answer}");
+    let study = first_string(items(&answer, "00081199")[0], "00081190");
+    let study =
+        study.split("/studies/").nth(1).and_then(|s| s.split('/').next()).expect("study uid").to_owned();
+
+    // The requesting clinic's nurse reads the study.
+    let (status, _) = get_json(&addr, &format!("/dicomweb/studies/{study}/metadata"), &api, NURSE).await;
+    assert_eq!(status, 200);
+
+    // Staff of another facility: WADO refused with a reason, QIDO finds nothing.
+    let stranger = "clinic_staff:clerk@PROV";
+    let (status, refusal) =
+        get_json(&addr, &format!("/dicomweb/studies/{study}/metadata"), &api, stranger).await;
+    assert_eq!(status, 403, "{refusal}");
+    assert!(refusal.to_string().contains("PROV") || refusal.to_string().contains("facility"), "{refusal}");
+    let (status, found) = get_json(&addr, "/dicomweb/studies", &api, stranger).await;
+    assert_eq!((status, found.as_array().map(Vec::len)), (200, Some(0)), "{found}");
+
+    // Ops see no patient data: image search refused.
+    let (status, refusal) = get_json(&addr, "/dicomweb/studies", &api, "ops:test").await;
+    assert_eq!(status, 403, "{refusal}");
+
+    // The refusal and the reads are in the audit trail, with the study UID.
+    let auditor = acting(&api, "auditor:audit").await;
+    let events: Vec<Value> = auditor.get("/v1/audit").await.expect("audit");
+    let about_study =
+        |kind: &str| events.iter().any(|e| e.to_string().contains(kind) && e.to_string().contains(&study));
+    assert!(about_study("case.read-denied"), "no audited refusal in {events:?}");
+    assert!(about_study("case.read"), "no audited read in {events:?}");
 }

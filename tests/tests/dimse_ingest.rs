@@ -44,6 +44,7 @@ async fn storescu_into_a_node_fills_store_manifest_and_search() {
     let api = cluster.api(1);
     seed_region(&api).await;
     let case = submit(&api, "dimse").await.expect("case");
+    let nurse = acting(&api, NURSE).await;
 
     let echo =
         dcmtk("echoscu").args(["-aec", "YILIAN", "127.0.0.1", &port.to_string()]).output().expect("echoscu");
@@ -54,7 +55,8 @@ async fn storescu_into_a_node_fills_store_manifest_and_search() {
     let out = storescu(port, &files);
     assert!(out.status.success(), "storescu failed: {}", String::from_utf8_lossy(&out.stderr));
 
-    let manifests: Vec<StudyManifest> = api.get(&format!("/v1/cases/{case}/studies")).await.expect("studies");
+    let manifests: Vec<StudyManifest> =
+        nurse.get(&format!("/v1/cases/{case}/studies")).await.expect("studies");
     assert_eq!(manifests.len(), 3, "CT, DR and ECG studies");
     let instances: usize = manifests.iter().map(|m| m.instances.len()).sum();
     assert_eq!(instances, files.len());
@@ -65,12 +67,7 @@ async fn storescu_into_a_node_fills_store_manifest_and_search() {
         }
     }
     let found: serde_json::Value =
-        reqwest::get(format!("http://{}/dicomweb/studies?AccessionNumber={case}", cluster.node(1).api_addr))
-            .await
-            .expect("QIDO")
-            .json()
-            .await
-            .expect("QIDO JSON");
+        nurse.get(&format!("/dicomweb/studies?AccessionNumber={case}")).await.expect("QIDO");
     assert_eq!(found.as_array().map(Vec::len), Some(3), "QIDO finds the three studies: {found}");
 
     // A study naming a case that does not exist is refused, and nothing of it is recorded.
@@ -79,6 +76,7 @@ async fn storescu_into_a_node_fills_store_manifest_and_search() {
     let out = storescu(port, &stray[..1]);
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success() || text.contains("0x0124"), "refused: {text}");
-    let manifests: Vec<StudyManifest> = api.get(&format!("/v1/cases/{case}/studies")).await.expect("studies");
+    let manifests: Vec<StudyManifest> =
+        nurse.get(&format!("/v1/cases/{case}/studies")).await.expect("studies");
     assert_eq!(manifests.iter().map(|m| m.instances.len()).sum::<usize>(), files.len());
 }

@@ -32,13 +32,14 @@ impl Answer {
     }
 }
 
-/// One HTTP/1.1 request with `Connection: close` (the harness client hides status and headers).
+/// One HTTP/1.1 request with `Connection: close` (the harness client hides status and headers),
+/// sent with the session token of `actor` (logged in beforehand), or with none.
 async fn http(addr: &str, method: &str, path: &str, actor: Option<&str>, body: Option<&Value>) -> Answer {
     let mut stream = TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     let body = body.map(Value::to_string).unwrap_or_default();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(a) = actor {
-        req.push_str(&format!("X-Yilian-Actor: {a}\r\n"));
+        req.push_str(&format!("Authorization: Bearer {}\r\n", cached_token(addr, a)));
     }
     if !body.is_empty() {
         req.push_str("Content-Type: application/fhir+json\r\n");
@@ -137,13 +138,16 @@ async fn fhir_facade_serves_valid_r4_over_a_cluster() {
     let cluster = TestCluster::start(3, FAST_RAFT).await;
     let leader = cluster.wait_leader(&[1, 2, 3]).await;
     seed_region(&cluster.api(1)).await;
+    for spec in [NURSE, "clinic_staff:x@CTY"] {
+        token(&cluster.api(1), spec).await;
+    }
     let follower = if leader == 1 { 2 } else { 1 };
     let other = (1..=3).find(|n| *n != follower && *n != leader).unwrap_or(leader);
     let f = cluster.node(follower).api_addr.clone();
     let o = cluster.node(other).api_addr.clone();
     let mut kept = Collected::new();
 
-    let meta = http(&f, "GET", "/fhir/metadata", None, None).await;
+    let meta = http(&f, "GET", "/fhir/metadata", Some(NURSE), None).await;
     assert_eq!(meta.status, 200, "{}", meta.body);
     let cs = kept.keep("capability-statement", &meta);
     assert_eq!(cs["fhirVersion"], "4.0.1");
@@ -184,7 +188,7 @@ async fn fhir_facade_serves_valid_r4_over_a_cluster() {
     let routine_id = kept.keep("routine-service-request", &routine)["id"].as_str().expect("id").to_owned();
 
     // Read back from another node.
-    let t = http(&o, "GET", &format!("/fhir/Task/{id}"), None, None).await;
+    let t = http(&o, "GET", &format!("/fhir/Task/{id}"), Some(NURSE), None).await;
     assert_eq!(t.status, 200, "{}", t.body);
     let t = kept.keep("task-requested", &t);
     assert_eq!(t["status"], "requested");
@@ -193,14 +197,14 @@ async fn fhir_facade_serves_valid_r4_over_a_cluster() {
     assert_eq!(t["focus"]["reference"], format!("ServiceRequest/{id}"));
     assert_eq!(t["for"]["identifier"]["value"], key.as_str());
     assert!(t["restriction"]["period"]["end"].as_str().is_some_and(|s| s.ends_with('Z')), "{t}");
-    let sr_read = http(&o, "GET", &format!("/fhir/ServiceRequest/{id}"), None, None).await;
+    let sr_read = http(&o, "GET", &format!("/fhir/ServiceRequest/{id}"), Some(NURSE), None).await;
     assert_eq!(sr_read.status, 200);
     let sr_read = kept.keep("service-request-read", &sr_read);
     assert_eq!(sr_read["code"]["text"], "chest pain for 2 h");
     assert_eq!(sr_read["performer"][0]["reference"], "Practitioner/DR");
 
     // Drive the lifecycle through the normal API.
-    let dr = acting(&cluster.api(follower), "specialist:DR");
+    let dr = acting(&cluster.api(follower), "specialist:DR").await;
     for (action, body) in [
         ("accept", json!({})),
         ("start", json!({})),
@@ -208,13 +212,13 @@ async fn fhir_facade_serves_valid_r4_over_a_cluster() {
     ] {
         let _: Value = dr.post(&format!("/v1/cases/{id}/{action}"), &body).await.expect(action);
     }
-    let t = http(&o, "GET", &format!("/fhir/Task/{id}"), None, None).await;
+    let t = http(&o, "GET", &format!("/fhir/Task/{id}"), Some(NURSE), None).await;
     let t = kept.keep("task-reported", &t);
     assert_eq!(t["status"], "in-progress");
     assert_eq!(t["businessStatus"]["text"], "reported by DR");
     assert_eq!(t["output"][0]["valueString"], "sinus rhythm, no ST change");
     let _: Value = dr.post(&format!("/v1/cases/{id}/complete"), &json!({})).await.expect("complete");
-    let sr_done = http(&o, "GET", &format!("/fhir/ServiceRequest/{id}"), None, None).await;
+    let sr_done = http(&o, "GET", &format!("/fhir/ServiceRequest/{id}"), Some(NURSE), None).await;
     assert_eq!(kept.keep("service-request-completed", &sr_done)["status"], "completed");
 
     // Searches.
@@ -251,7 +255,7 @@ async fn fhir_facade_serves_valid_r4_over_a_cluster() {
         ),
     ];
     for (name, path, expected) in searches {
-        let answer = http(&f, "GET", &path, None, None).await;
+        let answer = http(&f, "GET", &path, Some(NURSE), None).await;
         assert_eq!(answer.status, 200, "{path}: {}", answer.body);
         let bundle = kept.keep(name, &answer);
         let mut ids = bundle_ids(&bundle);
@@ -275,12 +279,12 @@ async fn fhir_facade_serves_valid_r4_over_a_cluster() {
         Refusal { name: "oo-unknown-param", path: "/fhir/Task?name=x", status: 400, ..GET },
         Refusal { name: "oo-bad-status", path: "/fhir/ServiceRequest?status=requested", status: 400, ..GET },
         Refusal {
-            name: "oo-no-actor",
+            name: "oo-no-token",
             method: "POST",
             path: post,
+            actor: None,
             body: Some(body.clone()),
-            status: 400,
-            ..GET
+            status: 401,
         },
         Refusal {
             name: "oo-bad-resident-id",
@@ -324,7 +328,8 @@ async fn fhir_facade_serves_valid_r4_over_a_cluster() {
         assert_eq!(oo["resourceType"], "OperationOutcome", "{oo}");
         assert!(oo["issue"][0]["diagnostics"].as_str().is_some_and(|d| !d.is_empty()), "{oo}");
     }
-    let cases: Vec<yilian_referral::Case> = cluster.api(other).get("/v1/cases").await.expect("cases");
+    let nurse = acting(&cluster.api(other), NURSE).await;
+    let cases: Vec<yilian_referral::Case> = nurse.get("/v1/cases").await.expect("cases");
     assert_eq!(cases.len(), 3, "refused requests create no case");
 
     // The raw resident ID never leaves the node.
@@ -353,9 +358,9 @@ struct Refusal<'a> {
     status: u16,
 }
 
-/// Defaults for [`Refusal`]: an anonymous GET.
+/// Defaults for [`Refusal`]: a GET by the TS nurse.
 const GET: Refusal<'static> =
-    Refusal { name: "", method: "GET", path: "", actor: None, body: None, status: 0 };
+    Refusal { name: "", method: "GET", path: "", actor: Some(NURSE), body: None, status: 0 };
 
 /// `id` with a wrong check character.
 fn with_bad_check(id: &str) -> String {

@@ -60,8 +60,6 @@ async fn foreign_ca_and_impersonation_are_refused() {
     let _: serde_json::Value =
         cluster.api(leader).post("/v1/cluster/learners", &body).await.expect("add learner");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let seen = cases_stale(&cluster.api(4)).await.expect("stale read");
-    assert!(seen.is_empty());
     let facilities: Vec<serde_json::Value> =
         cluster.api(4).get("/v1/facilities?consistency=stale").await.expect("facilities");
     assert!(facilities.is_empty(), "a foreign node must receive nothing");
@@ -80,4 +78,10 @@ async fn foreign_ca_and_impersonation_are_refused() {
         cluster.log_of(4).contains("refused peer"),
         "the foreign node refuses the region's certificates too"
     );
+    // Its database holds no case, facility or user at all.
+    cluster.stop(4);
+    let state = yilian_consensus::store::load_state(&cluster.node(4).data_dir()).expect("load node 4");
+    assert_eq!(state.region.cases().count(), 0, "a foreign node must receive no case");
+    assert_eq!(state.region.facilities().count(), 0);
+    assert_eq!(state.region.users().count(), 0);
 }

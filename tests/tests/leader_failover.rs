@@ -28,7 +28,7 @@ async fn leader_kill9_failover_keeps_acked_writes_and_restart_catches_up() {
     }
     for id in &survivors {
         let cases: Vec<yilian_referral::Case> =
-            cluster.api(*id).get("/v1/cases").await.expect("linearizable read");
+            acting(&cluster.api(*id), NURSE).await.get("/v1/cases").await.expect("linearizable read");
         assert_eq!(by_id(&cases), acked, "node {id} lost or invented a write");
     }
 

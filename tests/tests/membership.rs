@@ -29,6 +29,7 @@ async fn add_learner_promote_remove_and_never_reuse_ids() {
     assert!(early.expect_err("not a learner").to_string().contains("add-learner"));
 
     let cli = std::process::Command::new(BIN)
+        .env("YILIAN_TOKEN", cluster.admin_token())
         .args([
             "cluster",
             "add-learner",
@@ -78,6 +79,7 @@ async fn add_learner_promote_remove_and_never_reuse_ids() {
 
     // The CLI status shows every member with its applied index.
     let out = std::process::Command::new(BIN)
+        .env("YILIAN_TOKEN", cluster.admin_token())
         .args(["cluster", "status", "--api", &cluster.node(4).api_addr])
         .output()
         .expect("run cli");

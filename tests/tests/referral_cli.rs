@@ -8,11 +8,12 @@ use serde_json::json;
 use support::*;
 use yilian_referral::{Case, Outcome, Transfer, TransferStatus};
 
-/// Run the CLI against node `api` acting as `actor`; returns (success, stdout + stderr).
+/// Run the CLI against node `api` with the session token of `actor` (logged in beforehand);
+/// returns (success, stdout + stderr).
 fn cli(api: &str, actor: &str, args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(BIN)
         .args(args)
-        .args(["--api", api, "--as", actor])
+        .args(["--api", api, "--token", &cached_token(api, actor)])
         .output()
         .expect("run the yilian CLI");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -36,7 +37,7 @@ fn fails(api: &str, actor: &str, args: &[&str], expect: &[&str]) {
 /// Two townships under the county, with locations, devices and rehab capacity.
 async fn seed(api: &yilian_node::client::ApiClient) {
     seed_region(api).await;
-    let ops = acting(api, "ops:test");
+    let ops = acting(api, "ops:test").await;
     for (id, lat, devices) in [("TS2", 30_010_000, json!(["US", "DR"])), ("TS3", 30_200_000, json!(["US"]))] {
         let f = json!({
             "id": id, "name": id, "level": "township", "region": "r", "parent": "CTY",
@@ -56,6 +57,20 @@ async fn referral_workflow_through_the_cli() {
     let cluster = TestCluster::start(3, FAST_RAFT).await;
     cluster.wait_leader(&[1, 2, 3]).await;
     seed(&cluster.api(1)).await;
+    for spec in [
+        NURSE,
+        "specialist:DR",
+        "specialist:OTHER",
+        "specialist:RAD",
+        "clinic_staff:head@TS",
+        "clinic_staff:head@TS2",
+        "clinic_staff:head@TS3",
+        "ops:test",
+        "auditor:aud",
+        "bureau:stats",
+    ] {
+        token(&cluster.api(1), spec).await;
+    }
     let (a1, a2, a3) = (&cluster.node(1).api_addr, &cluster.node(2).api_addr, &cluster.node(3).api_addr);
     let pid = patient_id("cli-patient");
 
@@ -121,30 +136,31 @@ async fn referral_workflow_through_the_cli() {
     ok(a1, "clinic_staff:head@TS2", &["transfer", "act", "T00000002", "accept"]);
     ok(a1, "clinic_staff:head@TS2", &["transfer", "act", "T00000002", "complete"]);
     let transfers: Vec<Transfer> =
-        cluster.api(3).get("/v1/transfers?case=C00000001").await.expect("transfers");
+        acting(&cluster.api(3), NURSE).await.get("/v1/transfers?case=C00000001").await.expect("transfers");
     let statuses: Vec<_> = transfers.iter().map(|t| t.status).collect();
     assert_eq!(statuses, [TransferStatus::Rejected, TransferStatus::Completed]);
     assert_eq!(transfers[1].follow_up.len(), 0);
     assert_eq!(transfers[0].follow_up[0].what, "ECG review");
 
     // Device outage: an open ultrasound case at TS moves its exam to the nearest working US.
-    let ops = acting(&cluster.api(1), "ops:test");
+    let ops = acting(&cluster.api(1), "ops:test").await;
     let _: Outcome =
         ops.put("/v1/facilities/TS/devices/US", &json!({ "in_service": true })).await.expect("device");
     let us_case = json!({
         "patient_id": patient_id("us-patient"), "complaint": "RUQ pain", "priority": "routine",
         "specialty": "radiology", "modality": "US",
     });
-    let created: Outcome = acting(&cluster.api(2), NURSE).post("/v1/cases", &us_case).await.expect("submit");
+    let created: Outcome =
+        acting(&cluster.api(2), NURSE).await.post("/v1/cases", &us_case).await.expect("submit");
     assert!(matches!(created, Outcome::Case { unrouted: true, .. }), "RAD is off shift: {created:?}");
-    assert!(ok(a1, "ops:test", &["case", "list", "--unrouted"]).contains("C00000002"));
+    assert!(ok(a1, NURSE, &["case", "list", "--unrouted"]).contains("C00000002"));
     fails(a1, NURSE, &["facility", "device", "TS", "US", "down"], &["reason"]);
     let moved = ok(a1, NURSE, &["facility", "device", "TS", "US", "down", "--reason", "probe broken"]);
     assert!(moved.contains("C00000002"), "{moved}");
-    let case: Case = cluster.api(3).get("/v1/cases/C00000002").await.expect("case");
+    let case: Case = acting(&cluster.api(3), NURSE).await.get("/v1/cases/C00000002").await.expect("case");
     assert_eq!(case.exam_facility.0, "TS2");
     assert!(ok(a2, "specialist:RAD", &["specialist", "shift", "RAD", "on"]).contains("C00000002"));
-    let case: Case = cluster.api(1).get("/v1/cases/C00000002").await.expect("case");
+    let case: Case = acting(&cluster.api(1), NURSE).await.get("/v1/cases/C00000002").await.expect("case");
     assert_eq!(case.owner.as_ref().map(|o| o.0.as_str()), Some("RAD"));
 
     // Up-referral with a requested admission slot; a malformed slot is refused before sending.
@@ -155,7 +171,8 @@ async fn referral_workflow_through_the_cli() {
     let mut with_slot = up.to_vec();
     with_slot.extend(["--service", "general-ward", "--slot", "2026-11-25T09:00:00+08:00"]);
     assert!(ok(a1, NURSE, &with_slot).contains("T00000003 requested"));
-    let t: Transfer = cluster.api(2).get("/v1/transfers/T00000003").await.expect("transfer");
+    let t: Transfer =
+        acting(&cluster.api(2), NURSE).await.get("/v1/transfers/T00000003").await.expect("transfer");
     assert_eq!(t.requested_slot_ms, Some(1_795_568_400_000));
 
     // Policy and audit are readable; a bad policy is refused by name.
@@ -167,19 +184,20 @@ async fn referral_workflow_through_the_cli() {
     )
     .expect("write");
     fails(a1, "ops:test", &["policy", "set", "r", "--file", &bad.display().to_string()], &["sla"]);
-    let audit = ok(a2, "ops:test", &["audit", "list", "--case", "C00000001"]);
+    let audit = ok(a2, "auditor:aud", &["audit", "list", "--case", "C00000001"]);
     assert!(audit.contains("case.owner-accepts-offer") && audit.contains("transfer.request"), "{audit}");
     assert!(!audit.contains(&pid), "the raw patient ID must never be stored");
 
     // Bureau figures, as JSON and as Prometheus metrics, from any node.
-    let figures: serde_json::Value = serde_json::from_str(&ok(a3, "ops:test", &["figures"])).expect("JSON");
+    let figures: serde_json::Value =
+        serde_json::from_str(&ok(a3, "bureau:stats", &["figures"])).expect("JSON");
     assert_eq!(figures["totals"]["cases"], 2, "{figures}");
     assert_eq!(figures["totals"]["unrouted"], 0);
     assert_eq!(figures["referrals"]["cases_with_down"], 1);
     assert_eq!(figures["referrals"]["down_referral_rate"], 0.5);
     assert_eq!(figures["facilities"]["TS"]["submitted"], 2);
     assert_eq!(figures["priorities"]["routine"]["cases"], 2);
-    let metrics = ok(a2, "ops:test", &["figures", "--prometheus"]);
+    let metrics = ok(a2, "bureau:stats", &["figures", "--prometheus"]);
     for line in
         ["yilian_cases_unrouted 0", "yilian_referral_rate{direction=\"down\"} 0.5", "yilian_raft_term"]
     {

@@ -17,7 +17,9 @@ async fn three_nodes_elect_and_replicate_cases() {
         let api = cluster.api(via);
         let id = submit(&api, &format!("r{i}")).await.expect("submit through any node");
         // Linearizable read on the node that took the write (often a follower) sees it at once.
-        let case: yilian_referral::Case = api.get(&format!("/v1/cases/{id}")).await.expect("read own write");
+        let nurse = acting(&api, NURSE).await;
+        let case: yilian_referral::Case =
+            nurse.get(&format!("/v1/cases/{id}")).await.expect("read own write");
         assert_eq!(case.complaint, format!("complaint r{i}"));
         expected.insert(id, format!("complaint r{i}"));
     }
@@ -36,13 +38,14 @@ async fn bad_input_gets_clear_4xx() {
     seed_region(&cluster.api(1)).await;
     let follower_api = cluster.api(2);
 
-    let nurse = acting(&follower_api, NURSE);
+    let nurse = acting(&follower_api, NURSE).await;
     let bad_json = nurse.post::<_, serde_json::Value>("/v1/cases", &serde_json::json!({"origin": 5})).await;
     assert!(bad_json.as_ref().expect_err("bad body").to_string().contains("422"), "{bad_json:?}");
-    let no_actor = follower_api.post::<_, serde_json::Value>("/v1/cases", &serde_json::json!({})).await;
-    let msg = no_actor.expect_err("no actor").to_string();
-    assert!(msg.contains("400") && msg.contains("x-yilian-actor"), "{msg}");
-    let unknown = follower_api.get::<serde_json::Value>("/v1/cases/C99999999").await;
+    let anonymous = follower_api.clone().with_token(None);
+    let no_token = anonymous.post::<_, serde_json::Value>("/v1/cases", &serde_json::json!({})).await;
+    let msg = no_token.expect_err("no token").to_string();
+    assert!(msg.contains("401") && msg.contains("Authorization: Bearer"), "{msg}");
+    let unknown = nurse.get::<serde_json::Value>("/v1/cases/C99999999").await;
     let msg = unknown.expect_err("unknown case").to_string();
     assert!(msg.contains("404") && msg.contains("C99999999"), "{msg}");
     let case = |origin: &str, patient: &str| {
@@ -51,29 +54,36 @@ async fn bad_input_gets_clear_4xx() {
             "specialty": "cardiology",
         })
     };
-    let bad_origin = acting(&follower_api, "clinic_staff:x@NOPE")
-        .post::<_, serde_json::Value>("/v1/cases", &case("NOPE", &patient_id("p")))
-        .await;
-    let msg = bad_origin.expect_err("unknown facility").to_string();
+    let staff_of_nowhere = serde_json::json!({
+        "id": "x", "role": "clinic_staff", "facility": "NOPE", "password": TEST_PASSWORD,
+    });
+    let bad_facility = follower_api.post::<_, serde_json::Value>("/v1/users", &staff_of_nowhere).await;
+    let msg = bad_facility.expect_err("unknown facility").to_string();
     assert!(msg.contains("404") && msg.contains("NOPE"), "{msg}");
+    let bad_origin = nurse.post::<_, serde_json::Value>("/v1/cases", &case("NOPE", &patient_id("p"))).await;
+    let msg = bad_origin.expect_err("another facility's origin").to_string();
+    assert!(msg.contains("403") && msg.contains("NOPE"), "{msg}");
     let bad_patient = nurse.post::<_, serde_json::Value>("/v1/cases", &case("TS", "12345")).await;
     let msg = bad_patient.expect_err("bad patient id").to_string();
     assert!(msg.contains("422") && msg.contains("patient_id"), "{msg}");
     let wrong_state = acting(&follower_api, "specialist:DR")
+        .await
         .post::<_, serde_json::Value>("/v1/cases/C00000001/accept", &serde_json::json!({}))
         .await;
     assert!(wrong_state.expect_err("no such case").to_string().contains("404"));
     let id = submit(&follower_api, "x").await.expect("submit");
     let start_unaccepted = acting(&follower_api, "specialist:DR")
+        .await
         .post::<_, serde_json::Value>(&format!("/v1/cases/{id}/start"), &serde_json::json!({}))
         .await;
     let msg = start_unaccepted.expect_err("not accepted").to_string();
     assert!(msg.contains("409") && msg.contains("owner-starts"), "{msg}");
     let not_owner = acting(&follower_api, "specialist:OTHER")
+        .await
         .post::<_, serde_json::Value>(&format!("/v1/cases/{id}/accept"), &serde_json::json!({}))
         .await;
     let msg = not_owner.expect_err("not the owner").to_string();
     assert!(msg.contains("403") && msg.contains("owner-accepts-offer"), "{msg}");
-    let bad_consistency = follower_api.get::<serde_json::Value>("/v1/cases?consistency=sometimes").await;
+    let bad_consistency = nurse.get::<serde_json::Value>("/v1/cases?consistency=sometimes").await;
     assert!(bad_consistency.expect_err("bad query").to_string().contains("400"));
 }

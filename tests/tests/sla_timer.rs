@@ -15,7 +15,7 @@ const ACCEPT_WITHIN_MS: u64 = 4_000;
 /// Seed the region plus a provincial cardiologist, and a policy with a short accept clock.
 async fn seed(api: &yilian_node::client::ApiClient) {
     seed_region(api).await;
-    let ops = acting(api, "ops:test");
+    let ops = acting(api, "ops:test").await;
     let prov = json!({
         "id": "DR-PROV", "name": "省专家", "facility": "PROV", "specialty": "cardiology",
         "modalities": ["ECG"], "cap": 10, "on_shift": true,
@@ -41,7 +41,7 @@ fn escalated_once(case: &Case) -> bool {
 }
 
 async fn case_on(cluster: &TestCluster, node: u64, id: &str) -> anyhow::Result<Case> {
-    cluster.api(node).get(&format!("/v1/cases/{id}?consistency=stale")).await
+    acting(&cluster.api(node), NURSE).await.get(&format!("/v1/cases/{id}?consistency=stale")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,7 +52,8 @@ async fn leader_change_mid_sla_timer_escalates_exactly_once() {
     seed(&cluster.api(survivors[0])).await;
 
     let id = submit(&cluster.api(survivors[0]), "sla").await.expect("submit");
-    let case: Case = cluster.api(survivors[1]).get(&format!("/v1/cases/{id}")).await.expect("read");
+    let nurse = acting(&cluster.api(survivors[1]), NURSE).await;
+    let case: Case = nurse.get(&format!("/v1/cases/{id}")).await.expect("read");
     assert_eq!(case.owner.as_ref().map(|o| o.0.as_str()), Some("DR"), "first offer goes to the county");
     assert_eq!(case.sla.accept_due_ms, case.sla.requested_at_ms + ACCEPT_WITHIN_MS);
 

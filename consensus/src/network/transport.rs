@@ -3,9 +3,11 @@
 use super::rpc::{PeerRequest, PeerResponse};
 use crate::codec;
 use crate::pki::node_dns_name;
-use crate::tls::{negotiated_alpn, peer_identity, PeerIdentity, QuicTls, ALPN_RAFT};
+use crate::tls::{
+    fingerprint, negotiated_alpn, peer_certificate, peer_identity, PeerIdentity, QuicTls, ALPN_RAFT,
+};
 use crate::types::NodeId;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -66,26 +68,61 @@ pub trait BulkHandler: Send + Sync + 'static {
 
 type Slot = Arc<Mutex<Option<quinn::Connection>>>;
 
+/// The client configs the endpoint dials with, swapped together on certificate rotation.
+#[derive(Clone)]
+struct Clients {
+    raft: quinn::ClientConfig,
+    dicom: quinn::ClientConfig,
+}
+
 /// A node's QUIC endpoint: Raft traffic, with one cached connection per peer, plus the bulk
 /// protocols handed to a [`BulkHandler`].
 pub struct Transport {
     endpoint: quinn::Endpoint,
     connections: std::sync::Mutex<HashMap<NodeId, Slot>>,
-    dicom_client: quinn::ClientConfig,
+    seen_certificates: std::sync::Mutex<HashMap<NodeId, BTreeSet<String>>>,
+    clients: std::sync::RwLock<Clients>,
     bulk: OnceLock<Arc<dyn BulkHandler>>,
 }
 
 impl Transport {
     /// Bind the endpoint on `addr` with the node's TLS configuration.
     pub fn bind(addr: SocketAddr, tls: QuicTls) -> std::io::Result<Self> {
-        let mut endpoint = quinn::Endpoint::server(tls.server, addr)?;
-        endpoint.set_default_client_config(tls.client);
+        let endpoint = quinn::Endpoint::server(tls.server, addr)?;
         Ok(Self {
             endpoint,
             connections: Default::default(),
-            dicom_client: tls.dicom_client,
+            seen_certificates: Default::default(),
+            clients: std::sync::RwLock::new(Clients { raft: tls.client, dicom: tls.dicom_client }),
             bulk: OnceLock::new(),
         })
+    }
+
+    /// Use new TLS material for every connection made or accepted from now on (certificate
+    /// rotation); open connections keep theirs until they close.
+    pub fn reload(&self, tls: QuicTls) {
+        self.endpoint.set_server_config(Some(tls.server));
+        *self.clients.write().unwrap_or_else(|p| p.into_inner()) =
+            Clients { raft: tls.client, dicom: tls.dicom_client };
+        let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        map.clear();
+    }
+
+    /// Fingerprints of the certificates node `id` has presented to this node.
+    pub fn certificates_seen(&self, id: NodeId) -> Vec<String> {
+        let map = self.seen_certificates.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&id).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    fn remember(&self, id: NodeId, conn: &quinn::Connection) {
+        if let Ok(cert) = peer_certificate(conn) {
+            let mut map = self.seen_certificates.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(id).or_default().insert(fingerprint(&cert));
+        }
+    }
+
+    fn clients(&self) -> Clients {
+        self.clients.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Hand bulk connections (image transfer, uploads) to `handler`; only the first call counts.
@@ -104,7 +141,7 @@ impl Transport {
         let fail = |reason: String| TransportError::Connect { target, addr: addr.to_owned(), reason };
         let sock = resolve(addr).await.map_err(fail)?;
         self.endpoint
-            .connect_with(self.dicom_client.clone(), sock, &node_dns_name(target))
+            .connect_with(self.clients().dicom, sock, &node_dns_name(target))
             .map_err(|e| fail(e.to_string()))?
             .await
             .map_err(|e| fail(e.to_string()))
@@ -130,15 +167,16 @@ impl Transport {
         }
         let fail = |reason: String| TransportError::Connect { target, addr: addr.to_owned(), reason };
         let sock = resolve(addr).await.map_err(fail)?;
-        let conn = self
+        let client = self.clients().raft;
+        let connecting = self
             .endpoint
-            .connect(sock, &node_dns_name(target))
-            .map_err(|e| fail(e.to_string()))?
-            .await
-            .map_err(|e| {
-                tracing::warn!(target_node = target, %addr, error = %e, "QUIC handshake with peer failed");
-                fail(e.to_string())
-            })?;
+            .connect_with(client, sock, &node_dns_name(target))
+            .map_err(|e| fail(e.to_string()))?;
+        let conn = connecting.await.map_err(|e| {
+            tracing::warn!(target_node = target, %addr, error = %e, "QUIC handshake with peer failed");
+            fail(e.to_string())
+        })?;
+        self.remember(target, &conn);
         *guard = Some(conn.clone());
         Ok(conn)
     }
@@ -179,9 +217,10 @@ impl Transport {
 
     /// Accept connections until the endpoint closes: Raft requests go to `handler`, other
     /// protocols to the bulk handler.
-    pub async fn serve<H: PeerHandler>(&self, handler: Arc<H>) {
+    pub async fn serve<H: PeerHandler>(self: Arc<Self>, handler: Arc<H>) {
         while let Some(incoming) = self.endpoint.accept().await {
             let handler = handler.clone();
+            let me = self.clone();
             let bulk = self.bulk.get().cloned();
             tokio::spawn(async move {
                 let remote = incoming.remote_address();
@@ -203,6 +242,7 @@ impl Transport {
                 let alpn = negotiated_alpn(&conn).unwrap_or_default();
                 match (alpn.as_slice() == ALPN_RAFT, peer, bulk) {
                     (true, PeerIdentity::Node(id), _) => {
+                        me.remember(id, &conn);
                         serve_connection(conn, id, handler)
                             .instrument(tracing::debug_span!("peer", peer = id))
                             .await

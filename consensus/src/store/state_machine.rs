@@ -15,6 +15,7 @@ use yilian_referral::{EntityKey, Region};
 const LAST_APPLIED: &str = "last_applied";
 const MEMBERSHIP: &str = "membership";
 const RETIRED: &str = "retired_nodes";
+const REVOKED: &str = "revoked_certificates";
 const SNAPSHOT_META: &str = "meta";
 const SNAPSHOT_DATA: &str = "data";
 
@@ -27,6 +28,8 @@ pub struct ClusterState {
     pub membership: StoredMembership,
     /// Node ids that were removed and may never be used again.
     pub retired_nodes: BTreeSet<NodeId>,
+    /// SHA-256 fingerprints of certificates refused at the handshake (removed nodes').
+    pub revoked_certificates: BTreeSet<String>,
     /// The referral region.
     pub region: Region,
 }
@@ -39,6 +42,7 @@ impl ClusterState {
             last_applied: read_meta(&meta, LAST_APPLIED)?.flatten(),
             membership: read_meta(&meta, MEMBERSHIP)?.unwrap_or_default(),
             retired_nodes: read_meta(&meta, RETIRED)?.unwrap_or_default(),
+            revoked_certificates: read_meta(&meta, REVOKED)?.unwrap_or_default(),
             region: Region::default(),
         };
         for item in txn.open_table(SM_ENTITIES)?.iter()? {
@@ -58,6 +62,7 @@ impl ClusterState {
         meta.insert(LAST_APPLIED, codec::encode(&self.last_applied)?.as_slice())?;
         meta.insert(MEMBERSHIP, codec::encode(&self.membership)?.as_slice())?;
         meta.insert(RETIRED, codec::encode(&self.retired_nodes)?.as_slice())?;
+        meta.insert(REVOKED, codec::encode(&self.revoked_certificates)?.as_slice())?;
         let mut entities = txn.open_table(SM_ENTITIES)?;
         for key in keys {
             let k = codec::encode(key)?;
@@ -143,8 +148,9 @@ fn apply_entry(
             touched.extend(applied.touched);
             Response::Referral(applied.result)
         }
-        EntryPayload::Normal(Request::RetireNode { node_id }) => {
+        EntryPayload::Normal(Request::RetireNode { node_id, certificates }) => {
             state.retired_nodes.insert(*node_id);
+            state.revoked_certificates.extend(certificates.iter().cloned());
             Response::NodeRetired
         }
     }
@@ -276,6 +282,7 @@ impl ClusterState {
             last_applied: self.last_applied,
             membership: self.membership.clone(),
             retired_nodes: self.retired_nodes.clone(),
+            revoked_certificates: self.revoked_certificates.clone(),
             region,
         }
     }

@@ -1,12 +1,13 @@
 //! Reading the audit trail.
 
+use super::auth::Authenticated;
 use super::extract::ReadBarrier;
 use super::{ApiError, AppState};
 use axum::extract::{Query, State};
 use axum::Json;
 use serde::Deserialize;
 use serde::Serialize;
-use yilian_referral::{verify_chain, AuditEvent, CaseId};
+use yilian_referral::{verify_chain, AuditEvent, CaseId, Role};
 
 /// Most events answered at once.
 const MAX_EVENTS: usize = 1000;
@@ -22,9 +23,11 @@ pub struct AuditQuery {
 /// `GET /v1/audit?case=&after=<seq>&limit=`: events in sequence order.
 pub async fn list(
     State(app): State<AppState>,
+    auth: Authenticated,
     _: ReadBarrier,
     q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<AuditEvent>>, ApiError> {
+    auth.require(&[Role::Auditor, Role::Admin], "the audit trail")?;
     let Query(q) = q?;
     let limit = q.limit.unwrap_or(MAX_EVENTS).min(MAX_EVENTS);
     let state = app.node.state().read();
@@ -49,7 +52,12 @@ pub struct Verified {
 }
 
 /// `GET /v1/audit/verify`: check this node's whole hash chain; 409 naming the first bad event.
-pub async fn verify(State(app): State<AppState>, _: ReadBarrier) -> Result<Json<Verified>, ApiError> {
+pub async fn verify(
+    State(app): State<AppState>,
+    auth: Authenticated,
+    _: ReadBarrier,
+) -> Result<Json<Verified>, ApiError> {
+    auth.require(&[Role::Auditor, Role::Admin, Role::Ops], "verifying the audit trail")?;
     let state = app.node.state().read();
     let verified =
         verify_chain(state.region.audit_events()).map_err(|e| ApiError::conflict(e.to_string()))?;

@@ -1,16 +1,17 @@
 //! Submitting, reading and acting on cases, and readers' worklists.
 
-use super::actor::ActingAs;
+use super::access::{authorize_case, readable_cases};
+use super::auth::Authenticated;
 use super::extract::{Body, OptionalBody, ReadBarrier};
-use super::{apply, ApiError, AppState};
+use super::{apply_audited, ApiError, AppState};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use std::cmp::Reverse;
 use yilian_referral::{
-    Case, CaseAction, CaseFilter, CaseId, CaseSubmission, Change, FacilityId, GreenChannel, Modality,
-    Outcome, Priority, SpecialistId, TaskStatus, Vitals,
+    BreakGlassGrant, Case, CaseAction, CaseFilter, CaseId, CaseOperation, CaseSubmission, Change, FacilityId,
+    GreenChannel, Modality, Outcome, Priority, Role, SpecialistId, TaskStatus, Vitals,
 };
 
 /// Body of `POST /v1/cases`. The patient's resident ID is turned into the region's patient key
@@ -77,11 +78,12 @@ impl SubmitBody {
 /// `POST /v1/cases`
 pub async fn submit(
     State(app): State<AppState>,
-    ActingAs(actor): ActingAs,
+    auth: Authenticated,
     Body(b): Body<SubmitBody>,
 ) -> Result<(StatusCode, Json<Outcome>), ApiError> {
-    let submission = b.into_submission(&app, actor.facility.as_ref())?;
-    let outcome = apply(&app, actor, Change::SubmitCase(submission)).await?;
+    let submission = b.into_submission(&app, auth.actor.facility.as_ref())?;
+    let outcome =
+        apply_audited(&app, &auth, Change::SubmitCase(submission), None, "case.create-denied").await?;
     Ok((StatusCode::CREATED, Json(outcome)))
 }
 
@@ -127,41 +129,62 @@ impl ListQuery {
     }
 }
 
-/// `GET /v1/cases`: most urgent first, then oldest first.
+/// `GET /v1/cases`: the cases the caller may see (their facility's, or offered to or owned by
+/// them), most urgent first, then oldest first. Each case answered is an audited read.
 pub async fn list(
     State(app): State<AppState>,
+    auth: Authenticated,
     _: ReadBarrier,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<Case>>, ApiError> {
     let Query(q) = q?;
     let filter = q.filter(&app)?;
-    let state = app.node.state().read();
-    let mut cases: Vec<Case> = state.region.find_cases(&filter).cloned().collect();
+    let mut cases: Vec<Case> = app.node.state().read().region.find_cases(&filter).cloned().collect();
     cases.sort_by_key(|c| (Reverse(c.priority), c.created_at_ms, c.id.clone()));
-    Ok(Json(cases))
+    Ok(Json(readable_cases(&app, &auth, cases, "case.read").await?))
 }
 
-/// `GET /v1/cases/{id}`
+/// `GET /v1/cases/{id}` (audited read; 403 with the reason when the rules refuse it)
 pub async fn show(
     State(app): State<AppState>,
+    auth: Authenticated,
     _: ReadBarrier,
     Path(id): Path<String>,
 ) -> Result<Json<Case>, ApiError> {
-    let state = app.node.state().read();
-    Ok(Json(state.region.case(&CaseId(id))?.clone()))
+    Ok(Json(authorize_case(&app, &auth, &CaseId(id), CaseOperation::Read).await?))
 }
 
 /// `GET /v1/specialists/{id}/worklist`: open cases offered to or owned by the reader, most
-/// urgent first.
+/// urgent first. Only the reader themself may see it.
 pub async fn worklist(
     State(app): State<AppState>,
+    auth: Authenticated,
     _: ReadBarrier,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<Case>>, ApiError> {
-    let state = app.node.state().read();
     let id = SpecialistId(id);
-    state.region.specialist(&id)?;
-    Ok(Json(state.region.worklist(&id).into_iter().cloned().collect()))
+    let cases: Vec<Case> = {
+        let state = app.node.state().read();
+        state.region.specialist(&id)?;
+        state.region.worklist(&id).into_iter().cloned().collect()
+    };
+    if auth.role() == Role::Specialist && auth.actor.id != id.0 {
+        return Err(ApiError::forbidden(format!(
+            "the worklist of `{id}` is theirs only; you are `{}`",
+            auth.actor.id
+        )));
+    }
+    Ok(Json(readable_cases(&app, &auth, cases, "case.read").await?))
+}
+
+/// `GET /v1/break-glass` (auditor or admin): every break-glass opening, for review.
+pub async fn break_glass_list(
+    State(app): State<AppState>,
+    auth: Authenticated,
+    _: ReadBarrier,
+) -> Result<Json<Vec<BreakGlassGrant>>, ApiError> {
+    auth.require(&[Role::Auditor, Role::Admin], "reviewing break-glass openings")?;
+    Ok(Json(app.node.state().read().region.break_glass_grants().cloned().collect()))
 }
 
 /// Body of `POST /v1/cases/{id}/{action}`.
@@ -177,12 +200,18 @@ pub struct ActBody {
     /// Colleague or reader (for `hand-off` and `assign`).
     #[serde(default)]
     pub to: Option<SpecialistId>,
+    /// For `break-glass`: how long, in minutes (default 60, at most 1440).
+    #[serde(default)]
+    pub minutes: Option<u32>,
 }
+
+/// Default length of a break-glass opening, in minutes.
+const BREAK_GLASS_MINUTES: u32 = 60;
 
 /// The action names the API accepts.
 pub const ACTIONS: &str =
     "submit, receive, accept, decline, reject, start, hold, resume, report, complete, fail, cancel, \
-     enter-in-error, reopen, hand-off, assign";
+     enter-in-error, reopen, hand-off, assign, break-glass";
 
 /// Turn an action name and body into a domain action.
 pub fn parse_action(name: &str, body: &ActBody) -> Result<CaseAction, ApiError> {
@@ -219,14 +248,26 @@ pub fn parse_action(name: &str, body: &ActBody) -> Result<CaseAction, ApiError> 
     })
 }
 
-/// `POST /v1/cases/{id}/{action}`
+/// `POST /v1/cases/{id}/{action}`; refusals by the lifecycle's who-may rules are audited.
+/// `POST /v1/cases/{id}/break-glass {"reason","minutes"?}` opens the case outside the access
+/// rules for a limited time (read-only; refused without a reason; start and end audited).
 pub async fn act(
     State(app): State<AppState>,
-    ActingAs(actor): ActingAs,
+    auth: Authenticated,
     Path((id, action)): Path<(String, String)>,
     OptionalBody(body): OptionalBody<ActBody>,
 ) -> Result<Json<Outcome>, ApiError> {
+    let case = CaseId(id);
+    if action == "break-glass" {
+        let change = Change::BreakGlass {
+            case: case.clone(),
+            reason: body.reason.unwrap_or_default(),
+            minutes: body.minutes.unwrap_or(BREAK_GLASS_MINUTES),
+        };
+        tracing::warn!(user = %auth.user, case = %case, "break-glass requested");
+        return Ok(Json(apply_audited(&app, &auth, change, Some(&case), super::BREAK_GLASS_DENIED).await?));
+    }
     let action = parse_action(&action, &body)?;
-    let change = Change::Case { case: CaseId(id), action, reason: body.reason };
-    Ok(Json(apply(&app, actor, change).await?))
+    let change = Change::Case { case: case.clone(), action, reason: body.reason };
+    Ok(Json(apply_audited(&app, &auth, change, Some(&case), "case.write-denied").await?))
 }

@@ -1,5 +1,6 @@
 //! Node status and membership changes.
 
+use super::auth::Authenticated;
 use super::extract::Body;
 use super::{ApiError, AppState};
 use axum::extract::{Path, State};
@@ -8,6 +9,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use yilian_consensus::cluster::Member;
 use yilian_consensus::{NodeInfo, NodeStatus};
+use yilian_referral::Role;
+
+/// Who may see and change cluster membership.
+const CLUSTER_ROLES: [Role; 2] = [Role::Ops, Role::Admin];
 
 /// Answer of `GET /v1/node`: who this node is and what it sees.
 #[derive(Debug, Serialize, Deserialize)]
@@ -19,12 +24,13 @@ pub struct NodeView {
 }
 
 /// `GET /v1/node`
-pub async fn node(State(app): State<AppState>) -> Json<NodeView> {
+pub async fn node(State(app): State<AppState>, auth: Authenticated) -> Result<Json<NodeView>, ApiError> {
+    auth.require(&CLUSTER_ROLES, "cluster status")?;
     let node = &app.node;
     let info = node.info();
     let identity =
         Member { node_id: node.id(), raft_addr: info.raft_addr.clone(), api_addr: info.api_addr.clone() };
-    Json(NodeView { identity, status: node.status() })
+    Ok(Json(NodeView { identity, status: node.status() }))
 }
 
 /// Body of `POST /v1/cluster/init`.
@@ -41,8 +47,10 @@ fn info(m: Member) -> (u64, NodeInfo) {
 /// `POST /v1/cluster/init`
 pub async fn init(
     State(app): State<AppState>,
+    auth: Authenticated,
     Body(b): Body<InitRequest>,
 ) -> Result<Json<NodeStatus>, ApiError> {
+    auth.require(&CLUSTER_ROLES, "forming a cluster")?;
     if b.members.is_empty() {
         return Err(ApiError::bad_request("`members` must list at least this node"));
     }
@@ -54,8 +62,10 @@ pub async fn init(
 /// `POST /v1/cluster/learners`
 pub async fn add_learner(
     State(app): State<AppState>,
+    auth: Authenticated,
     Body(m): Body<Member>,
 ) -> Result<Json<NodeStatus>, ApiError> {
+    auth.require(&CLUSTER_ROLES, "adding a node")?;
     let (id, info) = info(m);
     app.node.add_learner(id, info).await?;
     Ok(Json(app.node.status()))
@@ -71,8 +81,10 @@ pub struct PromoteRequest {
 /// `POST /v1/cluster/voters`
 pub async fn promote(
     State(app): State<AppState>,
+    auth: Authenticated,
     Body(b): Body<PromoteRequest>,
 ) -> Result<Json<NodeStatus>, ApiError> {
+    auth.require(&CLUSTER_ROLES, "promoting a node")?;
     app.node.promote(b.node_id).await?;
     Ok(Json(app.node.status()))
 }
@@ -80,8 +92,10 @@ pub async fn promote(
 /// `DELETE /v1/cluster/members/{id}`
 pub async fn remove(
     State(app): State<AppState>,
+    auth: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<NodeStatus>, ApiError> {
+    auth.require(&CLUSTER_ROLES, "removing a node")?;
     let id: u64 = id.parse().map_err(|_| ApiError::bad_request(format!("node id `{id}` is not a number")))?;
     app.node.remove(id).await?;
     Ok(Json(app.node.status()))

@@ -1,5 +1,6 @@
 //! Figures for health bureaus: JSON at `/v1/figures`, Prometheus text at `/metrics`.
 
+use super::auth::Authenticated;
 use super::extract::ReadBarrier;
 use super::{ApiError, AppState};
 use crate::metrics::{self, NodeGauges};
@@ -8,7 +9,10 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Json;
 use yilian_consensus::cluster::now_ms;
-use yilian_referral::Figures;
+use yilian_referral::{Figures, Role};
+
+/// Who may see the figures: aggregates only, no patient data.
+const FIGURE_ROLES: [Role; 3] = [Role::Bureau, Role::Ops, Role::Admin];
 
 /// Compute the figures off the async threads (a large region takes a moment).
 async fn compute(app: &AppState) -> Result<Figures, ApiError> {
@@ -20,13 +24,22 @@ async fn compute(app: &AppState) -> Result<Figures, ApiError> {
 
 /// `GET /v1/figures`: referral rates, time in status, turnaround and SLA compliance per
 /// priority, unrouted cases, per-facility volume and specialist load. Aggregates only.
-pub async fn json(State(app): State<AppState>, _: ReadBarrier) -> Result<Json<Figures>, ApiError> {
+pub async fn json(
+    State(app): State<AppState>,
+    auth: Authenticated,
+    _: ReadBarrier,
+) -> Result<Json<Figures>, ApiError> {
+    auth.require(&FIGURE_ROLES, "the figures")?;
     Ok(Json(compute(&app).await?))
 }
 
 /// `GET /metrics`: the same figures plus this node's Raft gauges, in Prometheus text format.
 /// Reads this node's state as applied (no leader round trip), as scrapers expect.
-pub async fn prometheus(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+pub async fn prometheus(
+    State(app): State<AppState>,
+    auth: Authenticated,
+) -> Result<impl IntoResponse, ApiError> {
+    auth.require(&FIGURE_ROLES, "the metrics")?;
     let figures = compute(&app).await?;
     let status = app.node.status();
     let gauges = NodeGauges {

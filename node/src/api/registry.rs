@@ -1,6 +1,6 @@
 //! Facilities, specialists, shifts, capacity, devices and region policies.
 
-use super::actor::ActingAs;
+use super::auth::Authenticated;
 use super::extract::{Body, ReadBarrier};
 use super::{apply, ApiError, AppState};
 use axum::extract::{Path, Query, State};
@@ -15,7 +15,7 @@ use yilian_referral::{
 /// `POST /v1/facilities` (ops)
 pub async fn register_facility(
     State(app): State<AppState>,
-    ActingAs(actor): ActingAs,
+    Authenticated { actor, .. }: Authenticated,
     Body(f): Body<FacilityRegistration>,
 ) -> Result<(StatusCode, Json<Outcome>), ApiError> {
     Ok((StatusCode::CREATED, Json(apply(&app, actor, Change::RegisterFacility(f)).await?)))
@@ -24,7 +24,7 @@ pub async fn register_facility(
 /// `POST /v1/specialists` (ops)
 pub async fn register_specialist(
     State(app): State<AppState>,
-    ActingAs(actor): ActingAs,
+    Authenticated { actor, .. }: Authenticated,
     Body(s): Body<SpecialistRegistration>,
 ) -> Result<(StatusCode, Json<Outcome>), ApiError> {
     Ok((StatusCode::CREATED, Json(apply(&app, actor, Change::RegisterSpecialist(s)).await?)))
@@ -68,7 +68,7 @@ pub struct ShiftBody {
 /// `PUT /v1/specialists/{id}/shift` (the specialist or ops)
 pub async fn set_shift(
     State(app): State<AppState>,
-    ActingAs(actor): ActingAs,
+    Authenticated { actor, .. }: Authenticated,
     Path(id): Path<String>,
     Body(b): Body<ShiftBody>,
 ) -> Result<Json<Outcome>, ApiError> {
@@ -86,7 +86,7 @@ pub struct CapacityBody {
 /// `PUT /v1/facilities/{id}/capacity/{service}` (the facility's staff or ops)
 pub async fn declare_capacity(
     State(app): State<AppState>,
-    ActingAs(actor): ActingAs,
+    Authenticated { actor, .. }: Authenticated,
     Path((id, service)): Path<(String, String)>,
     Body(b): Body<CapacityBody>,
 ) -> Result<Json<Outcome>, ApiError> {
@@ -107,7 +107,7 @@ pub struct DeviceBody {
 /// out of service moves open examinations needing it to the nearest neighbour.
 pub async fn set_device(
     State(app): State<AppState>,
-    ActingAs(actor): ActingAs,
+    Authenticated { actor, .. }: Authenticated,
     Path((id, modality)): Path<(String, String)>,
     Body(b): Body<DeviceBody>,
 ) -> Result<Json<Outcome>, ApiError> {
@@ -164,7 +164,7 @@ pub async fn show_policy(
 /// `PUT /v1/policies/{region}` (ops)
 pub async fn set_policy(
     State(app): State<AppState>,
-    ActingAs(actor): ActingAs,
+    Authenticated { actor, .. }: Authenticated,
     Path(region): Path<String>,
     Body(policy): Body<RegionPolicy>,
 ) -> Result<Json<Outcome>, ApiError> {

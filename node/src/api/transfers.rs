@@ -1,25 +1,32 @@
 //! Two-way referral of patients: requesting, listing and acting on transfers.
 
-use super::actor::ActingAs;
+use super::access::{authorize_case, readable_cases};
+use super::auth::Authenticated;
 use super::extract::{Body, OptionalBody, ReadBarrier};
-use super::{apply, ApiError, AppState};
+use super::{apply_audited, ApiError, AppState};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use yilian_referral::transfer::RejectReason;
 use yilian_referral::{
-    CaseId, Change, FacilityId, Outcome, Transfer, TransferAction, TransferId, TransferRequest,
+    Case, CaseId, CaseOperation, Change, FacilityId, Outcome, Transfer, TransferAction, TransferId,
+    TransferRequest,
 };
 
 /// `POST /v1/transfers`: request an up- or down-referral of the patient. A down-referral to a
 /// facility without declared capacity is refused with the nearest one that has it.
 pub async fn request(
     State(app): State<AppState>,
-    ActingAs(actor): ActingAs,
+    auth: Authenticated,
     Body(r): Body<TransferRequest>,
 ) -> Result<(StatusCode, Json<Outcome>), ApiError> {
-    Ok((StatusCode::CREATED, Json(apply(&app, actor, Change::RequestTransfer(r)).await?)))
+    let case = r.case.clone();
+    let change = Change::RequestTransfer(r);
+    Ok((
+        StatusCode::CREATED,
+        Json(apply_audited(&app, &auth, change, Some(&case), "transfer.write-denied").await?),
+    ))
 }
 
 /// Filters of `GET /v1/transfers`.
@@ -29,31 +36,45 @@ pub struct ListQuery {
     facility: Option<FacilityId>,
 }
 
-/// `GET /v1/transfers?case=&facility=` (facility matches sender or receiver)
+/// `GET /v1/transfers?case=&facility=` (facility matches sender or receiver): transfers of the
+/// cases the caller may see, each case's read audited.
 pub async fn list(
     State(app): State<AppState>,
+    auth: Authenticated,
     _: ReadBarrier,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<Transfer>>, ApiError> {
     let Query(q) = q?;
-    let state = app.node.state().read();
-    let transfers = state
-        .region
-        .transfers()
-        .filter(|t| q.case.as_ref().is_none_or(|c| t.case == *c))
-        .filter(|t| q.facility.as_ref().is_none_or(|f| t.from == *f || t.to == *f))
-        .cloned()
-        .collect();
-    Ok(Json(transfers))
+    let (transfers, cases): (Vec<Transfer>, Vec<Case>) = {
+        let state = app.node.state().read();
+        let transfers: Vec<Transfer> = state
+            .region
+            .transfers()
+            .filter(|t| q.case.as_ref().is_none_or(|c| t.case == *c))
+            .filter(|t| q.facility.as_ref().is_none_or(|f| t.from == *f || t.to == *f))
+            .cloned()
+            .collect();
+        let mut ids: Vec<&CaseId> = transfers.iter().map(|t| &t.case).collect();
+        ids.sort();
+        ids.dedup();
+        let cases = ids.into_iter().filter_map(|id| state.region.case(id).ok().cloned()).collect();
+        (transfers, cases)
+    };
+    let visible: Vec<CaseId> =
+        readable_cases(&app, &auth, cases, "transfer.read").await?.into_iter().map(|c| c.id).collect();
+    Ok(Json(transfers.into_iter().filter(|t| visible.contains(&t.case)).collect()))
 }
 
-/// `GET /v1/transfers/{id}`
+/// `GET /v1/transfers/{id}` (an audited read of its case)
 pub async fn show(
     State(app): State<AppState>,
+    auth: Authenticated,
     _: ReadBarrier,
     Path(id): Path<String>,
 ) -> Result<Json<Transfer>, ApiError> {
-    Ok(Json(app.node.state().read().region.transfer(&TransferId(id))?.clone()))
+    let transfer = app.node.state().read().region.transfer(&TransferId(id))?.clone();
+    authorize_case(&app, &auth, &transfer.case, CaseOperation::Read).await?;
+    Ok(Json(transfer))
 }
 
 /// Body of `POST /v1/transfers/{id}/{action}`.
@@ -71,7 +92,7 @@ pub struct ActBody {
 /// `POST /v1/transfers/{id}/{accept|reject|cancel|complete}`
 pub async fn act(
     State(app): State<AppState>,
-    ActingAs(actor): ActingAs,
+    auth: Authenticated,
     Path((id, action)): Path<(String, String)>,
     OptionalBody(b): OptionalBody<ActBody>,
 ) -> Result<Json<Outcome>, ApiError> {
@@ -93,6 +114,7 @@ pub async fn act(
                 )))
             }
         };
+    let case = app.node.state().read().region.transfer(&TransferId(id.clone()))?.case.clone();
     let change = Change::Transfer { transfer: TransferId(id), action };
-    Ok(Json(apply(&app, actor, change).await?))
+    Ok(Json(apply_audited(&app, &auth, change, Some(&case), "transfer.write-denied").await?))
 }

@@ -1,5 +1,5 @@
 //! Referral subcommands: cases, worklists, facilities, specialists, transfers, policies, audit
-//! and figures. Each talks to one node's HTTP API, acting as the `--as` actor.
+//! and figures. Each talks to one node's HTTP API as the logged-in user.
 
 use super::Target;
 use crate::client::ApiClient;
@@ -9,22 +9,19 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use yilian_referral::{Case, Outcome, Transfer};
 
-/// Who is acting and which node to talk to.
+/// Which node to talk to, as whom (the logged-in user or `--token`).
 #[derive(Debug, Args)]
 pub struct Conn {
     #[command(flatten)]
     target: Target,
-    /// Who is acting: `clinic_staff:<id>@<facility>`, `specialist:<id>` or `ops:<id>`.
-    #[arg(long = "as", env = "YILIAN_ACTOR", global = true)]
-    actor: Option<String>,
     /// Read this node's state without asking the leader (may lag).
     #[arg(long, global = true)]
     stale: bool,
 }
 
 impl Conn {
-    pub(crate) fn client(&self) -> ApiClient {
-        ApiClient::new(&self.target.api).acting_as(self.actor.clone())
+    pub(crate) fn client(&self) -> anyhow::Result<ApiClient> {
+        self.target.client()
     }
 
     pub(crate) fn read(&self, path: &str) -> String {
@@ -179,6 +176,17 @@ pub enum CaseCmd {
         #[arg(long)]
         to: Option<String>,
     },
+    /// Open a case outside the access rules for a limited time (read-only; audited; needs a reason).
+    BreakGlass {
+        /// Case id.
+        id: String,
+        /// Why the patient needs you now (required).
+        #[arg(long)]
+        reason: String,
+        /// For how long, in minutes (default 60, at most 1440).
+        #[arg(long, default_value_t = 60)]
+        minutes: u32,
+    },
     /// Print a valid example resident ID from a 17-digit prefix (for training and demos).
     ExampleId {
         /// 17 digits.
@@ -321,6 +329,8 @@ pub enum AuditCmd {
         #[arg(long)]
         data_dir: Option<std::path::PathBuf>,
     },
+    /// List break-glass openings for review (auditor or admin), one JSON object per line.
+    BreakGlass,
     /// Write the trail as a FHIR R4 Bundle of AuditEvent resources.
     Export {
         /// Output file.
@@ -356,7 +366,7 @@ pub async fn run(cmd: ReferralCmd) -> anyhow::Result<()> {
         ReferralCmd::Case { conn, command } => case(&conn, command).await,
         ReferralCmd::Worklist { conn, specialist } => {
             let cases: Vec<Case> =
-                conn.client().get(&conn.read(&format!("/v1/specialists/{specialist}/worklist"))).await?;
+                conn.client()?.get(&conn.read(&format!("/v1/specialists/{specialist}/worklist"))).await?;
             print_cases(&cases);
             Ok(())
         }
@@ -366,23 +376,23 @@ pub async fn run(cmd: ReferralCmd) -> anyhow::Result<()> {
         ReferralCmd::Study { conn, command } => super::study::run(&conn, command).await,
         ReferralCmd::Policy { conn, command } => match command {
             PolicyCmd::Show { region } => {
-                print_json(&conn.client().get::<Value>(&conn.read(&format!("/v1/policies/{region}"))).await?)
+                print_json(&conn.client()?.get::<Value>(&conn.read(&format!("/v1/policies/{region}"))).await?)
             }
             PolicyCmd::Set { region, file } => {
                 let text =
                     std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
                 let body: Value =
                     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
-                print_outcome(conn.client().put(&format!("/v1/policies/{region}"), &body).await?)
+                print_outcome(conn.client()?.put(&format!("/v1/policies/{region}"), &body).await?)
             }
         },
         ReferralCmd::Audit { conn, command } => audit(&conn, command).await,
         ReferralCmd::Figures { conn, prometheus } => {
             if prometheus {
-                print!("{}", conn.client().get_text(&conn.read("/metrics")).await?);
+                print!("{}", conn.client()?.get_text(&conn.read("/metrics")).await?);
                 Ok(())
             } else {
-                print_json(&conn.client().get::<Value>(&conn.read("/v1/figures")).await?)
+                print_json(&conn.client()?.get::<Value>(&conn.read("/v1/figures")).await?)
             }
         }
     }
@@ -392,9 +402,16 @@ async fn audit(conn: &Conn, cmd: AuditCmd) -> anyhow::Result<()> {
     match cmd {
         AuditCmd::List { case, after } => {
             let path = with_query("/v1/audit", &[("case", case), ("after", after.map(|a| a.to_string()))])?;
-            let events: Vec<Value> = conn.client().get(&conn.read(&path)).await?;
+            let events: Vec<Value> = conn.client()?.get(&conn.read(&path)).await?;
             for e in events {
                 println!("{e}");
+            }
+            Ok(())
+        }
+        AuditCmd::BreakGlass => {
+            let grants: Vec<Value> = conn.client()?.get(&conn.read("/v1/break-glass")).await?;
+            for g in grants {
+                println!("{g}");
             }
             Ok(())
         }
@@ -406,13 +423,13 @@ async fn audit(conn: &Conn, cmd: AuditCmd) -> anyhow::Result<()> {
             Ok(())
         }
         AuditCmd::Verify { data_dir: None } => {
-            let v: Value = conn.client().get(&conn.read("/v1/audit/verify")).await?;
+            let v: Value = conn.client()?.get(&conn.read("/v1/audit/verify")).await?;
             println!("audit chain intact: {} events verified, head {}", v["verified"], v["head"]);
             Ok(())
         }
         AuditCmd::Export { out, case } => {
             let path = with_query("/fhir/AuditEvent", &[("entity", case.map(|c| format!("Task/{c}")))])?;
-            let bundle: Value = conn.client().get(&conn.read(&path)).await?;
+            let bundle: Value = conn.client()?.get(&conn.read(&path)).await?;
             let text = serde_json::to_string_pretty(&bundle)?;
             std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
             println!("wrote {} audit events to {}", bundle["total"], out.display());
@@ -422,7 +439,16 @@ async fn audit(conn: &Conn, cmd: AuditCmd) -> anyhow::Result<()> {
 }
 
 async fn case(conn: &Conn, cmd: CaseCmd) -> anyhow::Result<()> {
-    let api = conn.client();
+    if let CaseCmd::ExampleId { prefix } = &cmd {
+        return match with_check_character(prefix) {
+            Some(id) => {
+                println!("{id}");
+                Ok(())
+            }
+            None => bail!("give exactly 17 digits"),
+        };
+    }
+    let api = conn.client()?;
     match cmd {
         CaseCmd::Submit {
             patient_id,
@@ -460,18 +486,16 @@ async fn case(conn: &Conn, cmd: CaseCmd) -> anyhow::Result<()> {
             let body = json!({ "reason": reason, "text": text, "to": to });
             print_outcome(api.post(&format!("/v1/cases/{id}/{action}"), &body).await?)
         }
-        CaseCmd::ExampleId { prefix } => match with_check_character(&prefix) {
-            Some(id) => {
-                println!("{id}");
-                Ok(())
-            }
-            None => bail!("give exactly 17 digits"),
-        },
+        CaseCmd::BreakGlass { id, reason, minutes } => {
+            let body = json!({ "reason": reason, "minutes": minutes });
+            print_outcome(api.post(&format!("/v1/cases/{id}/break-glass"), &body).await?)
+        }
+        CaseCmd::ExampleId { .. } => Ok(()),
     }
 }
 
 async fn facility(conn: &Conn, cmd: FacilityCmd) -> anyhow::Result<()> {
-    let api = conn.client();
+    let api = conn.client()?;
     match cmd {
         FacilityCmd::List => print_json(&api.get::<Value>(&conn.read("/v1/facilities")).await?),
         FacilityCmd::Show { id } => {
@@ -508,7 +532,7 @@ async fn facility(conn: &Conn, cmd: FacilityCmd) -> anyhow::Result<()> {
 }
 
 async fn specialist(conn: &Conn, cmd: SpecialistCmd) -> anyhow::Result<()> {
-    let api = conn.client();
+    let api = conn.client()?;
     match cmd {
         SpecialistCmd::List => print_json(&api.get::<Value>(&conn.read("/v1/specialists")).await?),
         SpecialistCmd::Show { id } => {
@@ -528,7 +552,7 @@ async fn specialist(conn: &Conn, cmd: SpecialistCmd) -> anyhow::Result<()> {
 }
 
 async fn transfer(conn: &Conn, cmd: TransferCmd) -> anyhow::Result<()> {
-    let api = conn.client();
+    let api = conn.client()?;
     match cmd {
         TransferCmd::Request { case, direction, to, service, from, follow_up, slot } => {
             let slot_ms = slot.as_deref().map(parse_slot).transpose()?;
@@ -626,6 +650,12 @@ pub(crate) fn print_outcome(outcome: Outcome) -> anyhow::Result<()> {
             );
         }
         Outcome::Tick { consequences } => println!("{consequences} deadline consequences committed"),
+        Outcome::BreakGlass { grant, until_ms } => {
+            println!(
+                "break-glass grant {grant} open until {until_ms} ms since the epoch (read-only, audited)"
+            )
+        }
+        Outcome::Recorded { last_seq } => println!("recorded up to audit event {last_seq}"),
     }
     Ok(())
 }

@@ -27,7 +27,7 @@ pub enum StudyCmd {
 
 /// Run a study subcommand.
 pub async fn run(conn: &Conn, cmd: StudyCmd) -> anyhow::Result<()> {
-    let api = conn.client();
+    let api = conn.client()?;
     match cmd {
         StudyCmd::List { case } => {
             let studies: Vec<StudyManifest> =

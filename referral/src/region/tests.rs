@@ -147,3 +147,72 @@ fn ids_texts_and_services_are_validated() {
     assert!(registry::validate_service("Rehab Stroke").is_err());
     assert!(registry::validate_service("").is_err());
 }
+
+#[test]
+fn break_glass_needs_a_reason_opens_read_only_and_its_end_is_committed_by_tick() {
+    let mut r = region();
+    let case = submit(&mut r, T0, 'a');
+    let stranger = Actor::staff("n9", "CTY");
+    let glass = |reason: &str, minutes| {
+        Command::new(
+            stranger.clone(),
+            Change::BreakGlass { case: case.clone(), reason: reason.into(), minutes },
+        )
+    };
+    assert!(matches!(r.apply(T0 + 1, &glass(" ", 5)).result, Err(DomainError::Invalid { .. })));
+    assert!(matches!(r.apply(T0 + 1, &glass("x", 0)).result, Err(DomainError::Invalid { .. })));
+    let ops_glass =
+        Command::new(ops(), Change::BreakGlass { case: case.clone(), reason: "r".into(), minutes: 5 });
+    assert!(matches!(r.apply(T0 + 1, &ops_glass).result, Err(DomainError::NotAllowed { .. })));
+    assert!(r.authorize_case(&stranger, &case, crate::access::CaseOperation::Read, T0 + 2).is_err());
+
+    let until = match r.apply(T0 + 2, &glass("patient collapsed in our ward", 1)).result {
+        Ok(Outcome::BreakGlass { until_ms, .. }) => until_ms,
+        other => panic!("break-glass: {other:?}"),
+    };
+    assert_eq!(until, T0 + 2 + 60_000);
+    let read = r.authorize_case(&stranger, &case, crate::access::CaseOperation::Read, T0 + 3);
+    assert!(matches!(read, Ok((_, crate::access::Basis::BreakGlass { .. }))));
+    assert!(r.authorize_case(&stranger, &case, crate::access::CaseOperation::Write, T0 + 3).is_err());
+    assert!(r.next_deadline().is_some_and(|d| d <= until), "the grant's end is a deadline");
+
+    r.apply(until, &Command::tick()).result.expect("tick");
+    let events: Vec<&str> = r.audit_events().map(|e| e.event_type.as_str()).collect();
+    assert!(
+        events.contains(&"case.break-glass-start") && events.contains(&"case.break-glass-end"),
+        "{events:?}"
+    );
+    let grant = r.break_glass_grants().next().expect("grant");
+    assert!(grant.ended_audit_seq.is_some());
+    assert!(r.authorize_case(&stranger, &case, crate::access::CaseOperation::Read, until).is_err());
+    r.apply(until + 1, &Command::tick()).result.expect("tick");
+    let ends = r.audit_events().filter(|e| e.event_type == "case.break-glass-end").count();
+    assert_eq!(ends, 1, "the end is committed once");
+    assert!(crate::audit::verify_chain(r.audit_events()).is_ok());
+}
+
+#[test]
+fn access_records_are_written_by_the_cluster_only() {
+    let mut r = region();
+    let case = submit(&mut r, T0, 'b');
+    let record = crate::audit::AccessRecord {
+        actor: Actor::staff("n1", "TS"),
+        event_type: "case.read".into(),
+        action: crate::audit::AuditAction::R,
+        outcome: crate::audit::AuditOutcome::Success,
+        case: Some(case.clone()),
+        study: None,
+        object: None,
+        source: Some("10.0.0.7".into()),
+        purpose: Some("TREAT".into()),
+        detail: None,
+    };
+    let forged = Command::new(Actor::staff("n1", "TS"), Change::RecordAccess(vec![record.clone()]));
+    assert!(matches!(r.apply(T0 + 1, &forged).result, Err(DomainError::NotAllowed { .. })));
+    let real = Command::new(Actor::system(), Change::RecordAccess(vec![record]));
+    assert!(matches!(r.apply(T0 + 1, &real).result, Ok(Outcome::Recorded { .. })));
+    let last = r.audit_events().last().expect("event");
+    assert_eq!(last.actor, Actor::staff("n1", "TS"));
+    assert_eq!(last.source.as_deref(), Some("10.0.0.7"));
+    assert!(last.patient.is_some(), "the patient key is added from the case");
+}

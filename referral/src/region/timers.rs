@@ -17,7 +17,7 @@ impl Region {
                 "deadlines are evaluated by the cluster leader only",
             ));
         }
-        let mut consequences = 0;
+        let mut consequences = self.end_break_glass(now);
         for id in self.index.due(now) {
             for _ in 0..MAX_FIRES_PER_CASE {
                 let Some(case) = self.cases.get(&id).cloned() else { break };

@@ -5,15 +5,17 @@
 pub mod python_peer;
 
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use yilian_consensus::pki;
 use yilian_node::api::NodeView;
+use yilian_node::bootstrap;
 use yilian_node::client::ApiClient;
 use yilian_node::patient_key::with_check_character;
 use yilian_referral::{Case, Outcome};
@@ -47,6 +49,76 @@ pub struct TestCluster {
     /// Nodes by id.
     pub nodes: BTreeMap<u64, TestNode>,
     raft_toml: String,
+    creds: Arc<Credentials>,
+    https: bool,
+}
+
+/// Password of every user the harness creates.
+pub const TEST_PASSWORD: &str = "test-password-123";
+
+/// The users and session tokens of one test cluster, shared by all its nodes' API addresses.
+#[derive(Default)]
+pub struct Credentials {
+    admin: Mutex<Option<String>>,
+    tokens: Mutex<HashMap<String, String>>,
+    nodes: Mutex<Vec<String>>,
+}
+
+/// Credentials by node API base URL, so [`acting`] can find a cluster from a client.
+fn registry() -> &'static Mutex<HashMap<String, Arc<Credentials>>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<String, Arc<Credentials>>>> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+fn credentials_of(api: &ApiClient) -> Arc<Credentials> {
+    registry()
+        .lock()
+        .expect("registry")
+        .get(api.base())
+        .cloned()
+        .unwrap_or_else(|| panic!("{} belongs to no test cluster", api.base()))
+}
+
+/// (login, role, facility) of an actor spec `role:id[@facility]`; staff log in as `id-facility`
+/// so the same name at two facilities makes two users. Specialists log in as their id.
+fn parse_spec(spec: &str) -> (String, String, Option<String>) {
+    let (role, rest) = spec.split_once(':').unwrap_or_else(|| panic!("actor spec `{spec}` lacks a role"));
+    match rest.split_once('@') {
+        Some((id, f)) => (format!("{id}-{f}"), role.to_owned(), Some(f.to_owned())),
+        None => (rest.to_owned(), role.to_owned(), None),
+    }
+}
+
+/// The session token of actor `spec` on the cluster `api` belongs to: the user is created
+/// (by the admin) on first use and logged in; later calls reuse the token.
+pub async fn token(api: &ApiClient, spec: &str) -> String {
+    let creds = credentials_of(api);
+    if let Some(t) = creds.tokens.lock().expect("tokens").get(spec) {
+        return t.clone();
+    }
+    let admin =
+        api.clone().with_token(Some(creds.admin.lock().expect("admin").clone().expect("admin token")));
+    let (id, role, facility) = parse_spec(spec);
+    let body = json!({ "id": id, "role": role, "facility": facility, "password": TEST_PASSWORD });
+    if let Err(e) = admin.post::<_, Value>("/v1/users", &body).await {
+        assert!(e.to_string().contains("already registered"), "creating user {spec}: {e:#}");
+    }
+    // Make every running node apply the new user before its token is used there.
+    let nodes = creds.nodes.lock().expect("nodes").clone();
+    for node in nodes {
+        let _ = tokio::time::timeout(Duration::from_secs(3), admin.at(&node).get::<Value>("/v1/users")).await;
+    }
+    let session =
+        bootstrap::login(api, &id, TEST_PASSWORD).await.unwrap_or_else(|e| panic!("login {spec}: {e:#}"));
+    creds.tokens.lock().expect("tokens").insert(spec.to_owned(), session.token.clone());
+    session.token
+}
+
+/// The token of `spec` if [`token`] already logged it in on the cluster of node `api_addr`.
+pub fn cached_token(api_addr: &str, spec: &str) -> String {
+    let creds = credentials_of(&ApiClient::new(api_addr));
+    let token = creds.tokens.lock().expect("tokens").get(spec).cloned();
+    token.unwrap_or_else(|| panic!("log `{spec}` in with `token` first"))
 }
 
 fn free_port() -> u16 {
@@ -68,14 +140,68 @@ impl TestCluster {
         }
         c.wait_alive().await;
         c.init((1..=count).collect()).await;
+        c.bootstrap_admin(1).await;
         c
+    }
+
+    /// Like [`TestCluster::start`], with the HTTP API served over HTTPS (`[api] tls = true`);
+    /// the harness clients trust the cluster's CA.
+    pub async fn start_https(count: u64, raft_toml: &str) -> Self {
+        let mut c = Self::empty(raft_toml);
+        c.https = true;
+        for id in 1..=count {
+            c.spawn_new(id);
+        }
+        c.wait_alive().await;
+        c.init((1..=count).collect()).await;
+        c.bootstrap_admin(1).await;
+        c
+    }
+
+    /// A client without credentials for the API at `addr` (HTTPS trusting the CA when on).
+    pub fn client_at(&self, addr: &str) -> ApiClient {
+        if self.https {
+            let pem = std::fs::read(self.certs().join(pki::CA_CERT)).expect("CA certificate");
+            ApiClient::with_ca(addr, &pem).expect("HTTPS client")
+        } else {
+            ApiClient::new(addr)
+        }
+    }
+
+    /// The region's auth secret file.
+    pub fn auth_secret(&self) -> PathBuf {
+        self.certs().join(pki::AUTH_SECRET)
+    }
+
+    /// Create the first admin through node `id` and log it in.
+    pub async fn bootstrap_admin(&self, id: u64) {
+        let secret = self.auth_secret();
+        let api = self.client_at(&self.node(id).api_addr);
+        let boot =
+            api.clone().with_token(Some(bootstrap::bootstrap_token(&secret).expect("bootstrap token")));
+        let password = bootstrap::create_first_admin(&boot, &bootstrap::admin_password_file(&secret))
+            .await
+            .expect("first admin");
+        let session = bootstrap::login(&api, bootstrap::ADMIN_USER, &password).await.expect("admin login");
+        *self.creds.admin.lock().expect("admin") = Some(session.token);
+    }
+
+    /// The admin's session token.
+    pub fn admin_token(&self) -> String {
+        self.creds.admin.lock().expect("admin").clone().expect("the admin is bootstrapped")
     }
 
     /// A CA and an empty directory, no nodes.
     pub fn empty(raft_toml: &str) -> Self {
         let dir = tempfile::Builder::new().prefix("yilian-test-").tempdir().expect("tempdir");
         pki::init_ca(&dir.path().join("certs"), "test").expect("ca");
-        Self { dir, nodes: BTreeMap::new(), raft_toml: raft_toml.to_owned() }
+        Self {
+            dir,
+            nodes: BTreeMap::new(),
+            raft_toml: raft_toml.to_owned(),
+            creds: Default::default(),
+            https: false,
+        }
     }
 
     /// The CA directory.
@@ -94,12 +220,17 @@ impl TestCluster {
         let config = node_dir.join("node.toml");
         let toml = format!(
             "node_id = {id}\ndata_dir = \"data\"\nraft_addr = \"{raft_addr}\"\napi_addr = \"{api_addr}\"\n\
-             [tls]\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n{}",
+             [tls]\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n[auth]\nsecret_file = \"{}\"\n[api]\ntls = {}\n{}",
             ca_dir.join(pki::CA_CERT).display(),
             files.cert.display(),
             files.key.display(),
+            self.auth_secret().display(),
+            self.https,
             self.raft_toml
         );
+        let base = self.client_at(&api_addr).base().to_owned();
+        registry().lock().expect("registry").insert(base, self.creds.clone());
+        self.creds.nodes.lock().expect("nodes").push(api_addr.clone());
         std::fs::write(&config, toml).expect("config");
         let mut node =
             TestNode { id, raft_addr, api_addr, config, log: node_dir.join("node.log"), child: None };
@@ -113,9 +244,15 @@ impl TestCluster {
         self.spawn_new_with_ca(id, &certs);
     }
 
-    /// HTTP client for node `id`.
+    /// HTTP client for node `id`, logged in as the admin once there is one.
     pub fn api(&self, id: u64) -> ApiClient {
-        ApiClient::new(&self.node(id).api_addr)
+        let admin = self.creds.admin.lock().expect("admin").clone();
+        self.client_at(&self.node(id).api_addr).with_token(admin)
+    }
+
+    /// HTTP client for node `id` acting as `spec` (see [`acting`]).
+    pub async fn api_as(&self, id: u64, spec: &str) -> ApiClient {
+        acting(&self.api(id), spec).await
     }
 
     /// The node with `id`.
@@ -134,7 +271,7 @@ impl TestCluster {
             let api = self.api(id);
             wait_for(&format!("node {id} to answer HTTP"), Duration::from_secs(30), || {
                 let api = api.clone();
-                async move { api.get::<NodeView>("/v1/node").await.is_ok() }
+                async move { api.get_text("/livez").await.is_ok() }
             })
             .await;
         }
@@ -142,13 +279,15 @@ impl TestCluster {
 
     /// Form a cluster of `ids` (all running and pristine), sending the request to the first.
     pub async fn init(&self, ids: Vec<u64>) {
+        let token = bootstrap::bootstrap_token(&self.auth_secret()).expect("bootstrap token");
+        let boot = |id: u64| self.client_at(&self.node(id).api_addr).with_token(Some(token.clone()));
         let mut members = Vec::new();
         for id in &ids {
-            let view: NodeView = self.api(*id).get("/v1/node").await.expect("node view");
+            let view: NodeView = boot(*id).get("/v1/node").await.expect("node view");
             members.push(view.identity);
         }
         let _: Value =
-            self.api(ids[0]).post("/v1/cluster/init", &json!({ "members": members })).await.expect("init");
+            boot(ids[0]).post("/v1/cluster/init", &json!({ "members": members })).await.expect("init");
     }
 
     /// `GET /v1/node` on `id`.
@@ -212,6 +351,11 @@ impl TestCluster {
 }
 
 impl TestNode {
+    /// The node's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.config.parent().map(|p| p.join("data")).unwrap_or_default()
+    }
+
     fn launch(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
         let child = Command::new(BIN)
@@ -262,17 +406,19 @@ where
     }
 }
 
-/// `api` acting as `actor` (header form, e.g. `ops:test`).
-pub fn acting(api: &ApiClient, actor: &str) -> ApiClient {
-    api.clone().acting_as(Some(actor.to_owned()))
+/// `api` logged in as the user described by `spec` (`role:id[@facility]`, e.g. `ops:test`,
+/// `specialist:DR`, `clinic_staff:nurse@TS`), created with [`TEST_PASSWORD`] on first use.
+pub async fn acting(api: &ApiClient, spec: &str) -> ApiClient {
+    let token = token(api, spec).await;
+    api.clone().with_token(Some(token))
 }
 
-/// Actor header of the township clinic's nurse in [`seed_region`].
+/// The township clinic's nurse in [`seed_region`].
 pub const NURSE: &str = "clinic_staff:nurse@TS";
 
 /// Register a small region: provincial, county, township, one on-shift cardiologist at the county.
 pub async fn seed_region(api: &ApiClient) {
-    let ops = acting(api, "ops:test");
+    let ops = acting(api, "ops:test").await;
     let facilities = [
         json!({"id": "PROV", "name": "省医院", "level": "provincial", "region": "r", "parent": null}),
         json!({"id": "CTY", "name": "县医院", "level": "county", "region": "r", "parent": "PROV"}),
@@ -300,7 +446,7 @@ pub async fn submit(api: &ApiClient, tag: &str) -> anyhow::Result<String> {
         "patient_id": patient_id(tag), "complaint": format!("complaint {tag}"),
         "priority": "urgent", "specialty": "cardiology",
     });
-    match acting(api, NURSE).post::<_, Outcome>("/v1/cases", &body).await? {
+    match acting(api, NURSE).await.post::<_, Outcome>("/v1/cases", &body).await? {
         Outcome::Case { case_id, .. } => Ok(case_id.0),
         other => anyhow::bail!("unexpected outcome {other:?}"),
     }
@@ -320,9 +466,9 @@ pub async fn submit_retrying(api: &ApiClient, tag: &str) -> String {
     }
 }
 
-/// Cases as node `api` has applied them (stale read, no leader involved).
+/// The TS nurse's cases as node `api` has applied them (stale read, no leader involved).
 pub async fn cases_stale(api: &ApiClient) -> anyhow::Result<Vec<Case>> {
-    api.get("/v1/cases?consistency=stale").await
+    acting(api, NURSE).await.get("/v1/cases?consistency=stale").await
 }
 
 /// Case id → complaint map.

@@ -2,24 +2,30 @@
 //! search, WADO-RS to retrieve instances, metadata, frames, bulk data and rendered frames.
 //! Enough for OHIF and other viewers; CORS is open so a viewer served from elsewhere can read.
 //!
-//! Storing needs an actor (`X-Yilian-Actor`); reads do not yet. Handlers are thin: they parse
-//! the request, run the blocking work of [`yilian_dicom::web`] on the blocking pool, and answer.
+//! Every request needs a bearer token. Reads of a study are allowed and audited by the study's
+//! case ([`guard`]); searches answer only studies the caller may read; stores are checked by the
+//! domain like any other write. Handlers are thin: they parse the request, run the blocking work
+//! of [`yilian_dicom::web`] on the blocking pool, and answer.
 
 mod body;
+mod guard;
 mod qido;
 mod stow;
 mod wado;
 
+use super::auth::require_auth;
 use super::{ApiError, AppState};
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, Method};
+use axum::middleware::from_fn_with_state;
 use axum::routing::get;
 use axum::Router;
 use tower_http::cors::{Any, CorsLayer};
 use yilian_dicom::WebError;
 
-/// The DICOMweb routes, to be nested under `/dicomweb`.
-pub fn routes() -> Router<AppState> {
+/// The DICOMweb routes, to be nested under `/dicomweb`: authenticated, access-checked, with
+/// CORS answered before authentication (browsers send preflights without credentials).
+pub fn routes(state: AppState) -> Router<AppState> {
     let cors = CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
@@ -43,6 +49,8 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{instance}/bulkdata/*path"), get(wado::bulkdata))
         .route("/series", get(qido::all_series))
         .route("/instances", get(qido::all_instances))
+        .route_layer(from_fn_with_state(state.clone(), guard::study_in_path))
+        .route_layer(from_fn_with_state(state, require_auth))
         .layer(DefaultBodyLimit::disable())
         .layer(cors)
 }

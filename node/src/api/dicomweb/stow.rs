@@ -5,7 +5,8 @@
 
 use super::body::dicom_json;
 use super::{base_url, ApiError, AppState};
-use crate::api::actor::ActingAs;
+use crate::api::access::authorize_case;
+use crate::api::auth::Authenticated;
 use crate::imaging::{CaseTarget, Imaging, IngestRefusal};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
@@ -18,7 +19,7 @@ use yilian_dicom::error::IngestError;
 use yilian_dicom::ingest::DEFAULT_MAX_FILE_SIZE;
 use yilian_dicom::web::stow::{self, reason, Failed, Stored};
 use yilian_dicom::web::{multipart, APPLICATION_DICOM};
-use yilian_referral::{Actor, CaseId};
+use yilian_referral::{Actor, CaseId, CaseOperation};
 
 /// Query of a STOW request.
 #[derive(Debug, Default, Deserialize)]
@@ -31,29 +32,29 @@ pub struct StowQuery {
 /// `POST /dicomweb/studies`
 pub async fn store(
     State(app): State<AppState>,
-    acting: ActingAs,
+    auth: Authenticated,
     query: Result<Query<StowQuery>, axum::extract::rejection::QueryRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
-    store_parts(app, acting, query, None, request).await
+    store_parts(app, auth, query, None, request).await
 }
 
 /// `POST /dicomweb/studies/{study}`: every instance must belong to `study`.
 pub async fn store_in_study(
     State(app): State<AppState>,
-    acting: ActingAs,
+    auth: Authenticated,
     Path(study): Path<String>,
     query: Result<Query<StowQuery>, axum::extract::rejection::QueryRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
-    store_parts(app, acting, query, Some(study), request).await
+    store_parts(app, auth, query, Some(study), request).await
 }
 
 async fn store_parts(
     app: AppState,
-    ActingAs(actor): ActingAs,
+    auth: Authenticated,
     query: StowQuery,
     study: Option<String>,
     request: Request,
@@ -68,9 +69,19 @@ async fn store_parts(
         )));
     }
     let target = match query.case {
-        Some(case) => CaseTarget::Explicit(CaseId(case)),
+        Some(case) => {
+            let case = CaseId(case);
+            // A refusal is answered (and audited) before any byte is stored; an unknown case is
+            // refused per instance below, as PS3.18 asks.
+            match authorize_case(&app, &auth, &case, CaseOperation::Write).await {
+                Err(e) if e.status() != StatusCode::NOT_FOUND => return Err(e),
+                _ => {}
+            }
+            CaseTarget::Explicit(case)
+        }
         None => CaseTarget::FromAccession,
     };
+    let actor = auth.actor;
     let stream = request.into_body().into_data_stream();
     let outcome = receive(&app.imaging, stream, related.boundary, target, study.as_deref(), &actor).await?;
     tracing::info!(

@@ -2,7 +2,7 @@
 
 use super::resources::instant;
 use serde_json::{json, Value};
-use yilian_referral::{AuditAction, AuditEvent};
+use yilian_referral::{AuditAction, AuditEvent, AuditOutcome};
 
 /// Extension URL carrying an event's own hash.
 pub const HASH_EXTENSION: &str = "urn:yilian:fhir:extension:audit-hash";
@@ -12,6 +12,7 @@ pub const PREV_HASH_EXTENSION: &str = "urn:yilian:fhir:extension:audit-prev-hash
 const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
 const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
 const SOURCE_TYPE: &str = "http://terminology.hl7.org/CodeSystem/security-source-type";
+const PURPOSE_OF_USE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
 
 fn action_code(action: AuditAction) -> &'static str {
     match action {
@@ -44,6 +45,12 @@ pub fn audit_event(e: &AuditEvent) -> Value {
             "type": { "system": ENTITY_TYPE, "code": "1", "display": "Person" },
         }));
     }
+    if let Some(study) = &e.study {
+        entities.push(json!({
+            "what": { "identifier": { "system": "urn:dicom:uid", "value": format!("urn:oid:{study}") } },
+            "type": { "system": ENTITY_TYPE, "code": "2", "display": "System Object" },
+        }));
+    }
     if let Some(object) = &e.object {
         entities.push(json!({
             "what": { "identifier": { "system": "urn:yilian:object", "value": object } },
@@ -61,7 +68,7 @@ pub fn audit_event(e: &AuditEvent) -> Value {
         "subtype": [{ "system": "urn:yilian:audit-event-type", "code": e.event_type }],
         "action": action_code(e.action),
         "recorded": instant(e.at_ms),
-        "outcome": "0",
+        "outcome": if e.outcome == AuditOutcome::Denied { "4" } else { "0" },
         "agent": [{
             "who": { "identifier": { "system": "urn:yilian:actor", "value": actor } },
             "role": [{ "coding": [{ "system": "urn:yilian:role", "code": e.actor.role.to_string() }] }],
@@ -74,6 +81,13 @@ pub fn audit_event(e: &AuditEvent) -> Value {
     });
     if let Some(detail) = &e.detail {
         resource["outcomeDesc"] = json!(detail);
+    }
+    if let Some(source) = &e.source {
+        resource["agent"][0]["network"] = json!({ "address": source, "type": "2" });
+    }
+    if let Some(purpose) = &e.purpose {
+        resource["agent"][0]["purposeOfUse"] =
+            json!([{ "coding": [{ "system": PURPOSE_OF_USE, "code": purpose }] }]);
     }
     if !entities.is_empty() {
         resource["entity"] = Value::Array(entities);

@@ -11,7 +11,7 @@
 //!   searchset Bundles; unknown parameters are refused with 400.
 //! - `GET /fhir/AuditEvent?entity=Task/{id}`: the audit trail (hash chain in extensions) as a
 //!   searchset Bundle, oldest first.
-//! - `POST /fhir/ServiceRequest`: submit a case as the actor named by `X-Yilian-Actor`
+//! - `POST /fhir/ServiceRequest`: submit a case as the authenticated user
 //!   (staff of the requesting facility); 201 with `Location: /fhir/ServiceRequest/{id}`.
 //!
 //! Reads are linearizable unless `consistency=stale` is given. Acting on a case (accept, report,
@@ -20,7 +20,8 @@
 mod audit_event;
 mod resources;
 
-use super::actor::ActingAs;
+use super::access::{authorize_case, readable_cases};
+use super::auth::Authenticated;
 use super::{ApiError, ApiState, AppState};
 use crate::patient_key::PatientKeyError;
 use axum::body::Bytes;
@@ -36,7 +37,9 @@ use resources::{
 };
 use serde_json::Value;
 use std::cmp::Reverse;
-use yilian_referral::{Case, CaseFilter, CaseId, Change, Command, DomainError, Outcome, PatientKey};
+use yilian_referral::{
+    Case, CaseFilter, CaseId, CaseOperation, Change, Command, DomainError, Outcome, PatientKey, Role,
+};
 
 /// The facade's routes, merged into the node's router.
 pub fn routes() -> Router<AppState> {
@@ -51,6 +54,11 @@ pub fn routes() -> Router<AppState> {
         .route("/fhir/ServiceRequest/:id", get(read_service_request).fallback(method_not_allowed))
         .route("/fhir/AuditEvent", get(search_audit_events).fallback(method_not_allowed))
         .route("/fhir/*rest", any(unknown_path))
+}
+
+/// An API error answered as an OperationOutcome (for refusals made before a FHIR handler runs).
+pub(super) fn outcome_response(e: ApiError) -> Response {
+    FhirError::from(e).into_response()
 }
 
 impl IntoResponse for FhirError {
@@ -145,50 +153,55 @@ fn read_is_stale(pairs: &[(String, String)]) -> Result<bool, FhirError> {
     Ok(stale)
 }
 
-/// Read case `id` and map it with `to_resource`.
+/// Read case `id` (an audited read under the access rules) and map it with `to_resource`.
 async fn read(
     app: &ApiState,
+    auth: &Authenticated,
     kind: SearchKind,
     id: &str,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
     to_resource: fn(&Case) -> Value,
 ) -> Result<Response, FhirError> {
     barrier(app, read_is_stale(&query_pairs(q)?)?).await?;
-    let resource = {
-        let state = app.node.state().read();
-        let case = state.region.case(&CaseId(id.to_owned())).map_err(|_| {
+    let case = authorize_case(app, auth, &CaseId(id.to_owned()), CaseOperation::Read).await.map_err(|e| {
+        if e.status() == StatusCode::NOT_FOUND {
             FhirError::new(
                 StatusCode::NOT_FOUND,
                 "not-found",
                 format!("{}/{id} does not exist; ids are case ids such as C00000001", kind.name()),
             )
-        })?;
-        to_resource(case)
-    };
-    Ok(fhir_json(StatusCode::OK, &resource))
+        } else {
+            FhirError::from(e)
+        }
+    })?;
+    Ok(fhir_json(StatusCode::OK, &to_resource(&case)))
 }
 
 /// `GET /fhir/Task/{id}`
 async fn read_task(
     State(app): State<AppState>,
+    auth: Authenticated,
     Path(id): Path<String>,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, FhirError> {
-    read(&app, SearchKind::Task, &id, q, task).await
+    read(&app, &auth, SearchKind::Task, &id, q, task).await
 }
 
 /// `GET /fhir/ServiceRequest/{id}`
 async fn read_service_request(
     State(app): State<AppState>,
+    auth: Authenticated,
     Path(id): Path<String>,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, FhirError> {
-    read(&app, SearchKind::ServiceRequest, &id, q, service_request).await
+    read(&app, &auth, SearchKind::ServiceRequest, &id, q, service_request).await
 }
 
-/// Search cases as `kind`: most urgent first, then oldest first.
+/// Search the cases the caller may see as `kind`: most urgent first, then oldest first; each
+/// case answered is an audited read.
 async fn search(
     app: &ApiState,
+    auth: &Authenticated,
     headers: &HeaderMap,
     kind: SearchKind,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -197,40 +210,44 @@ async fn search(
     let search = parse_search(kind, &pairs, |id| key_for(app, id))?;
     barrier(app, search.stale).await?;
     let base = base_url(app, headers);
-    let entries = {
+    let mut cases: Vec<Case> = {
         let state = app.node.state().read();
         let all = CaseFilter::default();
-        let mut cases: Vec<&Case> = state.region.find_cases(&all).filter(|c| search.matches(c)).collect();
-        cases.sort_by_key(|c| (Reverse(c.priority), c.created_at_ms, c.id.clone()));
-        cases
-            .into_iter()
-            .map(|c| {
-                let resource = match kind {
-                    SearchKind::Task => task(c),
-                    SearchKind::ServiceRequest => service_request(c),
-                };
-                (kind.name(), c.id.0.clone(), resource)
-            })
-            .collect()
+        state.region.find_cases(&all).filter(|c| search.matches(c)).cloned().collect()
     };
+    cases.sort_by_key(|c| (Reverse(c.priority), c.created_at_ms, c.id.clone()));
+    let entries = readable_cases(app, auth, cases, "case.read")
+        .await?
+        .iter()
+        .map(|c| {
+            let resource = match kind {
+                SearchKind::Task => task(c),
+                SearchKind::ServiceRequest => service_request(c),
+            };
+            (kind.name(), c.id.0.clone(), resource)
+        })
+        .collect();
     Ok(fhir_json(StatusCode::OK, &searchset(&base, &search.self_url(&base, kind), entries)))
 }
 
 /// `GET /fhir/Task?...`
 async fn search_tasks(
     State(app): State<AppState>,
+    auth: Authenticated,
     headers: HeaderMap,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, FhirError> {
-    search(&app, &headers, SearchKind::Task, q).await
+    search(&app, &auth, &headers, SearchKind::Task, q).await
 }
 
 /// `GET /fhir/AuditEvent?entity=Task/{id}`: the audit trail (optionally one case's), oldest first.
 async fn search_audit_events(
     State(app): State<AppState>,
+    auth: Authenticated,
     headers: HeaderMap,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, FhirError> {
+    auth.require(&[Role::Auditor, Role::Admin], "the audit trail")?;
     let mut case = None;
     let mut stale = false;
     for (k, v) in query_pairs(q)? {
@@ -273,20 +290,22 @@ async fn search_audit_events(
 /// `GET /fhir/ServiceRequest?...`
 async fn search_service_requests(
     State(app): State<AppState>,
+    auth: Authenticated,
     headers: HeaderMap,
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, FhirError> {
-    search(&app, &headers, SearchKind::ServiceRequest, q).await
+    search(&app, &auth, &headers, SearchKind::ServiceRequest, q).await
 }
 
 /// `POST /fhir/ServiceRequest`: submit a case.
 async fn create_service_request(
     State(app): State<AppState>,
     headers: HeaderMap,
-    actor: Result<ActingAs, ApiError>,
+    auth: Result<Authenticated, ApiError>,
     body: Bytes,
 ) -> Result<Response, FhirError> {
-    let ActingAs(actor) = actor?;
+    let auth = auth?;
+    let actor = auth.actor.clone();
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let media = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         if media != "application/fhir+json" && media != "application/json" {
@@ -319,7 +338,13 @@ async fn create_service_request(
                 format!("unexpected outcome of a case submission: {other:?}"),
             ))
         }
-        Ok(Err(refused)) => return Err(domain_error(refused)),
+        Ok(Err(refused)) => {
+            if matches!(refused, DomainError::NotAllowed { .. }) {
+                let why = refused.to_string();
+                super::access::audit_refused_write(&app, &auth, None, "case.create-denied", &why).await;
+            }
+            return Err(domain_error(refused));
+        }
         Err(cluster) => return Err(ApiError::from(cluster).into()),
     };
     // The write is committed on the leader; make this node reflect it before reading it back.

@@ -499,7 +499,7 @@ pub fn capability_statement(base: &str) -> Value {
          with system {SYSTEM_DCM} = modality (DX, CR, CT, MR, US, ECG); requester \
          Organization/<facility> (defaults to the actor's); performer[0] Organization/<preferred \
          target>; extension {EXT_GREEN_CHANNEL} valueCode stroke | chest-pain. The acting user is \
-         named by the X-Yilian-Actor header and must be staff of the requesting facility."
+         the authenticated caller and must be staff of the requesting facility."
     ));
     let mut task = resource(SearchKind::Task, false);
     task["documentation"] = json!(
