@@ -102,7 +102,7 @@ impl UploadToCase {
         };
         let state = self.app.node.state().read();
         authenticate_token(&self.app, &state.region, token, None, self.source)
-            .map_err(|e| format!("{}", e.message()))
+            .map_err(|e| e.message().to_owned())
     }
 
     fn imaging(&self) -> &Imaging {
