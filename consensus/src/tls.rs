@@ -15,12 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// ALPN protocol of node-to-node control connections (Raft RPCs and forwarded requests).
-pub const ALPN_RAFT: &[u8] = b"yilian-raft/1";
-/// ALPN protocol of node-to-node image transfer (chunked study fetches).
-pub const ALPN_DICOM: &[u8] = b"yilian-dicom/1";
-/// ALPN protocol of clinic uploads (`yilian upload`).
-pub const ALPN_UPLOAD: &[u8] = b"yilian-upload/1";
+pub use yilian_referral::wire::{ALPN_DICOM, ALPN_RAFT, ALPN_UPLOAD};
 /// Every protocol a node's endpoint accepts.
 pub const NODE_ALPNS: [&[u8]; 3] = [ALPN_RAFT, ALPN_DICOM, ALPN_UPLOAD];
 

@@ -19,6 +19,7 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
+use yilian_referral::is_dicom_uid;
 
 /// Default largest file accepted as one instance: 2 GiB.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 2 << 30;
@@ -237,7 +238,7 @@ fn required_uid(obj: &DefaultDicomObject, tag: Tag, name: &'static str) -> Resul
     if value.is_empty() {
         return Err(IngestError::MissingAttribute { name, tag });
     }
-    if !valid_uid(&value) {
+    if !is_dicom_uid(&value) {
         return Err(IngestError::InvalidAttribute {
             name,
             tag,
@@ -248,16 +249,11 @@ fn required_uid(obj: &DefaultDicomObject, tag: Tag, name: &'static str) -> Resul
     Ok(value)
 }
 
-/// A UID as PS3.5 9.1 allows it (leading zeros in components are tolerated: they occur in the wild).
-pub(crate) fn valid_uid(uid: &str) -> bool {
-    uid.len() <= 64 && uid.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
-}
-
 /// A UID of the file meta group: present and well formed.
 fn meta_uid(value: Option<&str>, name: &'static str, tag: Tag) -> Result<(), IngestError> {
     match value {
         None | Some("") => Err(IngestError::MissingAttribute { name, tag }),
-        Some(v) if !valid_uid(v) => Err(IngestError::InvalidAttribute {
+        Some(v) if !is_dicom_uid(v) => Err(IngestError::InvalidAttribute {
             name,
             tag,
             value: cut(v),

@@ -24,6 +24,7 @@ pub mod status;
 pub mod study;
 pub mod transfer;
 pub mod user;
+pub mod wire;
 
 pub use access::{AccessFacts, Basis, BreakGlassGrant, CaseOperation, Denied};
 pub use actor::{Actor, Role};
@@ -46,6 +47,6 @@ pub use region::{
 };
 pub use specialist::{Specialist, SpecialistId};
 pub use status::TaskStatus;
-pub use study::{HolderNode, InstanceBatch, InstanceRecord, ManifestInstance, StudyManifest};
+pub use study::{is_dicom_uid, HolderNode, InstanceBatch, InstanceRecord, ManifestInstance, StudyManifest};
 pub use transfer::{Direction, Transfer, TransferId, TransferStatus};
 pub use user::{ApiToken, User, UserRegistration, UserSummary};

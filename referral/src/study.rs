@@ -8,6 +8,14 @@ use crate::case::CaseId;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Whether `uid` is a DICOM UID as PS3.5 9.1 allows it: at most 64 characters, components of
+/// digits separated by dots, none empty (leading zeros are tolerated: they occur in the wild).
+pub fn is_dicom_uid(uid: &str) -> bool {
+    !uid.is_empty()
+        && uid.len() <= 64
+        && uid.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// A cluster node, as numbered by Raft.
 pub type HolderNode = u64;
 

@@ -258,6 +258,70 @@ async fn interrupted_upload_sends_only_missing_chunks_and_export_is_deidentified
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_study_read_in_another_region_travels_only_as_a_deidentified_copy() {
+    // Both nodes serve the reader of region r2; the study is taken in region r.
+    let toml = format!("{FAST_RAFT}\n[imaging]\nserves = [\"XPROV\"]\n");
+    let cluster = TestCluster::start(2, &toml).await;
+    let api = cluster.api(1);
+    seed_region(&api).await;
+    let ops = acting(&api, "ops:test").await;
+    let other = serde_json::json!({"id": "XPROV", "name": "邻省医院", "level": "provincial", "region": "r2", "parent": null});
+    let _: serde_json::Value = ops.post("/v1/facilities", &other).await.expect("facility in r2");
+    let reader = serde_json::json!({
+        "id": "DRX", "name": "外省医生", "facility": "XPROV", "specialty": "cardiology",
+        "modalities": ["ECG"], "licensed_regions": ["r", "r2"], "cap": 10, "on_shift": true,
+    });
+    let _: serde_json::Value = ops.post("/v1/specialists", &reader).await.expect("reader in r2");
+    let off = serde_json::json!({"on_shift": false});
+    let _: serde_json::Value = ops.put("/v1/specialists/DR/shift", &off).await.expect("DR off shift");
+    let case = submit(&api, "cross-region").await.expect("case");
+    // Outside the referral ladder: ops assign the reader in r2.
+    let _: serde_json::Value = ops
+        .post(&format!("/v1/cases/{case}/assign"), &serde_json::json!({"to": "DRX"}))
+        .await
+        .expect("assign");
+    let nurse = acting(&api, NURSE).await;
+    let shown: serde_json::Value = nurse.get(&format!("/v1/cases/{case}")).await.expect("case");
+    assert_eq!(shown["owner"], "DRX", "the case is offered to the reader in r2: {shown}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let summary = synth(dir.path(), &[SynthKind::Ecg], &case, SynthOptions::small(44));
+    let original_uid = summary.studies[0].study_instance_uid.clone();
+    let out = run(upload_cmd(&cluster, 1, &case, &[dir.path()], &["--commit"])).await;
+    assert!(out.status.success(), "upload failed: {}", text(&out));
+
+    // Node 1 holds the original and makes the copy; node 2 fetches only the copy.
+    let copy_of = |studies: Vec<StudyManifest>| {
+        studies
+            .into_iter()
+            .find(|s| s.derived_from.as_deref() == Some(&original_uid) && s.is_committed() && s.held_by(2))
+    };
+    let studies_path = format!("/v1/cases/{case}/studies?consistency=stale");
+    wait_for("a de-identified copy held by node 2", Duration::from_secs(60), || async {
+        copy_of(nurse.get(&studies_path).await.unwrap_or_default()).is_some()
+    })
+    .await;
+    let copy = copy_of(nurse.get(&studies_path).await.expect("studies")).expect("copy");
+    assert_ne!(copy.study_uid, original_uid);
+    assert!(!manifest(&cluster, 1, &original_uid).await.held_by(2), "the original left its region");
+    let store = Store::open(cluster.node(2).data_dir().join("objects")).expect("store");
+    for instance in copy.instances.values() {
+        let digest: Digest = instance.record.sha256.parse().unwrap();
+        let path = store.path_of(&digest);
+        let bytes = std::fs::read(&path).expect("copy on node 2");
+        for needle in [&summary.patient_name, &summary.patient_id, &original_uid] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "copy still contains {needle:?}"
+            );
+        }
+        let obj = dicom_object::open_file(&path).expect("copy parses");
+        let removed = obj.element(Tag(0x0012, 0x0062)).expect("Patient Identity Removed");
+        assert_eq!(removed.to_str().unwrap().trim(), "YES");
+    }
+}
+
 /// (chunks sent, chunks already held) from the summary line of `yilian upload`.
 fn sent_and_held(log: &str) -> (u64, u64) {
     let line =

@@ -9,7 +9,6 @@ use super::negotiate::{self, AcceptedContext, Answer};
 use super::part10::{AppendError, Header, PartialInstance};
 use super::sink::{InstanceSink, ReceivedInstance, Refusal};
 use super::wire::Wire;
-use crate::ingest::valid_uid;
 use crate::sop;
 use dicom_ul::pdu::{AbortRQServiceProviderReason, PDataValue, PDataValueType, Pdu, PDV_HEADER_SIZE};
 use std::net::SocketAddr;
@@ -19,6 +18,7 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn, Span};
+use yilian_referral::is_dicom_uid;
 
 /// Largest A-ASSOCIATE-RQ read (many presentation contexts make it large).
 const ASSOCIATE_RQ_LIMIT: u32 = 1 << 20;
@@ -354,7 +354,7 @@ impl<S: InstanceSink> Association<'_, S> {
                 sop::sop_class(&context.abstract_syntax).map_or("verification", |c| c.name)
             )));
         }
-        if !valid_uid(&request.sop_instance_uid) {
+        if !is_dicom_uid(&request.sop_instance_uid) {
             return Target::Refuse(Refusal::cannot_understand(
                 "Affected SOP Instance UID is missing or malformed",
             ));

@@ -31,8 +31,8 @@ mod worker;
 pub use error::{FetchError, SourceError, StateError, UploadError};
 pub use fetcher::{Connector, FetchConfig, FetchCounters, FetchEvent, FetchJob, Fetcher, JobProgress};
 pub use protocol::{
-    ChunkList, SourceId, UploadMeta, ALPN_DICOM, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
-    PRIORITY_ROUTINE, PRIORITY_STAT,
+    ChunkList, SourceId, UploadMeta, ALPN_DICOM, ALPN_UPLOAD, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE,
+    MIN_CHUNK_SIZE, PRIORITY_ROUTINE, PRIORITY_STAT,
 };
 pub use server::serve_fetch_connection;
 pub use source::{ChunkSource, StoreChunkSource, DEFAULT_CACHED_LISTS};

@@ -13,8 +13,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use yilian_referral::codec;
 
-/// ALPN protocol of imaging connections (node-to-node fetch and clinic upload).
-pub const ALPN_DICOM: &[u8] = b"yilian-dicom/1";
+pub use yilian_referral::wire::{ALPN_DICOM, ALPN_UPLOAD};
 /// Default chunk size: 1 MiB.
 pub const DEFAULT_CHUNK_SIZE: u32 = 1 << 20;
 /// Smallest chunk size accepted: 4 KiB.

@@ -266,10 +266,10 @@ fn validate_record(r: &InstanceRecord) -> Result<(), DomainError> {
     Ok(())
 }
 
-/// A DICOM UID: 1 to 64 characters of digits and dots.
+/// A DICOM UID ([`crate::study::is_dicom_uid`]).
 fn validate_uid(field: &str, uid: &str) -> Result<(), DomainError> {
     validate_id(field, uid)?;
-    if uid.len() > 64 || !uid.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+    if !crate::study::is_dicom_uid(uid) {
         return Err(DomainError::invalid(
             field,
             format!("`{uid}` is not a DICOM UID (digits and dots, at most 64)"),

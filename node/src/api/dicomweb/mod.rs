@@ -75,10 +75,7 @@ fn base_url(headers: &HeaderMap, api_addr: &str) -> String {
 
 /// Refuse a path parameter that is not a UID (digits and dots, at most 64 characters).
 fn check_uid(what: &str, value: &str) -> Result<(), ApiError> {
-    let ok = !value.is_empty()
-        && value.len() <= 64
-        && value.split('.').all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()));
-    if ok {
+    if yilian_referral::is_dicom_uid(value) {
         return Ok(());
     }
     Err(ApiError::bad_request(format!(
