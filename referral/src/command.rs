@@ -16,6 +16,16 @@ use crate::user::UserRegistration;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
+/// Where a command came from, for the audit trail: the caller's network address and the
+/// purpose of use they declared (both recorded on every audit event the command writes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The caller's network address, as the API saw it.
+    pub source: Option<String>,
+    /// The declared purpose of use (an HL7 PurposeOfUse code such as TREAT).
+    pub purpose: Option<String>,
+}
+
 /// A change to the region by an actor. Commands are replicated through Raft and applied in log
 /// order with the time the leader stamped on them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,17 +34,25 @@ pub struct Command {
     pub actor: Actor,
     /// The change.
     pub change: Change,
+    /// Where the command came from.
+    pub provenance: Provenance,
 }
 
 impl Command {
     /// `change` issued by `actor`.
     pub fn new(actor: Actor, change: Change) -> Self {
-        Self { actor, change }
+        Self { actor, change, provenance: Provenance::default() }
+    }
+
+    /// The same command, recorded as coming from `provenance`.
+    pub fn with_provenance(mut self, provenance: Provenance) -> Self {
+        self.provenance = provenance;
+        self
     }
 
     /// The leader's periodic deadline evaluation.
     pub fn tick() -> Self {
-        Self { actor: Actor::system(), change: Change::Tick }
+        Self::new(Actor::system(), Change::Tick)
     }
 }
 

@@ -30,8 +30,8 @@ pub use actor::{Actor, Role};
 pub use audit::{verify_chain, AccessRecord, AuditAction, AuditEvent, AuditOutcome, ChainError};
 pub use case::{Case, CaseId, SlaClock, Vitals};
 pub use command::{
-    CaseSubmission, Change, Command, FacilityRegistration, Outcome, SpecialistRegistration, TransferAction,
-    TransferRequest,
+    CaseSubmission, Change, Command, FacilityRegistration, Outcome, Provenance, SpecialistRegistration,
+    TransferAction, TransferRequest,
 };
 pub use error::DomainError;
 pub use facility::{Capacity, Facility, FacilityId, FacilityLevel, GeoPoint};

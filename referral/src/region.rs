@@ -24,7 +24,7 @@ use crate::access::BreakGlassGrant;
 use crate::actor::Actor;
 use crate::audit::{AuditAction, AuditEvent, AuditOutcome, GENESIS_HASH};
 use crate::case::{Case, CaseId};
-use crate::command::{Change, Command, Outcome};
+use crate::command::{Change, Command, Outcome, Provenance};
 use crate::error::DomainError;
 use crate::facility::{Facility, FacilityId};
 use crate::patient::PatientKey;
@@ -138,12 +138,15 @@ pub struct Region {
     index: Indexes,
     touched: Vec<EntityKey>,
     capacity_freed: bool,
+    /// Where the command being applied came from (cleared after each command).
+    provenance: Provenance,
 }
 
 impl Region {
     /// Apply `command` at time `at_ms` (stamped by the leader, so replicas agree).
     pub fn apply(&mut self, at_ms: u64, command: &Command) -> Applied {
         self.touched.clear();
+        self.provenance = command.provenance.clone();
         let now = at_ms.max(self.counters.clock_ms);
         let mut result = self.validate_actor(&command.actor).and_then(|()| self.dispatch(now, command));
         if result.is_ok() && std::mem::take(&mut self.capacity_freed) {
@@ -153,6 +156,7 @@ impl Region {
             }
         }
         self.capacity_freed = false;
+        self.provenance = Provenance::default();
         let mut touched = std::mem::take(&mut self.touched);
         if result.is_err() {
             touched.clear();
@@ -323,8 +327,8 @@ impl Region {
             detail: event.detail,
             outcome: event.outcome,
             study: event.study,
-            source: event.source,
-            purpose: event.purpose,
+            source: event.source.or_else(|| self.provenance.source.clone()),
+            purpose: event.purpose.or_else(|| self.provenance.purpose.clone()),
             prev_hash,
             hash: String::new(),
         };

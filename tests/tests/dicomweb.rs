@@ -217,4 +217,9 @@ async fn image_access_follows_the_referral() {
         |kind: &str| events.iter().any(|e| e.to_string().contains(kind) && e.to_string().contains(&study));
     assert!(about_study("case.read-denied"), "no audited refusal in {events:?}");
     assert!(about_study("case.read"), "no audited read in {events:?}");
+    // Writes carry the caller's address too.
+    assert!(
+        events.iter().any(|e| e["event_type"] == "study.record" && e["source"] == "127.0.0.1"),
+        "the STOW write is audited with its source address: {events:?}"
+    );
 }

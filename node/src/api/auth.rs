@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::{IpAddr, SocketAddr};
 use yilian_consensus::cluster::now_ms;
-use yilian_referral::{Actor, Region, Role};
+use yilian_referral::{Actor, Change, Command, Provenance, Region, Role};
 
 /// How a caller proved who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +63,16 @@ impl Authenticated {
     /// The caller's role.
     pub fn role(&self) -> Role {
         self.actor.role
+    }
+
+    /// `change` as a command of the caller, carrying their address and declared purpose.
+    pub fn command(&self, change: Change) -> Command {
+        Command::new(self.actor.clone(), change).with_provenance(self.provenance())
+    }
+
+    /// Where the caller's requests come from, for the audit trail.
+    pub fn provenance(&self) -> Provenance {
+        Provenance { source: self.source.map(|s| s.to_string()), purpose: self.purpose.clone() }
     }
 
     /// Refuse with 403 unless the caller has one of `roles`.

@@ -30,7 +30,7 @@ use axum::routing::{delete, get, post, put};
 use axum::Router;
 use std::sync::Arc;
 use yilian_consensus::ClusterNode;
-use yilian_referral::{Actor, Change, Command, Outcome};
+use yilian_referral::{Change, Outcome};
 
 pub use auth::Authenticated;
 pub use cluster::NodeView;
@@ -119,9 +119,9 @@ async fn ready(State(app): State<AppState>) -> (StatusCode, &'static str) {
     }
 }
 
-/// Apply `change` as `actor` through the leader and return the domain's answer.
-async fn apply(app: &ApiState, actor: Actor, change: Change) -> Result<Outcome, ApiError> {
-    Ok(app.node.write(Command::new(actor, change)).await??)
+/// Apply `change` as the caller through the leader and return the domain's answer.
+async fn apply(app: &ApiState, auth: &Authenticated, change: Change) -> Result<Outcome, ApiError> {
+    Ok(app.node.write(auth.command(change)).await??)
 }
 
 /// Apply `change` as the caller; a refusal by an access rule (403) is written to the audit
@@ -133,7 +133,7 @@ async fn apply_audited(
     case: Option<&yilian_referral::CaseId>,
     event_type: &str,
 ) -> Result<Outcome, ApiError> {
-    match app.node.write(Command::new(auth.actor.clone(), change)).await? {
+    match app.node.write(auth.command(change)).await? {
         Ok(outcome) => Ok(outcome),
         Err(e @ yilian_referral::DomainError::NotAllowed { .. }) => {
             access::audit_refused_write(app, auth, case, event_type, &e.to_string()).await;

@@ -15,19 +15,19 @@ use yilian_referral::{
 /// `POST /v1/facilities` (ops)
 pub async fn register_facility(
     State(app): State<AppState>,
-    Authenticated { actor, .. }: Authenticated,
+    auth: Authenticated,
     Body(f): Body<FacilityRegistration>,
 ) -> Result<(StatusCode, Json<Outcome>), ApiError> {
-    Ok((StatusCode::CREATED, Json(apply(&app, actor, Change::RegisterFacility(f)).await?)))
+    Ok((StatusCode::CREATED, Json(apply(&app, &auth, Change::RegisterFacility(f)).await?)))
 }
 
 /// `POST /v1/specialists` (ops)
 pub async fn register_specialist(
     State(app): State<AppState>,
-    Authenticated { actor, .. }: Authenticated,
+    auth: Authenticated,
     Body(s): Body<SpecialistRegistration>,
 ) -> Result<(StatusCode, Json<Outcome>), ApiError> {
-    Ok((StatusCode::CREATED, Json(apply(&app, actor, Change::RegisterSpecialist(s)).await?)))
+    Ok((StatusCode::CREATED, Json(apply(&app, &auth, Change::RegisterSpecialist(s)).await?)))
 }
 
 /// `GET /v1/facilities`
@@ -68,12 +68,12 @@ pub struct ShiftBody {
 /// `PUT /v1/specialists/{id}/shift` (the specialist or ops)
 pub async fn set_shift(
     State(app): State<AppState>,
-    Authenticated { actor, .. }: Authenticated,
+    auth: Authenticated,
     Path(id): Path<String>,
     Body(b): Body<ShiftBody>,
 ) -> Result<Json<Outcome>, ApiError> {
     let change = Change::SetShift { specialist: SpecialistId(id), on_shift: b.on_shift };
-    Ok(Json(apply(&app, actor, change).await?))
+    Ok(Json(apply(&app, &auth, change).await?))
 }
 
 /// Body of `PUT /v1/facilities/{id}/capacity/{service}`.
@@ -86,12 +86,12 @@ pub struct CapacityBody {
 /// `PUT /v1/facilities/{id}/capacity/{service}` (the facility's staff or ops)
 pub async fn declare_capacity(
     State(app): State<AppState>,
-    Authenticated { actor, .. }: Authenticated,
+    auth: Authenticated,
     Path((id, service)): Path<(String, String)>,
     Body(b): Body<CapacityBody>,
 ) -> Result<Json<Outcome>, ApiError> {
     let change = Change::DeclareCapacity { facility: FacilityId(id), service, capacity: b.capacity };
-    Ok(Json(apply(&app, actor, change).await?))
+    Ok(Json(apply(&app, &auth, change).await?))
 }
 
 /// Body of `PUT /v1/facilities/{id}/devices/{modality}`.
@@ -107,7 +107,7 @@ pub struct DeviceBody {
 /// out of service moves open examinations needing it to the nearest neighbour.
 pub async fn set_device(
     State(app): State<AppState>,
-    Authenticated { actor, .. }: Authenticated,
+    auth: Authenticated,
     Path((id, modality)): Path<(String, String)>,
     Body(b): Body<DeviceBody>,
 ) -> Result<Json<Outcome>, ApiError> {
@@ -117,7 +117,7 @@ pub async fn set_device(
         })?;
     let change =
         Change::SetDevice { facility: FacilityId(id), modality, in_service: b.in_service, reason: b.reason };
-    Ok(Json(apply(&app, actor, change).await?))
+    Ok(Json(apply(&app, &auth, change).await?))
 }
 
 /// Query of `GET /v1/capacity`.
@@ -164,9 +164,9 @@ pub async fn show_policy(
 /// `PUT /v1/policies/{region}` (ops)
 pub async fn set_policy(
     State(app): State<AppState>,
-    Authenticated { actor, .. }: Authenticated,
+    auth: Authenticated,
     Path(region): Path<String>,
     Body(policy): Body<RegionPolicy>,
 ) -> Result<Json<Outcome>, ApiError> {
-    Ok(Json(apply(&app, actor, Change::SetPolicy { region, policy }).await?))
+    Ok(Json(apply(&app, &auth, Change::SetPolicy { region, policy }).await?))
 }

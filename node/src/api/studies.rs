@@ -39,5 +39,5 @@ pub async fn commit(
     auth: Authenticated,
     Path(uid): Path<String>,
 ) -> Result<Json<Outcome>, ApiError> {
-    Ok(Json(apply(&app, auth.actor, Change::CommitStudy { study_uid: uid }).await?))
+    Ok(Json(apply(&app, &auth, Change::CommitStudy { study_uid: uid }).await?))
 }

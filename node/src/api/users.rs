@@ -98,7 +98,7 @@ pub async fn login(State(app): State<AppState>, req: Request) -> Result<Response
 
 /// `POST /v1/logout`: end every session of the caller, on every node.
 pub async fn logout(State(app): State<AppState>, auth: Authenticated) -> Result<Json<Outcome>, ApiError> {
-    Ok(Json(apply(&app, auth.actor.clone(), Change::RevokeSessions { user: auth.user }).await?))
+    Ok(Json(apply(&app, &auth, Change::RevokeSessions { user: auth.user.clone() }).await?))
 }
 
 /// Body of `POST /v1/users`.
@@ -145,7 +145,7 @@ pub async fn add(
         specialist: b.specialist_id,
         password_hash,
     };
-    Ok((StatusCode::CREATED, Json(apply(&app, auth.actor, Change::AddUser(r)).await?)))
+    Ok((StatusCode::CREATED, Json(apply(&app, &auth, Change::AddUser(r)).await?)))
 }
 
 /// `GET /v1/users` (admin): accounts without their password hashes.
@@ -165,7 +165,7 @@ pub async fn disable(
     Path(id): Path<String>,
 ) -> Result<Json<Outcome>, ApiError> {
     auth.require(&[Role::Admin], "disabling users")?;
-    Ok(Json(apply(&app, auth.actor, Change::DisableUser { user: id }).await?))
+    Ok(Json(apply(&app, &auth, Change::DisableUser { user: id }).await?))
 }
 
 /// `POST /v1/users/{id}/revoke-sessions` (admin)
@@ -175,7 +175,7 @@ pub async fn revoke_sessions(
     Path(id): Path<String>,
 ) -> Result<Json<Outcome>, ApiError> {
     auth.require(&[Role::Admin], "revoking sessions")?;
-    Ok(Json(apply(&app, auth.actor, Change::RevokeSessions { user: id }).await?))
+    Ok(Json(apply(&app, &auth, Change::RevokeSessions { user: id }).await?))
 }
 
 /// Body of `POST /v1/tokens`.
@@ -207,7 +207,7 @@ pub async fn create_token(
     let t = api_token::generate().map_err(|e| ApiError::internal(format!("no randomness available: {e}")))?;
     let change =
         Change::CreateApiToken { id: t.id.clone(), user: b.user, secret_hash: t.secret_hash, label: b.label };
-    apply(&app, auth.actor, change).await?;
+    apply(&app, &auth, change).await?;
     Ok((StatusCode::CREATED, Json(CreatedToken { id: t.id, token: t.token })))
 }
 
@@ -218,5 +218,5 @@ pub async fn revoke_token(
     Path(id): Path<String>,
 ) -> Result<Json<Outcome>, ApiError> {
     auth.require(&[Role::Admin], "revoking API tokens")?;
-    Ok(Json(apply(&app, auth.actor, Change::RevokeApiToken { id }).await?))
+    Ok(Json(apply(&app, &auth, Change::RevokeApiToken { id }).await?))
 }

@@ -27,7 +27,7 @@ impl InstanceSink for DimseSink {
                 id: format!("dimse:{}", received.calling_ae.trim()),
                 facility: None,
             };
-            let result = imaging.ingest_file(&received.path, CaseTarget::FromAccession, &actor).await;
+            let result = imaging.ingest_file(&received.path, CaseTarget::FromAccession, &actor.into()).await;
             let _ = tokio::fs::remove_file(&received.path).await;
             match result {
                 Ok(stored) if stored.deduplicated => {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use yilian_consensus::ClusterNode;
 use yilian_dicom::catalog::{catalog_attributes, read_header, tag_key};
 use yilian_dicom::{inspect, Catalog, CatalogError, CatalogRecord, InstanceInfo, Store, StoreError, Tag};
-use yilian_referral::{Actor, CaseId, Change, Command, InstanceBatch, InstanceRecord};
+use yilian_referral::{Actor, CaseId, Change, Command, InstanceBatch, InstanceRecord, Provenance};
 
 /// Accession Number (0008,0050): carries the Yilian case id of an instance.
 const ACCESSION_NUMBER: Tag = Tag(0x0008, 0x0050);
@@ -58,6 +58,22 @@ pub enum ImagingError {
         /// The error.
         source: std::io::Error,
     },
+}
+
+/// Who asks for an ingest, as recorded in the audit trail: the actor, and where the request
+/// came from (address, purpose of use) when it arrived through the API.
+#[derive(Debug, Clone)]
+pub struct Requester {
+    /// The actor the manifest entry is recorded as.
+    pub actor: Actor,
+    /// Where the request came from.
+    pub provenance: Provenance,
+}
+
+impl From<Actor> for Requester {
+    fn from(actor: Actor) -> Self {
+        Self { actor, provenance: Provenance::default() }
+    }
 }
 
 /// The node's imaging service.
@@ -112,15 +128,15 @@ impl Imaging {
     }
 
     /// The one ingest pipeline: validate the file at `tmp` ([`inspect`]), resolve its case,
-    /// store it (deduplicated), record it in the study's replicated manifest as `actor`, and
+    /// store it (deduplicated), record it in the study's replicated manifest as `by`, and
     /// only then catalogue it. The file at `tmp` is left in place.
     pub async fn ingest_file(
         &self,
         tmp: &Path,
         target: CaseTarget,
-        actor: &Actor,
+        by: &Requester,
     ) -> Result<StoredInstance, IngestRefusal> {
-        self.ingest_file_in_study(tmp, target, None, actor).await
+        self.ingest_file_in_study(tmp, target, None, by).await
     }
 
     /// [`Imaging::ingest_file`] for a request addressed to one study: an instance of another
@@ -130,7 +146,7 @@ impl Imaging {
         tmp: &Path,
         target: CaseTarget,
         study: Option<&str>,
-        actor: &Actor,
+        by: &Requester,
     ) -> Result<StoredInstance, IngestRefusal> {
         let node = self.node.clone();
         let parts = self.parts.clone();
@@ -138,7 +154,7 @@ impl Imaging {
         let study = study.map(str::to_owned);
         let (stored, record) =
             blocking(move || prepare_blocking(&node, &parts, &path, target, study.as_deref())).await?;
-        self.record_in_manifest(&stored, actor).await?;
+        self.record_in_manifest(&stored, by).await?;
         let parts = self.parts.clone();
         blocking(move || parts.catalog.put(&record).map_err(IngestRefusal::from)).await?;
         tracing::info!(
@@ -152,7 +168,7 @@ impl Imaging {
         Ok(stored)
     }
 
-    async fn record_in_manifest(&self, stored: &StoredInstance, actor: &Actor) -> Result<(), IngestRefusal> {
+    async fn record_in_manifest(&self, stored: &StoredInstance, by: &Requester) -> Result<(), IngestRefusal> {
         let info = &stored.info;
         let batch = InstanceBatch {
             case: stored.case_id.clone(),
@@ -173,7 +189,9 @@ impl Imaging {
             sop_instance_uid: info.sop_instance_uid.clone(),
             study_instance_uid: info.study_instance_uid.clone(),
         };
-        match self.node.write(Command::new(actor.clone(), Change::RecordInstances(batch))).await {
+        let command = Command::new(by.actor.clone(), Change::RecordInstances(batch))
+            .with_provenance(by.provenance.clone());
+        match self.node.write(command).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(refused)) => {
                 Err(IngestRefusal::ManifestRefused { reason: refused.to_string(), uids: uids() })

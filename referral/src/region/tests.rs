@@ -216,3 +216,31 @@ fn access_records_are_written_by_the_cluster_only() {
     assert_eq!(last.source.as_deref(), Some("10.0.0.7"));
     assert!(last.patient.is_some(), "the patient key is added from the case");
 }
+
+#[test]
+fn writes_are_audited_with_the_callers_address_and_purpose() {
+    let mut r = region();
+    let submission = CaseSubmission {
+        patient: PatientKey("c".repeat(64)),
+        complaint: "cough".into(),
+        vitals: Default::default(),
+        priority: Priority::Routine,
+        green_channel: None,
+        specialty: "radiology".into(),
+        modality: None,
+        origin: FacilityId("TS".into()),
+        target: None,
+        draft: false,
+    };
+    let provenance = Provenance { source: Some("10.0.0.9".into()), purpose: Some("TREAT".into()) };
+    let cmd =
+        Command::new(Actor::staff("n1", "TS"), Change::SubmitCase(submission)).with_provenance(provenance);
+    r.apply(T0 + 1, &cmd).result.expect("submitted");
+    let last = r.audit_events().last().expect("event");
+    assert_eq!((last.source.as_deref(), last.purpose.as_deref()), (Some("10.0.0.9"), Some("TREAT")));
+    r.apply(T0 + 2, &Command::tick()).result.expect("tick");
+    let unrelated = facility("TS2", FacilityLevel::Township, Some("CTY"), 200);
+    r.apply(T0 + 3, &unrelated).result.expect("registered");
+    let last = r.audit_events().last().expect("event");
+    assert_eq!(last.source, None, "one command's provenance does not leak into the next");
+}

@@ -7,7 +7,7 @@ use super::body::dicom_json;
 use super::{base_url, ApiError, AppState};
 use crate::api::access::authorize_case;
 use crate::api::auth::Authenticated;
-use crate::imaging::{CaseTarget, Imaging, IngestRefusal};
+use crate::imaging::{CaseTarget, Imaging, IngestRefusal, Requester};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::Response;
@@ -19,7 +19,7 @@ use yilian_dicom::error::IngestError;
 use yilian_dicom::ingest::DEFAULT_MAX_FILE_SIZE;
 use yilian_dicom::web::stow::{self, reason, Failed, Stored};
 use yilian_dicom::web::{multipart, APPLICATION_DICOM};
-use yilian_referral::{Actor, CaseId, CaseOperation};
+use yilian_referral::{CaseId, CaseOperation};
 
 /// Query of a STOW request.
 #[derive(Debug, Default, Deserialize)]
@@ -81,12 +81,12 @@ async fn store_parts(
         }
         None => CaseTarget::FromAccession,
     };
-    let actor = auth.actor;
+    let by = Requester { actor: auth.actor.clone(), provenance: auth.provenance() };
     let stream = request.into_body().into_data_stream();
-    let outcome = receive(&app.imaging, stream, related.boundary, target, study.as_deref(), &actor).await?;
+    let outcome = receive(&app.imaging, stream, related.boundary, target, study.as_deref(), &by).await?;
     tracing::info!(
-        actor = %actor.id,
-        role = %actor.role,
+        actor = %by.actor.id,
+        role = %by.actor.role,
         stored = outcome.stored.len(),
         failed = outcome.failed.len(),
         "STOW-RS request handled"
@@ -134,7 +134,7 @@ async fn receive<S>(
     boundary: String,
     target: CaseTarget,
     study: Option<&str>,
-    actor: &Actor,
+    by: &Requester,
 ) -> Result<Outcome, ApiError>
 where
     S: Stream<Item = Result<axum::body::Bytes, axum::Error>> + Send + 'static,
@@ -187,7 +187,7 @@ where
             outcome.failed.push(refused(reason::OUT_OF_RESOURCES, format!("part {count}: {e}")));
             continue;
         }
-        match imaging.ingest_file_in_study(&tmp.0, target.clone(), study, actor).await {
+        match imaging.ingest_file_in_study(&tmp.0, target.clone(), study, by).await {
             Ok(s) => outcome.stored.push((
                 s.info.sop_class_uid,
                 s.info.sop_instance_uid,

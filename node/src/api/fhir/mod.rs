@@ -38,7 +38,7 @@ use resources::{
 use serde_json::Value;
 use std::cmp::Reverse;
 use yilian_referral::{
-    Case, CaseFilter, CaseId, CaseOperation, Change, Command, DomainError, Outcome, PatientKey, Role,
+    Case, CaseFilter, CaseId, CaseOperation, Change, DomainError, Outcome, PatientKey, Role,
 };
 
 /// The facade's routes, merged into the node's router.
@@ -330,7 +330,7 @@ async fn create_service_request(
         .at("ServiceRequest.subject.identifier.value")
     })?;
     let submission = body.into_submission(&app, actor.facility.as_ref())?;
-    let case_id = match app.node.write(Command::new(actor, Change::SubmitCase(submission))).await {
+    let case_id = match app.node.write(auth.command(Change::SubmitCase(submission))).await {
         Ok(Ok(Outcome::Case { case_id, .. })) => case_id,
         Ok(Ok(other)) => {
             return Err(FhirError::with_status(
