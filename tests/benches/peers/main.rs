@@ -5,9 +5,14 @@
 //!
 //! `cargo bench -p yilian-tests --bench peers -- [SCENARIO...] [--quick] [--runs N] [--out FILE]`
 
+mod dcmtk;
 mod etcd;
+mod failover;
+mod ingest;
 mod machine;
+mod orthanc;
 mod peers;
+mod scale;
 mod writes;
 mod yilian;
 
@@ -24,15 +29,23 @@ pub enum Scenario {
     All,
     /// Replicated writes and linearizable reads: 3-node Yilian vs 3-member etcd 3.4.
     Writes,
+    /// C-STORE ingest of one CT study: a Yilian node vs Orthanc 1.10, same files, same associations.
+    Ingest,
+    /// kill -9 the leader → first acknowledged write: Yilian vs etcd.
+    Failover,
+    /// One million cases in the state machine: memory, snapshot size and time, restart time.
+    Scale,
 }
 
 impl Scenario {
-    const EACH: [Scenario; 1] = [Scenario::Writes];
+    const EACH: [Scenario; 4] = [Scenario::Writes, Scenario::Ingest, Scenario::Failover, Scenario::Scale];
 
     fn peers(self) -> &'static [Peer] {
         match self {
             Scenario::All => &[],
-            Scenario::Writes => &[peers::ETCD],
+            Scenario::Writes | Scenario::Failover => &[peers::ETCD],
+            Scenario::Ingest => &[peers::ORTHANC, peers::STORESCU],
+            Scenario::Scale => &[],
         }
     }
 }
@@ -129,6 +142,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let rows = match scenario {
             Scenario::All => Vec::new(),
             Scenario::Writes => writes::run(&settings, &http).await?,
+            Scenario::Ingest => ingest::run(&settings, &http).await?,
+            Scenario::Failover => failover::run(&settings, &http).await?,
+            Scenario::Scale => scale::run(&settings).await?,
         };
         report.rows.extend(rows);
         report.write_json(&cli.out)?;
