@@ -78,8 +78,8 @@ pub struct Row {
     pub unit: String,
     /// Direction that is better.
     pub better: Better,
-    /// Yilian's values.
-    pub yilian: Summary,
+    /// Yilian's values (none where only the peer could be measured yet).
+    pub yilian: Option<Summary>,
     /// The peer measured alongside, e.g. `etcd 3.4`.
     pub peer: Option<String>,
     /// The peer's values.
@@ -109,7 +109,7 @@ impl Row {
             metric: metric.into(),
             unit: unit.into(),
             better,
-            yilian: y,
+            yilian: Some(y),
             peer: Some(peer.into()),
             peer_values: Some(p),
             advantage: advantage.is_finite().then_some(advantage),
@@ -123,9 +123,30 @@ impl Row {
             metric: metric.into(),
             unit: unit.into(),
             better,
-            yilian: Summary::of(yilian),
+            yilian: Some(Summary::of(yilian)),
             peer: None,
             peer_values: None,
+            advantage: None,
+        }
+    }
+
+    /// A row with the peer's values only, where Yilian's side cannot run yet.
+    pub fn peer_only(
+        scenario: &str,
+        metric: impl Into<String>,
+        unit: &str,
+        better: Better,
+        peer: &str,
+        peer_runs: &[f64],
+    ) -> Self {
+        Self {
+            scenario: scenario.into(),
+            metric: metric.into(),
+            unit: unit.into(),
+            better,
+            yilian: None,
+            peer: Some(peer.into()),
+            peer_values: Some(Summary::of(peer_runs)),
             advantage: None,
         }
     }
@@ -165,7 +186,7 @@ impl Report {
                 "| {} | {} | {} | {} | {} | {} |\n",
                 r.scenario,
                 r.metric,
-                r.yilian.cell(&r.unit),
+                r.yilian.as_ref().map_or_else(|| "not measured".into(), |s| s.cell(&r.unit)),
                 peer,
                 pv,
                 adv

@@ -13,6 +13,8 @@ mod machine;
 mod orthanc;
 mod peers;
 mod scale;
+mod shaper;
+mod transfer;
 mod writes;
 mod yilian;
 
@@ -35,10 +37,13 @@ pub enum Scenario {
     Failover,
     /// One million cases in the state machine: memory, snapshot size and time, restart time.
     Scale,
+    /// One CT study site to site: DCMTK storescu→storescp on loopback and through a shaped link.
+    Transfer,
 }
 
 impl Scenario {
-    const EACH: [Scenario; 4] = [Scenario::Writes, Scenario::Ingest, Scenario::Failover, Scenario::Scale];
+    const EACH: [Scenario; 5] =
+        [Scenario::Writes, Scenario::Ingest, Scenario::Failover, Scenario::Scale, Scenario::Transfer];
 
     fn peers(self) -> &'static [Peer] {
         match self {
@@ -46,6 +51,7 @@ impl Scenario {
             Scenario::Writes | Scenario::Failover => &[peers::ETCD],
             Scenario::Ingest => &[peers::ORTHANC, peers::STORESCU],
             Scenario::Scale => &[],
+            Scenario::Transfer => &[peers::STORESCU, peers::STORESCP],
         }
     }
 }
@@ -145,6 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Scenario::Ingest => ingest::run(&settings, &http).await?,
             Scenario::Failover => failover::run(&settings, &http).await?,
             Scenario::Scale => scale::run(&settings).await?,
+            Scenario::Transfer => transfer::run(&settings).await?,
         };
         report.rows.extend(rows);
         report.write_json(&cli.out)?;
