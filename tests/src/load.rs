@@ -38,7 +38,12 @@ impl LoadResult {
 
 /// Run `clients` concurrent loops of `op(client, seq)` for `warmup + window`; operations that
 /// complete inside the window count. Fails when none succeeded.
-pub async fn closed_loop<F, Fut>(clients: usize, warmup: Duration, window: Duration, op: F) -> anyhow::Result<LoadResult>
+pub async fn closed_loop<F, Fut>(
+    clients: usize,
+    warmup: Duration,
+    window: Duration,
+    op: F,
+) -> anyhow::Result<LoadResult>
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send,

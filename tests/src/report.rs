@@ -117,7 +117,13 @@ impl Row {
     }
 
     /// A row with Yilian's values only.
-    pub fn alone(scenario: &str, metric: impl Into<String>, unit: &str, better: Better, yilian: &[f64]) -> Self {
+    pub fn alone(
+        scenario: &str,
+        metric: impl Into<String>,
+        unit: &str,
+        better: Better,
+        yilian: &[f64],
+    ) -> Self {
         Self {
             scenario: scenario.into(),
             metric: metric.into(),

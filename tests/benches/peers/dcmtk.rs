@@ -8,7 +8,12 @@ use std::time::{Duration, Instant};
 
 /// Send `files` to `ae_title` at 127.0.0.1:`port` over `associations` parallel associations
 /// (one storescu process each, files dealt round-robin); the wall time until all are stored.
-pub async fn store(ae_title: &str, port: u16, files: &[PathBuf], associations: usize) -> anyhow::Result<Duration> {
+pub async fn store(
+    ae_title: &str,
+    port: u16,
+    files: &[PathBuf],
+    associations: usize,
+) -> anyhow::Result<Duration> {
     let program = STORESCU.require()?;
     let count = associations.max(1);
     let mut shares: Vec<Vec<PathBuf>> = vec![Vec::new(); count];

@@ -110,12 +110,14 @@ impl EtcdCluster {
     /// Index of the member that currently leads, asked of the running members.
     pub async fn leader(&self, http: &reqwest::Client) -> anyhow::Result<usize> {
         for m in self.members.iter().filter(|m| m.child.is_some()) {
-            let Ok(status) = post_json(http, &m.client_url, "/v3/maintenance/status", &json!({})).await else {
+            let Ok(status) = post_json(http, &m.client_url, "/v3/maintenance/status", &json!({})).await
+            else {
                 continue;
             };
             let leader = status["leader"].as_str().unwrap_or_default().to_owned();
             for (i, other) in self.members.iter().enumerate() {
-                let Ok(s) = post_json(http, &other.client_url, "/v3/maintenance/status", &json!({})).await else {
+                let Ok(s) = post_json(http, &other.client_url, "/v3/maintenance/status", &json!({})).await
+                else {
                     continue;
                 };
                 if s["header"]["member_id"].as_str() == Some(leader.as_str()) {

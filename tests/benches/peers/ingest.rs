@@ -12,9 +12,20 @@ use yilian_tests::report::{Better, Row};
 
 const PEER: &str = "Orthanc 1.10";
 
-fn study(dir: &std::path::Path, accession: &str, seed: u64, slices: u32) -> anyhow::Result<(Vec<PathBuf>, u64)> {
-    let opts = SynthOptions { seed, ct_slices: slices, accession: Some(accession.to_owned()), ..SynthOptions::default() };
-    let summary = generate(dir, &[SynthKind::Ct], &opts).map_err(|e| anyhow::anyhow!("synthetic study: {e}"))?;
+fn study(
+    dir: &std::path::Path,
+    accession: &str,
+    seed: u64,
+    slices: u32,
+) -> anyhow::Result<(Vec<PathBuf>, u64)> {
+    let opts = SynthOptions {
+        seed,
+        ct_slices: slices,
+        accession: Some(accession.to_owned()),
+        ..SynthOptions::default()
+    };
+    let summary =
+        generate(dir, &[SynthKind::Ct], &opts).map_err(|e| anyhow::anyhow!("synthetic study: {e}"))?;
     let files: Vec<PathBuf> = summary.studies.into_iter().flat_map(|s| s.files).collect();
     let bytes = files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)).sum();
     Ok((files, bytes))
@@ -39,7 +50,8 @@ pub async fn run(s: &Settings, http: &reqwest::Client) -> anyhow::Result<Vec<Row
             let took = dcmtk::store("YILIAN", dimse_port, &files, associations).await?.as_secs_f64();
             y.push(files.len() as f64 / took);
             y_mb.push(bytes as f64 / 1e6 / took);
-            let took = dcmtk::store(orthanc::AE_TITLE, peer.dicom_port, &files, associations).await?.as_secs_f64();
+            let took =
+                dcmtk::store(orthanc::AE_TITLE, peer.dicom_port, &files, associations).await?.as_secs_f64();
             o.push(files.len() as f64 / took);
             o_mb.push(bytes as f64 / 1e6 / took);
             eprintln!(

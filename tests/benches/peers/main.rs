@@ -20,9 +20,9 @@ mod yilian;
 
 use clap::{Parser, ValueEnum};
 use peers::Peer;
-use yilian_tests::report::Report;
 use std::path::PathBuf;
 use std::time::Duration;
+use yilian_tests::report::Report;
 
 /// One benchmark scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -70,7 +70,7 @@ struct Cli {
     #[arg(long)]
     runs: Option<usize>,
     /// Where to write the JSON report.
-    #[arg(long, default_value = "target/bench/report.json")]
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench/report.json"))]
     out: PathBuf,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
@@ -130,10 +130,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         warmup: Duration::from_millis(if cli.quick { 500 } else { 1000 }),
         window: Duration::from_secs(if cli.quick { 2 } else { 5 }),
     };
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
-        .timeout(Duration::from_secs(30))
-        .build()?;
+    let http =
+        reqwest::Client::builder().pool_max_idle_per_host(1024).timeout(Duration::from_secs(30)).build()?;
     let mut report = Report {
         command: std::env::args().skip(1).filter(|a| a != "--bench").collect::<Vec<_>>().join(" "),
         started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs(),

@@ -51,7 +51,8 @@ impl Orthanc {
             .stderr(log)
             .spawn()
             .context("starting Orthanc")?;
-        let server = Self { _dir: dir, child, dicom_port, http_base: format!("http://127.0.0.1:{http_port}") };
+        let server =
+            Self { _dir: dir, child, dicom_port, http_base: format!("http://127.0.0.1:{http_port}") };
         let url = format!("{}/system", server.http_base);
         wait_ok("Orthanc's REST API to answer", Duration::from_secs(30), || {
             let (h, u) = (http.clone(), url.clone());

@@ -50,7 +50,8 @@ impl Peer {
 
 /// Check all `peers` at once; the error lists every missing one.
 pub fn require_all(peers: &[Peer]) -> anyhow::Result<()> {
-    let missing: Vec<String> = peers.iter().filter_map(|p| p.require().err()).map(|e| e.to_string()).collect();
+    let missing: Vec<String> =
+        peers.iter().filter_map(|p| p.require().err()).map(|e| e.to_string()).collect();
     if missing.is_empty() {
         Ok(())
     } else {

@@ -11,8 +11,8 @@ use std::time::Instant;
 use yilian_consensus::store;
 use yilian_consensus::types::{Request, TypeConfig};
 use yilian_referral::{
-    Actor, CaseSubmission, Change, Command, FacilityId, FacilityLevel, FacilityRegistration, PatientKey, Priority,
-    SpecialistId, SpecialistRegistration, Vitals,
+    Actor, CaseSubmission, Change, Command, FacilityId, FacilityLevel, FacilityRegistration, PatientKey,
+    Priority, SpecialistId, SpecialistRegistration, Vitals,
 };
 use yilian_tests::report::{Better, Row};
 
@@ -34,7 +34,10 @@ fn rss_mib() -> f64 {
 fn entry(index: u64, command: Command) -> Entry<TypeConfig> {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Request::Referral { at_ms: 1_700_000_000_000 + index, command: Box::new(command) }),
+        payload: EntryPayload::Normal(Request::Referral {
+            at_ms: 1_700_000_000_000 + index,
+            command: Box::new(command),
+        }),
     }
 }
 
@@ -95,7 +98,11 @@ fn submission(i: u64) -> Command {
 /// Run the scenario and return its rows.
 pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
     let cases: u64 = if s.quick { 100_000 } else { 1_000_000 };
-    let label = if cases >= 1_000_000 { format!("{}M cases", cases / 1_000_000) } else { format!("{}k cases", cases / 1000) };
+    let label = if cases >= 1_000_000 {
+        format!("{}M cases", cases / 1_000_000)
+    } else {
+        format!("{}k cases", cases / 1000)
+    };
     let mut apply_rate = Vec::new();
     let mut memory = Vec::new();
     let mut snapshot_s = Vec::new();
@@ -107,10 +114,13 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
     let before = rss_mib();
     let mut sm = store::open(dir.path())?.state_machine;
     let mut index = 1;
-    let setup: Vec<_> = setup_commands().into_iter().map(|c| {
-        index += 1;
-        entry(index, c)
-    }).collect();
+    let setup: Vec<_> = setup_commands()
+        .into_iter()
+        .map(|c| {
+            index += 1;
+            entry(index, c)
+        })
+        .collect();
     sm.apply(setup).await?;
     let started = Instant::now();
     let mut i = 0;
@@ -140,12 +150,17 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
     let reopened = store::open(dir.path())?;
     restart_s.push(started.elapsed().as_secs_f64());
     let held = reopened.state_machine.shared().read().region.find_cases(&Default::default()).count();
-    anyhow::ensure!(held as u64 == cases, "after restart the state machine holds {held} cases, expected {cases}");
+    anyhow::ensure!(
+        held as u64 == cases,
+        "after restart the state machine holds {held} cases, expected {cases}"
+    );
     eprintln!(
         "  scale {label}: apply {:.0}/s, +{:.0} MiB RSS, snapshot {:.2} s / {:.0} MB, db {:.0} MB, restart {:.2} s",
         apply_rate[0], memory[0], snapshot_s[0], snapshot_mb[0], disk_mb[0], restart_s[0]
     );
-    let row = |metric: &str, unit, better, v: &[f64]| Row::alone("scale", format!("{metric} ({label})"), unit, better, v);
+    let row = |metric: &str, unit, better, v: &[f64]| {
+        Row::alone("scale", format!("{metric} ({label})"), unit, better, v)
+    };
     Ok(vec![
         row("apply rate, batches of 300", "cases/s", Better::Higher, &apply_rate),
         row("resident memory added", "MiB", Better::Lower, &memory),

@@ -58,11 +58,13 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
     let slices: u32 = if s.quick { 60 } else { 300 };
     let dir = tempfile::Builder::new().prefix("yilian-bench-transfer-").tempdir()?;
     let opts = SynthOptions { seed: 7, ct_slices: slices, ..SynthOptions::default() };
-    let summary = generate(dir.path(), &[SynthKind::Ct], &opts).map_err(|e| anyhow::anyhow!("synthetic study: {e}"))?;
+    let summary =
+        generate(dir.path(), &[SynthKind::Ct], &opts).map_err(|e| anyhow::anyhow!("synthetic study: {e}"))?;
     let files: Vec<_> = summary.studies.into_iter().flat_map(|s| s.files).collect();
     let bytes: u64 = files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)).sum();
     let mb = bytes as f64 / 1e6;
-    let (mut loop_s, mut loop_mbs, mut shaped_s, mut shaped_share) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut loop_s, mut loop_mbs, mut shaped_s, mut shaped_share) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 0..s.runs {
         let scp = StoreScp::start().await?;
         let took = dcmtk::store("STORESCP", scp.port, &files, 1).await?.as_secs_f64();
@@ -87,7 +89,14 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
     Ok(vec![
         Row::peer_only("transfer", metric("loopback seconds"), "s", Better::Lower, PEER, &loop_s),
         Row::peer_only("transfer", metric("loopback MB/s"), "MB/s", Better::Higher, PEER, &loop_mbs),
-        Row::peer_only("transfer", metric(&format!("{LINK_MBIT} Mbit/s link seconds")), "s", Better::Lower, PEER, &shaped_s),
+        Row::peer_only(
+            "transfer",
+            metric(&format!("{LINK_MBIT} Mbit/s link seconds")),
+            "s",
+            Better::Lower,
+            PEER,
+            &shaped_s,
+        ),
         Row::peer_only(
             "transfer",
             metric(&format!("goodput share of a {LINK_MBIT} Mbit/s link")),

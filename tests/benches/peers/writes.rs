@@ -3,11 +3,11 @@
 //! over the three members of each cluster (followers forward writes to the leader in both).
 
 use crate::etcd::{self, EtcdCluster};
-use yilian_tests::load::{closed_loop, LoadResult};
-use yilian_tests::report::{Better, Row};
 use crate::yilian::{self, YilianCluster};
 use crate::Settings;
 use std::sync::Arc;
+use yilian_tests::load::{closed_loop, LoadResult};
+use yilian_tests::report::{Better, Row};
 
 /// Size of one record in bytes: the JSON body of a case submission, and etcd's value.
 pub const RECORD_BYTES: usize = 1024;
