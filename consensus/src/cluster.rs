@@ -647,10 +647,13 @@ fn fatal(e: impl Display) -> ClusterError {
     ClusterError::ShuttingDown
 }
 
-/// Load the node's certificate again when its file changes (`yilian ca issue` for the same
-/// node id), so new connections use the new certificate without a restart.
-async fn watch_certificate(node: Weak<ClusterNode>) {
-    let mut interval = tokio::time::interval(CERTIFICATE_CHECK);
+/// Run `step` every `period` while the node lives and is not stopping.
+async fn periodically<F, Fut>(node: Weak<ClusterNode>, period: Duration, mut step: F)
+where
+    F: FnMut(Arc<ClusterNode>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         interval.tick().await;
@@ -658,37 +661,38 @@ async fn watch_certificate(node: Weak<ClusterNode>) {
         if node.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(now) = tls::fingerprint_of_file(&node.tls_files.cert) else { continue };
-        let current = node.certificate.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if now == current {
-            continue;
+        step(node).await;
+    }
+}
+
+/// Load the node's certificate again when its file changes (`yilian ca issue` for the same
+/// node id), so new connections use the new certificate without a restart.
+async fn watch_certificate(node: Weak<ClusterNode>) {
+    periodically(node, CERTIFICATE_CHECK, |node| async move { reload_certificate_if_changed(&node) }).await
+}
+
+fn reload_certificate_if_changed(node: &ClusterNode) {
+    let Ok(now) = tls::fingerprint_of_file(&node.tls_files.cert) else { return };
+    let current = node.certificate.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if now == current {
+        return;
+    }
+    let deny = Arc::new(RevocationList { state: node.state.clone() });
+    match tls::load_with_deny_list(&node.tls_files, &NODE_ALPNS, deny) {
+        Ok(quic) => {
+            node.transport.reload(quic);
+            *node.certificate.lock().unwrap_or_else(|p| p.into_inner()) = now.clone();
+            tracing::info!(fingerprint = %now, "reloaded node certificate; new connections use it");
         }
-        let deny = Arc::new(RevocationList { state: node.state.clone() });
-        match tls::load_with_deny_list(&node.tls_files, &NODE_ALPNS, deny) {
-            Ok(quic) => {
-                node.transport.reload(quic);
-                *node.certificate.lock().unwrap_or_else(|p| p.into_inner()) = now.clone();
-                tracing::info!(fingerprint = %now, "reloaded node certificate; new connections use it");
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "new certificate files are not usable yet; keeping the old certificate")
-            }
+        Err(e) => {
+            tracing::warn!(error = %e, "new certificate files are not usable yet; keeping the old certificate")
         }
     }
 }
 
 /// The leader's deadline timer: checks every [`DEADLINE_CHECK`] until the node stops.
 async fn run_deadline_timer(node: Weak<ClusterNode>) {
-    let mut interval = tokio::time::interval(DEADLINE_CHECK);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        interval.tick().await;
-        let Some(node) = node.upgrade() else { return };
-        if node.stopping.load(Ordering::SeqCst) {
-            return;
-        }
-        node.commit_due_deadlines().await;
-    }
+    periodically(node, DEADLINE_CHECK, |node| async move { node.commit_due_deadlines().await }).await
 }
 
 /// Milliseconds since the Unix epoch on this node's clock.

@@ -104,6 +104,14 @@ pub enum DeidError {
         /// The limit.
         max: usize,
     },
+    /// A Part-10 file could not be read or written.
+    #[error("cannot de-identify {path}: {reason}; check that it is a readable DICOM file and that the destination is writable")]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// Basic-profile action for one attribute, as PS3.15 Table E.1-1 writes it.
@@ -420,6 +428,28 @@ impl Deidentifier {
             meta.private_information_creator_uid = None;
             meta.private_information = None;
         });
+        Ok(report)
+    }
+
+    /// De-identify the Part-10 file at `src` ([`deidentify_file`](Self::deidentify_file)) and
+    /// write the result as a Part-10 file at `dst`. The same input and secret always give the
+    /// same output bytes.
+    pub fn deidentify_path(
+        &self,
+        src: &std::path::Path,
+        dst: &std::path::Path,
+        pseudonym: Option<&str>,
+    ) -> Result<Report, DeidError> {
+        let fail = |path: &std::path::Path, e: &dyn std::fmt::Display| DeidError::File {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        };
+        let mut file = dicom_object::OpenFileOptions::new()
+            .read_preamble(dicom_object::file::ReadPreamble::Auto)
+            .open_file(src)
+            .map_err(|e| fail(src, &e))?;
+        let report = self.deidentify_file(&mut file, pseudonym)?;
+        file.write_to_file(dst).map_err(|e| fail(dst, &e))?;
         Ok(report)
     }
 

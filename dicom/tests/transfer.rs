@@ -523,7 +523,7 @@ impl UploadNode {
 }
 
 fn meta() -> UploadMeta {
-    UploadMeta { case_id: "case-42".into(), actor: "clinic-7".into() }
+    UploadMeta { case_id: "case-42".into(), actor: "clinic-7".into(), token: None }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -536,7 +536,7 @@ async fn interrupted_upload_resumes_sending_only_missing_chunks() {
     // First run: one chunk at a time, connection dropped once 8 chunks are acknowledged.
     let conn = u.connect().await;
     let cut = conn.clone();
-    let one = UploadOptions { chunk_size: CHUNK, streams: 1 };
+    let one = UploadOptions { chunk_size: CHUNK, streams: 1, ..UploadOptions::default() };
     let first = upload_file_with(&conn, &u.file, meta(), &one, |acked| {
         if acked >= 8 * u64::from(CHUNK) {
             cut.close(0u32.into(), b"interrupted by test");
@@ -550,7 +550,7 @@ async fn interrupted_upload_resumes_sending_only_missing_chunks() {
     let conn = u.connect().await;
     let acked = Arc::new(AtomicU64::new(0));
     let seen = acked.clone();
-    let four = UploadOptions { chunk_size: CHUNK, streams: 4 };
+    let four = UploadOptions { chunk_size: CHUNK, streams: 4, ..UploadOptions::default() };
     let outcome = upload_file_with(&conn, &u.file, meta(), &four, move |a| seen.store(a, Ordering::SeqCst))
         .await
         .unwrap();
@@ -608,7 +608,7 @@ async fn upload_chunk_with_wrong_hash_is_refused() {
 async fn oversize_upload_is_refused_before_any_chunk() {
     let u = upload_node(UploadLimits { max_file_size: 100_000, ..UploadLimits::default() });
     let conn = u.connect().await;
-    let opts = UploadOptions { chunk_size: CHUNK, streams: 2 };
+    let opts = UploadOptions { chunk_size: CHUNK, streams: 2, ..UploadOptions::default() };
     match upload_file_with(&conn, &u.file, meta(), &opts, |_| {}).await {
         Err(UploadError::Refused { reason }) => assert!(reason.contains("100000-byte limit"), "{reason}"),
         other => panic!("expected a refusal, got {other:?}"),

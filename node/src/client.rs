@@ -83,6 +83,23 @@ impl ApiClient {
         Ok(text)
     }
 
+    /// `GET path`, answered as raw bytes (e.g. a DICOM file).
+    pub async fn get_bytes(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        let resp = self.request(self.http.get(format!("{}{path}", self.base))).send().await;
+        let resp = resp.with_context(|| format!("cannot reach node at {}; is it running?", self.base))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.context("reading the node's answer")?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes);
+            let message = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| text.into_owned());
+            return Err(anyhow!("{status}: {message}"));
+        }
+        Ok(bytes.to_vec())
+    }
+
     /// `DELETE path`.
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send(self.http.delete(format!("{}{path}", self.base))).await

@@ -15,6 +15,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 use yilian_consensus::pki;
+use yilian_dicom::synth::{generate, SynthKind, SynthOptions};
 use yilian_referral::Outcome;
 
 /// Number of nodes the demo runs.
@@ -93,14 +94,27 @@ fn prepare(dir: &Path, base_port: u16) -> anyhow::Result<Vec<DemoNode>> {
             let toml = format!(
                 "# Demo node {id}; every key is explained in deploy/node.example.toml\n\
                  node_id = {id}\ndata_dir = \"data/node-{id}\"\nraft_addr = \"{}\"\napi_addr = \"{}\"\n\n\
-                 [tls]\nca_cert = \"certs/ca.crt\"\ncert = \"certs/node-{id}.crt\"\nkey = \"certs/node-{id}.key\"\n",
-                n.raft_addr, n.api_addr
+                 [tls]\nca_cert = \"certs/ca.crt\"\ncert = \"certs/node-{id}.crt\"\nkey = \"certs/node-{id}.key\"\n\n\
+                 [imaging]\nserves = {}\n",
+                n.raft_addr,
+                n.api_addr,
+                serves_of(id)
             );
             std::fs::write(&n.config, toml).with_context(|| format!("writing {}", n.config.display()))?;
         }
         nodes.push(n);
     }
     Ok(nodes)
+}
+
+/// The facilities whose readers demo node `id` serves: node 1 takes the township clinics'
+/// images, node 2 prefetches for the county hospitals, node 3 for the provincial hospital.
+fn serves_of(id: u16) -> &'static str {
+    match id {
+        1 => r#"["TS-LJ", "TS-HS", "TS-QS", "TS-DW"]"#,
+        2 => r#"["CTY-AN", "CTY-PY"]"#,
+        _ => r#"["PROV-SX"]"#,
+    }
 }
 
 fn spawn(n: &DemoNode) -> anyhow::Result<Child> {
@@ -164,12 +178,13 @@ async fn bring_up(dir: &Path, nodes: &[DemoNode]) -> anyhow::Result<()> {
     };
     if facilities.is_empty() {
         create_users(&admin, &demo_password).await.context("creating the demo users")?;
-        seed(&Logins { api: anonymous, admin, password: demo_password })
+        seed(&Logins { api: anonymous, admin, password: demo_password }, dir)
             .await
             .context("seeding the demo region")?;
         println!(
             "seeded the demo region: 1 provincial hospital, 2 county hospitals, 4 township clinics, \
-             7 specialists, 5 cases, 2 patient transfers, and demo users"
+             7 specialists, 5 cases each with a synthetic study uploaded to node 1 (prefetched by the \
+             readers' nodes), 2 patient transfers, and demo users"
         );
     }
     print_guide(dir, nodes);
@@ -257,7 +272,7 @@ fn demo_patient_id(n: u32) -> anyhow::Result<String> {
     with_check_character(&format!("3301021960{n:07}")).context("building a demo patient id")
 }
 
-async fn seed(logins: &Logins) -> anyhow::Result<()> {
+async fn seed(logins: &Logins, dir: &Path) -> anyhow::Result<()> {
     let ops = logins.as_user("ops").await?;
     let facilities = [
         facility(
@@ -368,6 +383,7 @@ async fn seed(logins: &Logins) -> anyhow::Result<()> {
         let Outcome::Case { case_id, owner: Some(owner), .. } = staff.post("/v1/cases", &body).await? else {
             continue;
         };
+        attach_study(dir, &staff, &case_id.0, modality, patient).await?;
         let reader = logins.as_user(&owner.0).await?;
         let steps_taken = [
             ("accept", json!({})),
@@ -395,6 +411,57 @@ async fn seed(logins: &Logins) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Write a synthetic study of `modality` for case `case` (Accession Number = case id) and upload
+/// it to node 1 as the requesting clinic's nurse with `yilian upload --commit`.
+async fn attach_study(
+    dir: &Path,
+    staff: &ApiClient,
+    case: &str,
+    modality: &str,
+    patient: u32,
+) -> anyhow::Result<()> {
+    let kind = match modality {
+        "CT" => SynthKind::Ct,
+        "DR" => SynthKind::Dr,
+        "US" => SynthKind::Us,
+        _ => SynthKind::Ecg,
+    };
+    let out = dir.join("studies").join(case);
+    let opts = SynthOptions {
+        seed: u64::from(patient),
+        ct_slices: 32,
+        accession: Some(case.to_owned()),
+        ..SynthOptions::default()
+    };
+    let target = out.clone();
+    tokio::task::spawn_blocking(move || generate(&target, &[kind], &opts))
+        .await
+        .context("writing a synthetic study")??;
+    let certs = dir.join("certs");
+    let uploader = pki::issue_client_cert(&certs, "demo-uploader", &certs)?;
+    let exe = std::env::current_exe().context("locating the yilian binary")?;
+    let status = Command::new(exe)
+        .arg("upload")
+        .arg(&out)
+        .args(["--case", case, "--commit", "--api", staff.base()])
+        .args(["--token", staff.token().unwrap_or_default()])
+        .arg("--tls-ca")
+        .arg(certs.join(pki::CA_CERT))
+        .arg("--cert")
+        .arg(&uploader.cert)
+        .arg("--key")
+        .arg(&uploader.key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .context("running yilian upload")?;
+    if !status.success() {
+        bail!("uploading the synthetic {modality} study of case {case} failed");
+    }
+    Ok(())
+}
+
 fn print_guide(dir: &Path, nodes: &[DemoNode]) {
     println!("\nYilian demo cluster is running ({NODES} nodes on loopback)");
     println!("  data, certificates, configs: {}", dir.display());
@@ -417,6 +484,8 @@ fn print_guide(dir: &Path, nodes: &[DemoNode]) {
     println!("  yilian case list --api {api}");
     println!("  yilian login --api {api} --user DR-AN-RAD --password-stdin < {}", pw.display());
     println!("  yilian worklist DR-AN-RAD --api {api}");
+    println!("  yilian study list --case C00000003 --api {api}   # prefetched to node 2 for the reader");
+    println!("  yilian study export <study-uid> --out teaching --deidentify --api {api}");
     println!("  yilian login --api {api} --user ops --password-stdin < {}", pw.display());
     println!("  yilian cluster status --api {api}");
     println!("  yilian facility search rehab-stroke --near TS-HS --api {api}");

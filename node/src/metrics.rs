@@ -1,8 +1,9 @@
-//! Prometheus exposition of the region's [`Figures`] and this node's Raft position, for
-//! `GET /metrics`.
+//! Prometheus exposition of the region's [`Figures`], this node's Raft position and its image
+//! transfers, for `GET /metrics`.
 //!
 //! Every metric is a gauge named `yilian_*`: the figures are recomputed from the replicated state
-//! on each scrape, so nothing here is a counter the node increments. Series are written in a
+//! on each scrape; the `yilian_transfer_*` and `yilian_upload_*` values count since this node
+//! process started (they go back to 0 when it restarts). Series are written in a
 //! stable order (by facility, specialist, priority, status), and a family with no sample (e.g. a
 //! rate whose denominator is 0) is left out. Labels carry only codes and the ids of facilities and
 //! specialists, never a patient key or anybody's name.
@@ -11,6 +12,7 @@
 //! text: with gauges only, the two differ by the closing `# EOF` line alone, which 0.0.4 reads as
 //! a comment. Serve it with [`CONTENT_TYPE`].
 
+use crate::imaging::prefetch::TransferSnapshot;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -40,11 +42,15 @@ pub struct NodeGauges {
     pub last_log_index: u64,
 }
 
-/// Render `figures` and `node` as a Prometheus text exposition (see the module docs for the
-/// format and [`CONTENT_TYPE`]).
-pub fn render(figures: &Figures, node: &NodeGauges) -> String {
+/// Render `figures`, `node` and this node's image `transfers` as a Prometheus text exposition
+/// (see the module docs for the format and [`CONTENT_TYPE`]).
+pub fn render(figures: &Figures, node: &NodeGauges, transfers: &TransferSnapshot) -> String {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Snapshot { figures: figures.clone(), node: *node }));
+    registry.register_collector(Box::new(Snapshot {
+        figures: figures.clone(),
+        node: *node,
+        transfers: *transfers,
+    }));
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &registry)
         .expect("encoding into a String cannot fail");
@@ -56,11 +62,13 @@ pub fn render(figures: &Figures, node: &NodeGauges) -> String {
 struct Snapshot {
     figures: Figures,
     node: NodeGauges,
+    transfers: TransferSnapshot,
 }
 
 impl Collector for Snapshot {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         self.encode_node(&mut e)?;
+        self.encode_transfers(&mut e)?;
         self.encode_totals(&mut e)?;
         self.encode_referrals(&mut e)?;
         self.encode_time_in_status(&mut e)?;
@@ -103,6 +111,81 @@ impl Snapshot {
             "Region clock: latest command time applied.",
             clock,
         )
+    }
+
+    /// Image transfer counts since this node process started (they restart from 0 with it).
+    fn encode_transfers(&self, e: &mut DescriptorEncoder) -> Encoded {
+        let t = &self.transfers;
+        let f = &t.fetch;
+        let gauges: [(&str, &str, u64); 19] = [
+            (
+                "yilian_transfer_objects_fetched",
+                "Objects fetched from other nodes and verified whole.",
+                f.objects_stored,
+            ),
+            (
+                "yilian_transfer_chunks_fetched",
+                "Chunks fetched from other nodes and verified.",
+                f.chunks_fetched,
+            ),
+            ("yilian_transfer_bytes_fetched", "Bytes of the chunks fetched.", f.bytes_fetched),
+            (
+                "yilian_transfer_chunks_resumed",
+                "Verified chunks found in the persisted transfer state at start (not fetched again).",
+                f.chunks_resumed,
+            ),
+            (
+                "yilian_transfer_chunks_corrupt",
+                "Chunks that failed their hash check and were fetched again.",
+                f.chunks_corrupt,
+            ),
+            (
+                "yilian_transfer_objects_restarted",
+                "Objects fetched again because the whole did not match.",
+                f.objects_restarted,
+            ),
+            ("yilian_transfer_connects", "Connections made to source nodes.", f.connects),
+            (
+                "yilian_transfer_connect_failures",
+                "Failed connection attempts to source nodes.",
+                f.connect_failures,
+            ),
+            (
+                "yilian_transfer_request_failures",
+                "Chunk requests that failed and were retried.",
+                f.request_failures,
+            ),
+            (
+                "yilian_transfer_throttled_bytes",
+                "Bytes that went through the per-link bandwidth cap.",
+                f.throttled_bytes,
+            ),
+            ("yilian_transfer_jobs_queued", "Prefetch jobs running or queued.", t.jobs_queued),
+            ("yilian_transfer_jobs_completed", "Prefetch jobs completed.", t.jobs_completed),
+            ("yilian_transfer_jobs_failed", "Prefetch jobs that failed (retried later).", t.jobs_failed),
+            (
+                "yilian_transfer_copies_recorded",
+                "Instances recorded as held here after a verified prefetch.",
+                t.copies_recorded,
+            ),
+            ("yilian_upload_files_announced", "Files announced by uploading clients.", t.uploads.begins),
+            (
+                "yilian_upload_chunks_accepted",
+                "Upload chunks verified and written.",
+                t.uploads.chunks_accepted,
+            ),
+            (
+                "yilian_upload_chunks_refused",
+                "Upload chunks refused (wrong length or hash).",
+                t.uploads.chunks_refused,
+            ),
+            ("yilian_upload_files_accepted", "Uploaded files accepted.", t.uploads.files_accepted),
+            ("yilian_upload_files_refused", "Uploaded files refused.", t.uploads.files_refused),
+        ];
+        for (name, help, value) in gauges {
+            single(e, name, help, value)?;
+        }
+        Ok(())
     }
 
     fn encode_totals(&self, e: &mut DescriptorEncoder) -> Encoded {

@@ -52,6 +52,16 @@ impl PatientKeyer {
         Ok(Self { secret })
     }
 
+    /// A 32-byte secret for another purpose named by `label` (e.g. de-identification), derived
+    /// from the region secret so every node of the region derives the same one.
+    pub fn derived_secret(&self, label: &str) -> Vec<u8> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"yilian-derived-secret-v1:");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+
     /// The key of the patient with resident identity number `raw_id`.
     pub fn key_for(&self, raw_id: &str) -> Result<PatientKey, PatientKeyError> {
         let id = normalise_resident_id(raw_id)?;

@@ -3,12 +3,13 @@
 use crate::api;
 use crate::auth::SessionKey;
 use crate::config::NodeConfig;
-use crate::imaging::{dimse, Imaging};
+use crate::imaging::{bulk, dimse, Imaging};
 use crate::patient_key::PatientKeyer;
 use anyhow::Context;
 use std::sync::Arc;
 use tracing::Instrument;
 use yilian_consensus::{ClusterNode, NodeInfo};
+use yilian_dicom::deid::Deidentifier;
 
 /// Run the node described by `cfg` until a shutdown signal arrives.
 pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
@@ -28,8 +29,11 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on api_addr {}; is the port in use?", cfg.api_addr))?;
         tracing::info!(raft_addr = %cfg.raft_addr, api_addr = %cfg.api_addr, data_dir = %cfg.data_dir.display(), "node started");
+        let deidentifier = Deidentifier::new(patient_keys.derived_secret("de-identification"))
+            .context("deriving the de-identification secret")?;
         let imaging = Arc::new(
-            Imaging::open(node.clone(), &cfg.data_dir).context("opening the imaging store and catalog")?,
+            Imaging::open(node.clone(), &cfg.data_dir, deidentifier)
+                .context("opening the imaging store and catalog")?,
         );
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let stopped = async move {
@@ -45,6 +49,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             login_limiter: Default::default(),
             access_audit: api::access::AccessAuditor::start(node.clone()),
         });
+        let transfers = bulk::start_transfers(&state, &cfg.imaging, &cfg.data_dir).await?;
         let stopping = async move {
             shutdown_signal().await;
             let _ = stop_tx.send(true);
@@ -58,6 +63,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             axum::serve(listener, app).with_graceful_shutdown(stopping).await.context("HTTP server failed")?;
         }
         tracing::info!("shutting down");
+        transfers.stop().await;
         node.shutdown().await;
         tracing::info!("stopped");
         Ok(())

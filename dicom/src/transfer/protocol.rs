@@ -91,8 +91,12 @@ pub enum FetchResponse {
 pub struct UploadMeta {
     /// The Yilian case the file is attached to.
     pub case_id: String,
-    /// Who uploads it (user or clinic account).
+    /// Who uploads it (user or clinic account); a node that checks `token` replaces it with the
+    /// authenticated user.
     pub actor: String,
+    /// The uploader's bearer token (session or API token), checked by the receiving node's
+    /// [`UploadSink::admit`](super::UploadSink::admit); never stored.
+    pub token: Option<String>,
 }
 
 /// Opening message of an upload: what the file is and how it is cut.

@@ -58,6 +58,13 @@ pub struct UploadCounters {
 
 /// Takes complete, verified uploaded files (the node validates, stores and files them).
 pub trait UploadSink: Send + Sync + 'static {
+    /// Decide whether `meta` (uploader, token, case) may upload at all, before any chunk is
+    /// taken; returns the meta the upload is recorded under (e.g. with `actor` set to the
+    /// authenticated user), or the refusal the client is shown. By default everyone may.
+    fn admit(&self, meta: UploadMeta) -> impl Future<Output = Result<UploadMeta, String>> + Send {
+        std::future::ready(Ok(meta))
+    }
+
     /// Take the verified file at `file` (it is removed afterwards unless the sink moved it);
     /// returns the per-file success message, or the refusal the client is shown.
     fn accept(
@@ -337,9 +344,10 @@ impl UploadReceiver {
     }
 }
 
-/// Key under which an accepted (file, case, uploader) is remembered.
+/// Key under which an accepted (file, case, uploader) is remembered (the token is not part of
+/// it: a new session of the same uploader finds the file already stored).
 fn done_key(digest: &Digest, meta: &UploadMeta) -> Result<String, String> {
-    let bytes = codec::encode(&(digest, meta)).map_err(|e| e.to_string())?;
+    let bytes = codec::encode(&(digest, &meta.case_id, &meta.actor)).map_err(|e| e.to_string())?;
     Ok(Digest::of_bytes(&bytes).to_hex())
 }
 
@@ -376,7 +384,11 @@ async fn handle<U: UploadSink>(
     request: UploadRequest,
 ) -> UploadResponse {
     let result = match request {
-        UploadRequest::Begin(b) => {
+        UploadRequest::Begin(mut b) => {
+            b.meta = match sink.admit(b.meta).await {
+                Ok(meta) => meta,
+                Err(reason) => return refused(reason),
+            };
             let (digest, meta) = (b.digest, b.meta.clone());
             let answer = uploads.begin(b).await;
             if answer.is_ok() {

@@ -7,6 +7,7 @@ use super::protocol::{
     exchange, BeginUpload, FrameError, UploadMeta, UploadRequest, UploadResponse, DEFAULT_CHUNK_SIZE,
     FRAME_OVERHEAD, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
 };
+use super::throttle::TokenBucket;
 use crate::digest::Digest;
 use std::path::{Path, PathBuf};
 use tokio::task::JoinSet;
@@ -19,11 +20,13 @@ pub struct UploadOptions {
     pub chunk_size: u32,
     /// Chunks in flight at once (1..=64; default 4).
     pub streams: usize,
+    /// Bytes per second sent at most (a clinic sharing a weak link); `None` for no cap.
+    pub bandwidth: Option<u64>,
 }
 
 impl Default for UploadOptions {
     fn default() -> Self {
-        UploadOptions { chunk_size: DEFAULT_CHUNK_SIZE, streams: 4 }
+        UploadOptions { chunk_size: DEFAULT_CHUNK_SIZE, streams: 4, bandwidth: None }
     }
 }
 
@@ -84,14 +87,19 @@ pub async fn upload_file_with(
     opts: &UploadOptions,
     progress: impl Fn(u64),
 ) -> Result<UploadOutcome, UploadError> {
-    if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&opts.chunk_size) || !(1..=64).contains(&opts.streams) {
+    if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&opts.chunk_size)
+        || !(1..=64).contains(&opts.streams)
+        || opts.bandwidth == Some(0)
+    {
         return Err(UploadError::Options {
             reason: format!(
-                "chunk size {} (use {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE}) and streams {} (use 1 to 64)",
-                opts.chunk_size, opts.streams
+                "chunk size {} (use {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE}), streams {} (use 1 to 64) and \
+                 bandwidth {:?} bytes/s (use a positive rate or none)",
+                opts.chunk_size, opts.streams, opts.bandwidth
             ),
         });
     }
+    let throttle = opts.bandwidth.map(|rate| TokenBucket::new(rate, u64::from(opts.chunk_size).max(rate)));
     let chunk_size = opts.chunk_size;
     let file = path.to_owned();
     let (digest, size, hashes) = tokio::task::spawn_blocking(move || hash_file_chunks(&file, chunk_size))
@@ -134,6 +142,9 @@ pub async fn upload_file_with(
             progress(acked);
         }
         let (offset, len) = chunk_span(size, chunk_size, index);
+        if let Some(bucket) = &throttle {
+            bucket.acquire(len as u64).await;
+        }
         let chunk =
             ChunkToSend { path: path.to_owned(), digest, index, offset, len, hash: hashes[index as usize] };
         in_flight.spawn(send_chunk(conn.clone(), chunk));

@@ -148,6 +148,18 @@ fn authenticate(
 ) -> Result<Authenticated, ApiError> {
     let token = bearer(headers)?;
     let purpose = purpose_of(headers)?;
+    authenticate_token(app, region, token, purpose, source)
+}
+
+/// Check a bearer `token` (session or API token) against the user table in `region`, as
+/// [`require_auth`] does for HTTP; the QUIC upload path uses it too.
+pub fn authenticate_token(
+    app: &super::ApiState,
+    region: &Region,
+    token: &str,
+    purpose: Option<String>,
+    source: Option<IpAddr>,
+) -> Result<Authenticated, ApiError> {
     if api_token::is_api_token(token) {
         let refused =
             || ApiError::unauthorized("the API token is unknown or revoked; ask an admin for a new one");

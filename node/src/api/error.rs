@@ -71,7 +71,7 @@ impl ApiError {
     }
 
     /// The message answered.
-    pub(crate) fn message(&self) -> &str {
+    pub fn message(&self) -> &str {
         &self.message
     }
 }

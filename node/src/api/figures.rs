@@ -49,5 +49,8 @@ pub async fn prometheus(
         last_applied: status.last_applied.unwrap_or(0),
         last_log_index: status.last_log_index.unwrap_or(0),
     };
-    Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], metrics::render(&figures, &gauges)))
+    Ok((
+        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
+        metrics::render(&figures, &gauges, &app.imaging.transfers().snapshot()),
+    ))
 }

@@ -85,6 +85,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/cases/:id/studies", get(studies::of_case))
         .route("/v1/studies/:uid", get(studies::show))
         .route("/v1/studies/:uid/commit", post(studies::commit))
+        .route("/v1/studies/:uid/instances/:sop/file", get(studies::export_instance))
+        .route("/v1/upload-target", get(studies::upload_target))
         .route("/v1/transfers", post(transfers::request).get(transfers::list))
         .route("/v1/transfers/:id", get(transfers::show))
         .route("/v1/transfers/:id/:action", post(transfers::act))

@@ -8,6 +8,7 @@ use crate::{demo, runtime};
 mod referral;
 mod study;
 mod synth;
+mod upload;
 mod users;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -41,6 +42,8 @@ enum Top {
     Demo(demo::DemoArgs),
     /// Write synthetic DICOM studies (CT, DR, ultrasound, 12-lead ECG) for demos and tests.
     Synth(synth::SynthArgs),
+    /// Upload DICOM files for a case over QUIC: resumable, with progress and a result per file.
+    Upload(upload::UploadArgs),
     /// Log in and store the session token for the other commands.
     Login(users::LoginArgs),
     /// End every session of the logged-in user and forget the stored token.
@@ -251,6 +254,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Top::Referral(cmd) => referral::run(cmd).await?,
         Top::Demo(args) => demo::run(args).await?,
         Top::Synth(args) => synth::run(args).await?,
+        Top::Upload(args) => upload::run(args).await?,
     }
     Ok(())
 }

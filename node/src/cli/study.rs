@@ -1,7 +1,9 @@
 //! `yilian study`: the studies a case carries, their manifests, and the explicit commit.
 
 use super::referral::{print_outcome, Conn};
+use anyhow::Context;
 use clap::Subcommand;
+use std::path::PathBuf;
 use yilian_referral::{Outcome, StudyManifest};
 
 /// Study subcommands.
@@ -22,6 +24,17 @@ pub enum StudyCmd {
     Commit {
         /// Study Instance UID.
         uid: String,
+    },
+    /// Write a study's instances as Part-10 files into a directory (e.g. for teaching).
+    Export {
+        /// Study Instance UID.
+        uid: String,
+        /// Directory to write `instance-NNNN.dcm` files into (created if needed).
+        #[arg(long)]
+        out: PathBuf,
+        /// De-identify (DICOM PS3.15 Basic Profile, UIDs replaced with the region key).
+        #[arg(long)]
+        deidentify: bool,
     },
 }
 
@@ -55,6 +68,22 @@ pub async fn run(conn: &Conn, cmd: StudyCmd) -> anyhow::Result<()> {
         StudyCmd::Commit { uid } => {
             let out: Outcome = api.post(&format!("/v1/studies/{uid}/commit"), &serde_json::json!({})).await?;
             print_outcome(out)?;
+        }
+        StudyCmd::Export { uid, out, deidentify } => {
+            let s: StudyManifest = api.get(&conn.read(&format!("/v1/studies/{uid}"))).await?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let query = if deidentify { "?deidentify=true" } else { "" };
+            for (n, sop) in s.instances.keys().enumerate() {
+                let bytes = api.get_bytes(&format!("/v1/studies/{uid}/instances/{sop}/file{query}")).await?;
+                let file = out.join(format!("instance-{:04}.dcm", n + 1));
+                std::fs::write(&file, bytes).with_context(|| format!("writing {}", file.display()))?;
+            }
+            println!(
+                "exported {} instance(s){} to {}",
+                s.instances.len(),
+                if deidentify { " de-identified" } else { "" },
+                out.display()
+            );
         }
     }
     Ok(())

@@ -5,9 +5,13 @@
 //! Image bytes never go through Raft. The catalog holds patient-identifying attributes and stays
 //! on this node; nothing here logs them.
 
+pub mod bulk;
+pub mod deidentify;
 pub mod dimse;
+pub mod prefetch;
 mod refusal;
 
+pub use prefetch::TransferStats;
 pub use refusal::{IngestRefusal, InstanceUids};
 
 use std::path::{Path, PathBuf};
@@ -15,7 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use yilian_consensus::ClusterNode;
 use yilian_dicom::catalog::{catalog_attributes, read_header, tag_key};
-use yilian_dicom::{inspect, Catalog, CatalogError, CatalogRecord, InstanceInfo, Store, StoreError, Tag};
+use yilian_dicom::deid::Deidentifier;
+use yilian_dicom::{
+    inspect, Catalog, CatalogError, CatalogRecord, Digest, InstanceInfo, Store, StoreError, Tag,
+};
 use yilian_referral::{Actor, CaseId, Change, Command, InstanceBatch, InstanceRecord, Provenance};
 
 /// Accession Number (0008,0050): carries the Yilian case id of an instance.
@@ -83,17 +90,25 @@ pub struct Imaging {
 }
 
 struct Parts {
-    store: Store,
+    store: Arc<Store>,
     catalog: Catalog,
     incoming: PathBuf,
     next_incoming: AtomicU64,
+    deidentifier: Deidentifier,
+    transfers: TransferStats,
 }
 
 impl Imaging {
     /// Open the store (`<data_dir>/objects`), the catalog (`<data_dir>/catalog.redb`) and the
     /// incoming directory (`<data_dir>/incoming`, emptied of files a crash left behind).
-    pub fn open(node: Arc<ClusterNode>, data_dir: &Path) -> Result<Imaging, ImagingError> {
-        let store = Store::open(data_dir.join("objects"))?;
+    /// `deidentifier` is keyed by the region's secret, so every node derives the same
+    /// de-identified bytes.
+    pub fn open(
+        node: Arc<ClusterNode>,
+        data_dir: &Path,
+        deidentifier: Deidentifier,
+    ) -> Result<Imaging, ImagingError> {
+        let store = Arc::new(Store::open(data_dir.join("objects"))?);
         let catalog = Catalog::open(data_dir.join("catalog.redb"))?;
         let incoming = data_dir.join("incoming");
         let prepare = |source| ImagingError::Incoming { path: incoming.clone(), source };
@@ -101,7 +116,14 @@ impl Imaging {
             std::fs::remove_dir_all(&incoming).map_err(prepare)?;
         }
         std::fs::create_dir_all(&incoming).map_err(prepare)?;
-        let parts = Parts { store, catalog, incoming, next_incoming: AtomicU64::new(0) };
+        let parts = Parts {
+            store,
+            catalog,
+            incoming,
+            next_incoming: AtomicU64::new(0),
+            deidentifier,
+            transfers: TransferStats::default(),
+        };
         Ok(Imaging { node, parts: Arc::new(parts) })
     }
 
@@ -110,9 +132,65 @@ impl Imaging {
         &self.parts.store
     }
 
+    /// The content-addressed store, shared (for the transfer engine).
+    pub fn shared_store(&self) -> Arc<Store> {
+        self.parts.store.clone()
+    }
+
     /// The instance catalog.
     pub fn catalog(&self) -> &Catalog {
         &self.parts.catalog
+    }
+
+    /// The region-keyed de-identifier (export for teaching, copies leaving the region).
+    pub fn deidentifier(&self) -> &Deidentifier {
+        &self.parts.deidentifier
+    }
+
+    /// Counters of node-to-node fetches and clinic uploads, for `/metrics`.
+    pub fn transfers(&self) -> &TransferStats {
+        &self.parts.transfers
+    }
+
+    /// The cluster member this service records manifests through.
+    pub fn node(&self) -> &Arc<ClusterNode> {
+        &self.node
+    }
+
+    /// Catalogue an object this node fetched from another node for `case`: check it is in the
+    /// store and hashes to `digest`, inspect it and add it to the catalog. Returns its SOP
+    /// Instance UID.
+    pub async fn catalogue_copy(&self, case: &CaseId, digest: Digest) -> Result<String, IngestRefusal> {
+        let parts = self.parts.clone();
+        let case = case.clone();
+        blocking(move || {
+            parts.store.verify(&digest).map_err(IngestRefusal::from)?;
+            let path = parts.store.path_of(&digest);
+            let info = inspect(&path)?;
+            if info.sha256 != digest {
+                return Err(IngestRefusal::Interrupted {
+                    reason: format!("stored object {digest} hashes differently; it will be fetched again"),
+                });
+            }
+            let attributes = catalog_attributes(&read_header(&path)?);
+            let sop = info.sop_instance_uid.clone();
+            let record = catalog_record(&info, &case, attributes);
+            parts.catalog.put(&record)?;
+            Ok(sop)
+        })
+        .await
+    }
+
+    /// Ingest a de-identified copy of an instance of study `derived_from` for `case`, recorded
+    /// in the copy's manifest as derived from it.
+    pub async fn ingest_derived(
+        &self,
+        tmp: &Path,
+        case: &CaseId,
+        derived_from: &str,
+        by: &Requester,
+    ) -> Result<StoredInstance, IngestRefusal> {
+        self.ingest(tmp, CaseTarget::Explicit(case.clone()), None, Some(derived_from), by).await
     }
 
     /// A fresh path in the incoming directory for a file being received (same file system as
@@ -148,13 +226,24 @@ impl Imaging {
         study: Option<&str>,
         by: &Requester,
     ) -> Result<StoredInstance, IngestRefusal> {
+        self.ingest(tmp, target, study, None, by).await
+    }
+
+    async fn ingest(
+        &self,
+        tmp: &Path,
+        target: CaseTarget,
+        study: Option<&str>,
+        derived_from: Option<&str>,
+        by: &Requester,
+    ) -> Result<StoredInstance, IngestRefusal> {
         let node = self.node.clone();
         let parts = self.parts.clone();
         let path = tmp.to_owned();
         let study = study.map(str::to_owned);
         let (stored, record) =
             blocking(move || prepare_blocking(&node, &parts, &path, target, study.as_deref())).await?;
-        self.record_in_manifest(&stored, by).await?;
+        self.record_in_manifest(&stored, derived_from, by).await?;
         let parts = self.parts.clone();
         blocking(move || parts.catalog.put(&record).map_err(IngestRefusal::from)).await?;
         tracing::info!(
@@ -168,7 +257,12 @@ impl Imaging {
         Ok(stored)
     }
 
-    async fn record_in_manifest(&self, stored: &StoredInstance, by: &Requester) -> Result<(), IngestRefusal> {
+    async fn record_in_manifest(
+        &self,
+        stored: &StoredInstance,
+        derived_from: Option<&str>,
+        by: &Requester,
+    ) -> Result<(), IngestRefusal> {
         let info = &stored.info;
         let batch = InstanceBatch {
             case: stored.case_id.clone(),
@@ -182,7 +276,7 @@ impl Imaging {
                 size: info.size,
                 sha256: info.sha256.to_hex(),
             }],
-            derived_from: None,
+            derived_from: derived_from.map(str::to_owned),
         };
         let uids = || InstanceUids {
             sop_class_uid: info.sop_class_uid.clone(),
@@ -249,18 +343,27 @@ fn prepare_blocking(
             reason: "the file changed while it was being ingested".into(),
         });
     }
-    let record = CatalogRecord {
+    let record = catalog_record(&info, &case_id, attributes);
+    Ok((StoredInstance { case_id, info, deduplicated: put.deduplicated }, record))
+}
+
+/// The catalog record of an inspected, stored instance of `case`.
+fn catalog_record(
+    info: &InstanceInfo,
+    case: &CaseId,
+    attributes: std::collections::BTreeMap<u32, String>,
+) -> CatalogRecord {
+    CatalogRecord {
         study_instance_uid: info.study_instance_uid.clone(),
         series_instance_uid: info.series_instance_uid.clone(),
         sop_instance_uid: info.sop_instance_uid.clone(),
         sop_class_uid: info.sop_class_uid.clone(),
         transfer_syntax_uid: info.transfer_syntax_uid.clone(),
-        sha256: put.digest.to_hex(),
-        size: put.size,
-        case_id: case_id.0.clone(),
+        sha256: info.sha256.to_hex(),
+        size: info.size,
+        case_id: case.0.clone(),
         frames: info.frames,
         pixel_data: info.pixel_data.clone(),
         attributes,
-    };
-    Ok((StoredInstance { case_id, info, deduplicated: put.deduplicated }, record))
+    }
 }

@@ -53,7 +53,8 @@ fn region() -> Region {
     r
 }
 
-fn submit(r: &mut Region, at: u64, patient: char) -> CaseId {
+/// A routine radiology case for `patient`, submitted by the township's nurse.
+fn submission(patient: char) -> Command {
     let s = CaseSubmission {
         patient: PatientKey(patient.to_string().repeat(64)),
         complaint: "cough".into(),
@@ -66,7 +67,11 @@ fn submit(r: &mut Region, at: u64, patient: char) -> CaseId {
         target: None,
         draft: false,
     };
-    match r.apply(at, &Command::new(Actor::staff("n1", "TS"), Change::SubmitCase(s))).result {
+    Command::new(Actor::staff("n1", "TS"), Change::SubmitCase(s))
+}
+
+fn submit(r: &mut Region, at: u64, patient: char) -> CaseId {
+    match r.apply(at, &submission(patient)).result {
         Ok(Outcome::Case { case_id, .. }) => case_id,
         other => panic!("submit: {other:?}"),
     }
@@ -220,21 +225,8 @@ fn access_records_are_written_by_the_cluster_only() {
 #[test]
 fn writes_are_audited_with_the_callers_address_and_purpose() {
     let mut r = region();
-    let submission = CaseSubmission {
-        patient: PatientKey("c".repeat(64)),
-        complaint: "cough".into(),
-        vitals: Default::default(),
-        priority: Priority::Routine,
-        green_channel: None,
-        specialty: "radiology".into(),
-        modality: None,
-        origin: FacilityId("TS".into()),
-        target: None,
-        draft: false,
-    };
     let provenance = Provenance { source: Some("10.0.0.9".into()), purpose: Some("TREAT".into()) };
-    let cmd =
-        Command::new(Actor::staff("n1", "TS"), Change::SubmitCase(submission)).with_provenance(provenance);
+    let cmd = submission('c').with_provenance(provenance);
     r.apply(T0 + 1, &cmd).result.expect("submitted");
     let last = r.audit_events().last().expect("event");
     assert_eq!((last.source.as_deref(), last.purpose.as_deref()), (Some("10.0.0.9"), Some("TREAT")));

@@ -1,0 +1,322 @@
+//! Studies moving between real node processes over QUIC: a clinic uploads a study to node 1
+//! with `yilian upload`; the case is offered to a specialist at the facility nodes 2 and 3
+//! serve; they prefetch it at a capped rate; node 2 is killed mid-transfer and restarted from
+//! its data directory, resumes from its verified chunks (counters on `/metrics`) and ends with
+//! byte-identical objects, recorded as a holder only once verified. Also: an interrupted upload
+//! sends only the missing chunks when run again, refusals are clear, and a de-identified export
+//! keeps no identifying attribute of the Basic Profile.
+
+mod support;
+
+use dicom_core::value::Value;
+use dicom_core::Tag;
+use dicom_object::InMemDicomObject;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+use support::*;
+use yilian_consensus::pki;
+use yilian_dicom::deid::{pattern_action, profile_entry, ProfileAction};
+use yilian_dicom::synth::{generate, SynthKind, SynthOptions, SynthSummary};
+use yilian_dicom::{Digest, Store};
+use yilian_referral::StudyManifest;
+
+/// Every node serves the county hospital's readers, with prefetches capped at 8 Mbit/s per link.
+fn imaging_toml() -> String {
+    format!("{FAST_RAFT}\n[imaging]\nserves = [\"CTY\"]\nlink_rate_limit_mbit = 8\n")
+}
+
+/// A client certificate for the township clinic's uploader: (cert, key).
+fn uploader_cert(cluster: &TestCluster) -> (PathBuf, PathBuf) {
+    let dir = cluster.dir.path().join("uploader");
+    let files = pki::issue_client_cert(&cluster.certs(), "ts-uploader", &dir).expect("client cert");
+    (files.cert, files.key)
+}
+
+/// The `yilian upload` command line for `paths` to node `id` as the TS nurse.
+fn upload_cmd(
+    cluster: &TestCluster,
+    id: u64,
+    case: &str,
+    paths: &[&Path],
+    extra: &[&str],
+) -> tokio::process::Command {
+    upload_cmd_with(cluster, id, case, paths, extra, uploader_cert(cluster))
+}
+
+/// [`upload_cmd`] presenting the certificate and key `(cert, key)`.
+fn upload_cmd_with(
+    cluster: &TestCluster,
+    id: u64,
+    case: &str,
+    paths: &[&Path],
+    extra: &[&str],
+    (cert, key): (PathBuf, PathBuf),
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(node_binary());
+    cmd.arg("upload")
+        .args(paths)
+        .args(["--case", case, "--api", &cluster.node(id).api_addr])
+        .args(["--token", &cached_token(&cluster.node(id).api_addr, NURSE)])
+        .arg("--tls-ca")
+        .arg(cluster.certs().join(pki::CA_CERT))
+        .arg("--cert")
+        .arg(cert)
+        .arg("--key")
+        .arg(key)
+        .args(extra)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn run(mut cmd: tokio::process::Command) -> Output {
+    tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("command finished")
+        .expect("ran")
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// One gauge from node `id`'s `/metrics`.
+async fn metric(cluster: &TestCluster, id: u64, name: &str) -> u64 {
+    let body = cluster.api(id).get_text("/metrics").await.unwrap_or_default();
+    body.lines()
+        .filter_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .find_map(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+fn synth(dir: &Path, kinds: &[SynthKind], case: &str, opts: SynthOptions) -> SynthSummary {
+    let opts = SynthOptions { accession: Some(case.to_owned()), ..opts };
+    generate(dir, kinds, &opts).expect("synthetic studies")
+}
+
+async fn manifest(cluster: &TestCluster, id: u64, uid: &str) -> StudyManifest {
+    let nurse = acting(&cluster.api(id), NURSE).await;
+    nurse.get(&format!("/v1/studies/{uid}?consistency=stale")).await.expect("manifest")
+}
+
+/// Chunks of 1 MiB (the fetcher's default) in all instances of `study`.
+fn chunks_of(study: &StudyManifest) -> u64 {
+    study.instances.values().map(|i| i.record.size.div_ceil(1 << 20)).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetch_resumes_after_a_restart_and_ends_byte_identical() {
+    let cluster = TestCluster::start(3, &imaging_toml()).await;
+    let api = cluster.api(1);
+    seed_region(&api).await;
+    let case = submit(&api, "transfer").await.expect("case");
+    token(&api, NURSE).await;
+
+    // An 8 MB radiograph (one instance, 8 chunks) and a small CT series for the case.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let summary = synth(dir.path(), &[SynthKind::Dr, SynthKind::Ct], &case, SynthOptions::small(41));
+    let big = SynthOptions { dr_matrix: 2048, ..SynthOptions::small(42) };
+    let dr = synth(&dir.path().join("dr"), &[SynthKind::Dr], &case, big);
+    let out = run(upload_cmd(&cluster, 1, &case, &[dir.path()], &["--commit"])).await;
+    assert!(out.status.success(), "upload failed: {}", text(&out));
+    let dr_uid = dr.studies[0].study_instance_uid.clone();
+    let originals: BTreeMap<String, Vec<u8>> = summary
+        .studies
+        .iter()
+        .chain(&dr.studies)
+        .flat_map(|s| s.files.iter())
+        .map(|f| (Digest::of_bytes(&std::fs::read(f).unwrap()).to_hex(), std::fs::read(f).unwrap()))
+        .collect();
+
+    // Node 2 is prefetching the big study: kill it mid-transfer, before it is recorded.
+    wait_for("node 2 to fetch part of the radiograph", Duration::from_secs(60), || async {
+        metric(&cluster, 2, "yilian_transfer_bytes_fetched").await >= 3 << 20
+    })
+    .await;
+    let mut cluster = cluster;
+    cluster.kill9(2);
+    let study = manifest(&cluster, 1, &dr_uid).await;
+    assert!(!study.held_by(2), "node 2 is recorded as a holder before it verified its copy");
+    assert!(study.instances.values().all(|i| !i.holders.contains(&2)));
+
+    // Restarted from the same data directory, it resumes and completes.
+    cluster.restart(2);
+    cluster.wait_alive().await;
+    let uids: Vec<String> =
+        summary.studies.iter().chain(&dr.studies).map(|s| s.study_instance_uid.clone()).collect();
+    for uid in &uids {
+        for node in [2, 3] {
+            wait_for(&format!("node {node} to hold {uid}"), Duration::from_secs(90), || async {
+                manifest(&cluster, 1, uid).await.held_by(node)
+            })
+            .await;
+        }
+    }
+    let resumed = metric(&cluster, 2, "yilian_transfer_chunks_resumed").await;
+    let fetched_after = metric(&cluster, 2, "yilian_transfer_chunks_fetched").await;
+    let total = chunks_of(&manifest(&cluster, 1, &dr_uid).await);
+    assert!(resumed > 0, "node 2 restarted the transfer instead of resuming it");
+    assert!(
+        fetched_after < total,
+        "node 2 fetched {fetched_after} of {total} chunks again after the restart"
+    );
+
+    // Every object on nodes 2 and 3 is byte-identical to what the clinic sent.
+    for node in [2, 3] {
+        let store = Store::open(cluster.node(node).data_dir().join("objects")).expect("store");
+        for uid in &uids {
+            for instance in manifest(&cluster, 1, uid).await.instances.values() {
+                let digest: Digest = instance.record.sha256.parse().unwrap();
+                let held = std::fs::read(store.path_of(&digest)).expect("object on disk");
+                assert_eq!(
+                    &held, &originals[&instance.record.sha256],
+                    "node {node} copy of {digest} differs"
+                );
+            }
+        }
+    }
+    // And node 2 serves it to readers from its own catalog.
+    let dr_reader = acting(&cluster.api(2), "specialist:DR").await;
+    let found: serde_json::Value =
+        dr_reader.get(&format!("/dicomweb/studies?StudyInstanceUID={dr_uid}")).await.expect("QIDO on node 2");
+    assert_eq!(found.as_array().map(Vec::len), Some(1), "{found}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_upload_sends_only_missing_chunks_and_export_is_deidentified() {
+    let cluster = TestCluster::start(1, FAST_RAFT).await;
+    let api = cluster.api(1);
+    seed_region(&api).await;
+    let case = submit(&api, "upload").await.expect("case");
+    token(&api, NURSE).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = SynthOptions { dr_matrix: 2048, ..SynthOptions::small(43) };
+    let summary = synth(dir.path(), &[SynthKind::Dr], &case, big);
+    let file = summary.studies[0].files[0].clone();
+    let chunks = std::fs::metadata(&file).unwrap().len().div_ceil(256 << 10);
+
+    // First run at 4 Mbit/s in 256 KiB chunks, killed once the node holds a few chunks.
+    let slow = ["--chunk-kib", "256", "--streams", "1", "--limit-kbit", "4000"];
+    let mut child = upload_cmd(&cluster, 1, &case, &[&file], &slow).spawn().expect("upload");
+    wait_for("the node to accept some chunks", Duration::from_secs(60), || async {
+        metric(&cluster, 1, "yilian_upload_chunks_accepted").await >= 4
+    })
+    .await;
+    child.start_kill().expect("kill the uploader");
+    let _ = child.wait().await;
+    let first = metric(&cluster, 1, "yilian_upload_chunks_accepted").await;
+    assert!(first < chunks, "the first run finished before it was interrupted");
+
+    // Second run: only the missing chunks are sent, then the study is committed.
+    let out = run(upload_cmd(&cluster, 1, &case, &[&file], &["--chunk-kib", "256", "--commit"])).await;
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    let (sent, held) = sent_and_held(&log);
+    assert_eq!(sent + held, chunks, "{log}");
+    assert!(held >= first && held > 0, "only missing chunks are sent: {log}");
+    assert!(log.contains("committed study"), "{log}");
+    assert_eq!(metric(&cluster, 1, "yilian_upload_chunks_accepted").await, chunks, "a chunk was sent twice");
+    let uid = summary.studies[0].study_instance_uid.clone();
+    assert!(manifest(&cluster, 1, &uid).await.is_committed());
+
+    // Refusals: a file that is not DICOM, an unknown case, a certificate from another CA.
+    let junk = dir.path().join("notes.txt");
+    std::fs::write(&junk, b"not a DICOM file at all").unwrap();
+    let out = run(upload_cmd(&cluster, 1, &case, &[&junk], &[])).await;
+    assert!(!out.status.success());
+    assert!(text(&out).contains("refused") && text(&out).contains("notes.txt"), "{}", text(&out));
+    let out = run(upload_cmd(&cluster, 1, "C-NOPE", &[&file], &[])).await;
+    assert!(!out.status.success());
+    assert!(text(&out).contains("case C-NOPE cannot be used"), "{}", text(&out));
+    let other_ca = cluster.dir.path().join("other-ca");
+    pki::init_ca(&other_ca, "elsewhere").unwrap();
+    let foreign = pki::issue_client_cert(&other_ca, "intruder", &other_ca).unwrap();
+    let out = run(upload_cmd_with(&cluster, 1, &case, &[&file], &[], (foreign.cert, foreign.key))).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    let log = text(&out);
+    assert!(log.contains("refused the connection") || log.contains("failed "), "{log}");
+
+    // De-identified export for teaching.
+    let export = dir.path().join("export");
+    let out = run(export_cmd(&cluster, &uid, &export)).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let exported: Vec<PathBuf> = std::fs::read_dir(&export).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(exported.len(), 1);
+    let original = dicom_object::open_file(&file).unwrap();
+    let deid = dicom_object::open_file(&exported[0]).unwrap();
+    assert_profile_applied(&original, &deid);
+    let bytes = std::fs::read(&exported[0]).unwrap();
+    for needle in [&summary.patient_name, &summary.patient_id, &uid] {
+        let found = bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+        assert!(!found, "exported file still contains {needle:?}");
+    }
+}
+
+/// (chunks sent, chunks already held) from the summary line of `yilian upload`.
+fn sent_and_held(log: &str) -> (u64, u64) {
+    let line =
+        log.lines().find(|l| l.contains("file(s) stored")).unwrap_or_else(|| panic!("no summary: {log}"));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    (numbers[2], numbers[3])
+}
+
+fn export_cmd(cluster: &TestCluster, uid: &str, out: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(node_binary());
+    cmd.args(["study", "export", uid, "--deidentify", "--api", &cluster.node(1).api_addr])
+        .args(["--token", &cached_token(&cluster.node(1).api_addr, NURSE)])
+        .arg("--out")
+        .arg(out)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Every primitive element anywhere in the data set: (tag, value as text).
+fn leaves(obj: &InMemDicomObject, out: &mut Vec<(Tag, String)>) {
+    for e in obj.iter() {
+        match e.value() {
+            Value::Sequence(seq) => seq.items().iter().for_each(|i| leaves(i, out)),
+            Value::Primitive(p) => out.push((e.header().tag, p.to_str().into_owned())),
+            Value::PixelSequence(_) => {}
+        }
+    }
+}
+
+/// No attribute the Basic Profile removes, empties, replaces or cleans keeps an original value;
+/// no private tag remains; Patient Identity Removed is YES.
+fn assert_profile_applied(original: &InMemDicomObject, deid: &InMemDicomObject) {
+    let mut before = Vec::new();
+    leaves(original, &mut before);
+    let mut originals: BTreeMap<Tag, BTreeSet<String>> = BTreeMap::new();
+    for (tag, v) in before.into_iter().filter(|(_, v)| !v.trim().is_empty()) {
+        originals.entry(tag).or_default().insert(v);
+    }
+    let mut after = Vec::new();
+    leaves(deid, &mut after);
+    let mut checked = 0;
+    for (tag, v) in &after {
+        assert!(tag.group() % 2 == 0, "private tag {tag} remains");
+        let changed = pattern_action(*tag).is_some()
+            || profile_entry(*tag).is_some_and(|e| e.action != ProfileAction::Keep);
+        if changed && !v.trim().is_empty() {
+            if let Some(old) = originals.get(tag) {
+                checked += 1;
+                assert!(!old.contains(v), "{tag} kept its original value {v:?}");
+            }
+        }
+    }
+    assert!(checked > 0, "no profile attribute was compared");
+    let removed = deid.element(Tag(0x0012, 0x0062)).expect("Patient Identity Removed");
+    assert_eq!(removed.to_str().unwrap().trim(), "YES");
+    assert!(deid.element(Tag(0x0012, 0x0063)).is_ok(), "De-identification Method is set");
+}
