@@ -16,7 +16,7 @@ use yilian_referral::{Entity, EntityKey};
 const SM_ENTITIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_entities");
 
 fn cli(token: &str, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(node_binary())
         .env("YILIAN_TOKEN", token)
         .args(args)
         .output()

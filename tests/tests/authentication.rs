@@ -178,7 +178,7 @@ async fn failed_logins_back_off_and_the_cli_stores_its_token_privately() {
 
     // The CLI: login with --password-stdin writes a 0600 token file the other commands use.
     let token_file = cluster.dir.path().join("cli-token");
-    let mut child = std::process::Command::new(BIN)
+    let mut child = std::process::Command::new(node_binary())
         .args(["login", "--user", "nurse-TS", "--password-stdin", "--api", &cluster.node(1).api_addr])
         .env("YILIAN_TOKEN_FILE", &token_file)
         .stdin(std::process::Stdio::piped())
@@ -196,7 +196,7 @@ async fn failed_logins_back_off_and_the_cli_stores_its_token_privately() {
         let mode = std::fs::metadata(&token_file).expect("token file").permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "the token file must be private");
     }
-    let list = std::process::Command::new(BIN)
+    let list = std::process::Command::new(node_binary())
         .args(["case", "list", "--api", &cluster.node(2).api_addr])
         .env("YILIAN_TOKEN_FILE", &token_file)
         .env_remove("YILIAN_TOKEN")
@@ -207,7 +207,7 @@ async fn failed_logins_back_off_and_the_cli_stores_its_token_privately() {
         "case list with the stored token: {}",
         String::from_utf8_lossy(&list.stderr)
     );
-    let none = std::process::Command::new(BIN)
+    let none = std::process::Command::new(node_binary())
         .args(["case", "list", "--api", &cluster.node(2).api_addr])
         .env("YILIAN_TOKEN_FILE", cluster.dir.path().join("absent"))
         .env_remove("YILIAN_TOKEN")

@@ -96,7 +96,7 @@ async fn a_rotated_certificate_is_loaded_without_a_restart() {
     let old: NodeView = cluster.api(1).get("/v1/node").await.expect("view");
 
     // `yilian ca issue` for the same node id, into the files the node runs with.
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(node_binary())
         .args(["ca", "issue", "--dir"])
         .arg(cluster.certs())
         .args(["--node-id", "1", "--addr", &raft_addr, "--out"])

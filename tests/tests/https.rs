@@ -30,7 +30,7 @@ async fn the_api_speaks_https_with_the_node_certificate() {
     assert!(stranger.is_err(), "a client trusting another CA must refuse the node: {stranger:?}");
 
     let token = token(&cluster.api(1), NURSE).await;
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(node_binary())
         .args(["case", "list", "--api", &addr, "--ca"])
         .arg(cluster.certs().join(pki::CA_CERT))
         .env("YILIAN_TOKEN", token)

@@ -28,7 +28,7 @@ async fn add_learner_promote_remove_and_never_reuse_ids() {
         cluster.api(2).post::<_, serde_json::Value>("/v1/cluster/voters", &json!({"node_id": 4})).await;
     assert!(early.expect_err("not a learner").to_string().contains("add-learner"));
 
-    let cli = std::process::Command::new(BIN)
+    let cli = std::process::Command::new(node_binary())
         .env("YILIAN_TOKEN", cluster.admin_token())
         .args([
             "cluster",
@@ -78,7 +78,7 @@ async fn add_learner_promote_remove_and_never_reuse_ids() {
     assert!(msg.contains("409") && msg.contains("never be reused"), "{msg}");
 
     // The CLI status shows every member with its applied index.
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(node_binary())
         .env("YILIAN_TOKEN", cluster.admin_token())
         .args(["cluster", "status", "--api", &cluster.node(4).api_addr])
         .output()

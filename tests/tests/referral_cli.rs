@@ -11,7 +11,7 @@ use yilian_referral::{Case, Outcome, Transfer, TransferStatus};
 /// Run the CLI against node `api` with the session token of `actor` (logged in beforehand);
 /// returns (success, stdout + stderr).
 fn cli(api: &str, actor: &str, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(node_binary())
         .args(args)
         .args(["--api", api, "--token", &cached_token(api, actor)])
         .output()

@@ -54,7 +54,7 @@ fn upload_cmd_with(
     extra: &[&str],
     (cert, key): (PathBuf, PathBuf),
 ) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(BIN);
+    let mut cmd = tokio::process::Command::new(node_binary());
     cmd.arg("upload")
         .args(paths)
         .args(["--case", case, "--api", &cluster.node(id).api_addr])
@@ -335,7 +335,7 @@ fn sent_and_held(log: &str) -> (u64, u64) {
 }
 
 fn export_cmd(cluster: &TestCluster, uid: &str, out: &Path) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(BIN);
+    let mut cmd = tokio::process::Command::new(node_binary());
     cmd.args(["study", "export", uid, "--deidentify", "--api", &cluster.node(1).api_addr])
         .args(["--token", &cached_token(&cluster.node(1).api_addr, NURSE)])
         .arg("--out")

@@ -1,0 +1,172 @@
+//! Scenario 4: the state machine at scale, in process on the real storage (redb) and state
+//! machine: apply N case submissions (1 million; 100 000 with --quick) in Raft-sized batches,
+//! then measure resident memory, snapshot build time and size, and restart (reopen + load) time.
+//! Yilian only: no peer holds the same state.
+
+use crate::Settings;
+use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+use std::collections::BTreeSet;
+use std::time::Instant;
+use yilian_consensus::store;
+use yilian_consensus::types::{Request, TypeConfig};
+use yilian_referral::{
+    Actor, CaseSubmission, Change, Command, FacilityId, FacilityLevel, FacilityRegistration, PatientKey,
+    Priority, SpecialistId, SpecialistRegistration, Vitals,
+};
+use yilian_tests::report::{Better, Row};
+
+/// Entries per `apply` call: the node's default `max_payload_entries`.
+const BATCH: usize = 300;
+
+/// Resident set size of this process, in MiB.
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    kib / 1024.0
+}
+
+fn entry(index: u64, command: Command) -> Entry<TypeConfig> {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(Request::Referral {
+            at_ms: 1_700_000_000_000 + index,
+            command: Box::new(command),
+        }),
+    }
+}
+
+fn setup_commands() -> Vec<Command> {
+    let ops = Actor::ops("bench");
+    let facility = |id: &str, level, parent: Option<&str>| {
+        Command::new(
+            ops.clone(),
+            Change::RegisterFacility(FacilityRegistration {
+                id: FacilityId(id.into()),
+                name: id.into(),
+                level,
+                region: "r".into(),
+                parent: parent.map(|p| FacilityId(p.into())),
+                location: None,
+                devices: BTreeSet::new(),
+            }),
+        )
+    };
+    vec![
+        facility("PROV", FacilityLevel::Provincial, None),
+        facility("CTY", FacilityLevel::County, Some("PROV")),
+        facility("TS", FacilityLevel::Township, Some("CTY")),
+        Command::new(
+            ops.clone(),
+            Change::RegisterSpecialist(SpecialistRegistration {
+                id: SpecialistId("DR".into()),
+                name: "DR".into(),
+                facility: FacilityId("CTY".into()),
+                specialty: "cardiology".into(),
+                modalities: BTreeSet::new(),
+                licensed_regions: BTreeSet::new(),
+                cap: 1000,
+                on_shift: true,
+            }),
+        ),
+    ]
+}
+
+fn submission(i: u64) -> Command {
+    Command::new(
+        Actor::staff("nurse", "TS"),
+        Change::SubmitCase(CaseSubmission {
+            patient: PatientKey(format!("{:064x}", i % 200_000)),
+            complaint: format!("胸闷气短三天，活动后加重，伴心悸、出汗；既往高血压十年。病例 {i}"),
+            vitals: Vitals::default(),
+            priority: Priority::Routine,
+            green_channel: None,
+            specialty: "cardiology".into(),
+            modality: None,
+            origin: FacilityId("TS".into()),
+            target: None,
+            draft: false,
+        }),
+    )
+}
+
+/// Run the scenario and return its rows.
+pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
+    let cases: u64 = if s.quick { 100_000 } else { 1_000_000 };
+    let label = if cases >= 1_000_000 {
+        format!("{}M cases", cases / 1_000_000)
+    } else {
+        format!("{}k cases", cases / 1000)
+    };
+    let mut apply_rate = Vec::new();
+    let mut memory = Vec::new();
+    let mut snapshot_s = Vec::new();
+    let mut snapshot_mb = Vec::new();
+    let mut restart_s = Vec::new();
+    let mut disk_mb = Vec::new();
+    // One run: a million-case state takes minutes to build on two cores; the other scenarios repeat.
+    let dir = tempfile::Builder::new().prefix("yilian-bench-scale-").tempdir()?;
+    let before = rss_mib();
+    let mut sm = store::open(dir.path())?.state_machine;
+    let mut index = 1;
+    let setup: Vec<_> = setup_commands()
+        .into_iter()
+        .map(|c| {
+            index += 1;
+            entry(index, c)
+        })
+        .collect();
+    sm.apply(setup).await?;
+    let started = Instant::now();
+    let mut i = 0;
+    while i < cases {
+        let n = (cases - i).min(BATCH as u64);
+        let batch: Vec<_> = (i..i + n)
+            .map(|k| {
+                index += 1;
+                entry(index, submission(k))
+            })
+            .collect();
+        sm.apply(batch).await?;
+        i += n;
+    }
+    apply_rate.push(cases as f64 / started.elapsed().as_secs_f64());
+    memory.push(rss_mib() - before);
+    let held = sm.shared().read().region.find_cases(&Default::default()).count();
+    anyhow::ensure!(held as u64 == cases, "the state machine holds {held} cases, expected {cases}");
+    let started = Instant::now();
+    let snapshot = sm.get_snapshot_builder().await.build_snapshot().await?;
+    snapshot_s.push(started.elapsed().as_secs_f64());
+    snapshot_mb.push(snapshot.snapshot.get_ref().len() as f64 / 1e6);
+    drop(snapshot);
+    drop(sm);
+    disk_mb.push(std::fs::metadata(dir.path().join("raft.redb"))?.len() as f64 / 1e6);
+    let started = Instant::now();
+    let reopened = store::open(dir.path())?;
+    restart_s.push(started.elapsed().as_secs_f64());
+    let held = reopened.state_machine.shared().read().region.find_cases(&Default::default()).count();
+    anyhow::ensure!(
+        held as u64 == cases,
+        "after restart the state machine holds {held} cases, expected {cases}"
+    );
+    eprintln!(
+        "  scale {label}: apply {:.0}/s, +{:.0} MiB RSS, snapshot {:.2} s / {:.0} MB, db {:.0} MB, restart {:.2} s",
+        apply_rate[0], memory[0], snapshot_s[0], snapshot_mb[0], disk_mb[0], restart_s[0]
+    );
+    let row = |metric: &str, unit, better, v: &[f64]| {
+        Row::alone("scale", format!("{metric} ({label})"), unit, better, v)
+    };
+    Ok(vec![
+        row("apply rate, batches of 300", "cases/s", Better::Higher, &apply_rate),
+        row("resident memory added", "MiB", Better::Lower, &memory),
+        row("snapshot build time", "s", Better::Lower, &snapshot_s),
+        row("snapshot size", "MB", Better::Lower, &snapshot_mb),
+        row("database file size", "MB", Better::Lower, &disk_mb),
+        row("restart (open + load state)", "s", Better::Lower, &restart_s),
+    ])
+}

@@ -1,0 +1,7 @@
+//! Shared code of Yilian's multi-process tests and its benchmark runner: the harness (real
+//! `yilian` node processes on loopback with a real CA, certificates, QUIC and redb), and the
+//! benchmark runner's load generator and report.
+
+pub mod harness;
+pub mod load;
+pub mod report;
