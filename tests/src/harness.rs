@@ -351,6 +351,25 @@ impl TestCluster {
         }
     }
 
+    /// Freeze node `id` (SIGSTOP): it holds its sockets but answers nothing until resumed.
+    pub fn pause(&self, id: u64) {
+        self.signal(id, libc::SIGSTOP);
+    }
+
+    /// Let a paused node `id` run again (SIGCONT).
+    pub fn resume(&self, id: u64) {
+        self.signal(id, libc::SIGCONT);
+    }
+
+    fn signal(&self, id: u64, signal: i32) {
+        if let Some(child) = &self.node(id).child {
+            // SAFETY: kill(2) on a child we spawned and have not reaped.
+            unsafe {
+                libc::kill(child.id() as i32, signal);
+            }
+        }
+    }
+
     /// Start node `id` again from its data directory.
     pub fn restart(&mut self, id: u64) {
         self.nodes.get_mut(&id).expect("node").launch();

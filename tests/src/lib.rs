@@ -3,5 +3,6 @@
 //! benchmark runner's load generator and report.
 
 pub mod harness;
+pub mod linearizable;
 pub mod load;
 pub mod report;
