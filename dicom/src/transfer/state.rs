@@ -78,11 +78,21 @@ impl StateDb {
 
     /// Record a job.
     pub(crate) fn put_job<T: Serialize>(&self, id: &str, job: &T) -> Result<(), StateError> {
-        let bytes = self.encode(job)?;
+        self.put(JOBS, id, job)
+    }
+
+    /// Encode `value` and store it under `key` in `table`, in one committed transaction.
+    fn put<T: Serialize>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        value: &T,
+    ) -> Result<(), StateError> {
+        let bytes = self.encode(value)?;
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        tx.open_table(JOBS)
+        tx.open_table(table)
             .map_err(|e| self.err(e))?
-            .insert(id, bytes.as_slice())
+            .insert(key, bytes.as_slice())
             .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
@@ -181,13 +191,7 @@ impl StateDb {
 
     /// Record that the object under `key` was accepted with `message`.
     pub(crate) fn put_done(&self, key: &str, message: &str) -> Result<(), StateError> {
-        let bytes = self.encode(&message)?;
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        tx.open_table(DONE)
-            .map_err(|e| self.err(e))?
-            .insert(key, bytes.as_slice())
-            .map_err(|e| self.err(e))?;
-        tx.commit().map_err(|e| self.err(e))
+        self.put(DONE, key, &message)
     }
 }
 
