@@ -5,4 +5,5 @@
 pub mod harness;
 pub mod linearizable;
 pub mod load;
+pub mod netfault;
 pub mod report;
