@@ -192,8 +192,14 @@ pub fn step(state: &CaseState, op: &OpKind) -> Option<CaseState> {
     let mut next = state.clone();
     next.status = action.target(state.status);
     match action {
+        // Passing the case to the reader who already holds it is refused.
+        CaseAction::Assign { to } | CaseAction::HandOff { to } if state.owner.as_ref() == Some(&to.0) => {
+            return None
+        }
         CaseAction::Assign { to } | CaseAction::HandOff { to } => next.owner = Some(to.0.clone()),
         CaseAction::Report { .. } => next.reports += 1,
+        // Closing a case that is still on offer withdraws the offer.
+        CaseAction::Cancel | CaseAction::EnterInError if state.status.is_offer_stage() => next.owner = None,
         _ => {}
     }
     Some(next)
@@ -333,6 +339,18 @@ mod tests {
         // DR's acknowledged accept after the case went to DR2 has no explanation.
         let bad = [op(1, assign, Outcome::Ok, 0, 10), op(2, accept_by(DR), Outcome::Ok, 20, 30)];
         assert!(check(&bad, &initial()).is_err());
+    }
+
+    #[test]
+    fn cancelling_an_offer_withdraws_it_and_assigning_to_the_holder_is_refused() {
+        let cancel = OpKind::Act { action: CaseAction::Cancel, by: Actor::Requester };
+        let h = [
+            op(1, cancel, Outcome::Ok, 0, 10),
+            op(2, OpKind::Read(CaseState::new(Cancelled, None)), Outcome::Ok, 20, 21),
+        ];
+        assert!(check(&h, &initial()).is_ok());
+        let to_holder = OpKind::Act { action: CaseAction::Assign { to: SpecialistId(DR.into()) }, by: Actor::Ops };
+        assert!(check(&[op(1, to_holder, Outcome::Ok, 0, 10)], &initial()).is_err());
     }
 
     #[test]
