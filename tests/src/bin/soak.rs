@@ -3,6 +3,9 @@
 //! `--schedules 1 --seed <seed>`.
 //!
 //! `cargo run --release -p yilian-tests --bin soak -- --schedules 100 [--seed 7] [--faults 6]`
+//!
+//! The nodes it starts are this same executable called as `soak node run ...`, so they are
+//! always the build under test.
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -23,9 +26,29 @@ struct Args {
     faults: usize,
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("node") {
+        return yilian_node::main_entry();
+    }
     let args = Args::parse();
+    match std::env::current_exe() {
+        // Before any other thread exists: the harness spawns nodes from YILIAN_NODE_BIN.
+        Ok(me) => std::env::set_var("YILIAN_NODE_BIN", me),
+        Err(e) => {
+            eprintln!("soak: cannot find its own executable to run nodes with: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime.block_on(soak(args)),
+        Err(e) => {
+            eprintln!("soak: cannot start the Tokio runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn soak(args: Args) -> ExitCode {
     let first = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs())
     });

@@ -104,7 +104,7 @@ pub fn summary_table(runs: &[RunReport], harness_failures: usize) -> String {
 /// Run the schedule of `seed` on three nodes behind relays and check what happened.
 pub async fn run(seed: u64, settings: &Settings) -> RunReport {
     let schedule = Schedule::generate(seed, settings.faults, 3, settings.mix);
-    println!("{schedule} (replay: --seed {seed} / YILIAN_JEPSEN_SEED={seed})");
+    println!("{schedule} (replay: YILIAN_JEPSEN_SEED={seed} in the test that printed it, or soak --schedules 1 --seed {seed})");
     let mut cluster = TestCluster::start_behind_relays(3, FAST_RAFT, seed).await;
     let mut members = vec![1, 2, 3];
     let leader = cluster.wait_leader(&members).await;
