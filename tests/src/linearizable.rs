@@ -143,7 +143,8 @@ pub fn check(history: &[Op], initial: &BTreeMap<String, CaseState>) -> Result<()
     let violations: Vec<Violation> = by_case
         .into_iter()
         .filter_map(|(case, ops)| {
-            let start = initial.get(case).cloned().unwrap_or_else(|| CaseState::new(TaskStatus::Requested, None));
+            let start =
+                initial.get(case).cloned().unwrap_or_else(|| CaseState::new(TaskStatus::Requested, None));
             (!linearizable(&ops, &start)).then(|| Violation {
                 case: case.to_owned(),
                 minimal: shrink(ops, &start),
@@ -247,8 +248,8 @@ pub fn linearizable(ops: &[Op], initial: &CaseState) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use TaskStatus::*;
     use yilian_referral::SpecialistId;
+    use TaskStatus::*;
 
     const DR: &str = "DR";
 
@@ -328,7 +329,8 @@ mod tests {
 
     #[test]
     fn only_the_owner_acts_as_owner_and_assign_moves_ownership() {
-        let assign = OpKind::Act { action: CaseAction::Assign { to: SpecialistId("DR2".into()) }, by: Actor::Ops };
+        let assign =
+            OpKind::Act { action: CaseAction::Assign { to: SpecialistId("DR2".into()) }, by: Actor::Ops };
         let accept_by = |who: &str| OpKind::Act { action: CaseAction::Accept, by: Actor::Reader(who.into()) };
         let ok = [
             op(1, assign.clone(), Outcome::Ok, 0, 10),
@@ -349,7 +351,8 @@ mod tests {
             op(2, OpKind::Read(CaseState::new(Cancelled, None)), Outcome::Ok, 20, 21),
         ];
         assert!(check(&h, &initial()).is_ok());
-        let to_holder = OpKind::Act { action: CaseAction::Assign { to: SpecialistId(DR.into()) }, by: Actor::Ops };
+        let to_holder =
+            OpKind::Act { action: CaseAction::Assign { to: SpecialistId(DR.into()) }, by: Actor::Ops };
         assert!(check(&[op(1, to_holder, Outcome::Ok, 0, 10)], &initial()).is_err());
     }
 

@@ -28,7 +28,8 @@ async fn run_seeds(seeds: &[u64], settings: Settings) {
         runs.push(report);
     }
     println!("{}", jepsen::summary_table(&runs, 0));
-    let failed: Vec<String> = runs.iter().filter(|r| !r.violations.is_empty()).map(ToString::to_string).collect();
+    let failed: Vec<String> =
+        runs.iter().filter(|r| !r.violations.is_empty()).map(ToString::to_string).collect();
     assert!(failed.is_empty(), "violations found:\n{}", failed.join("\n"));
 }
 

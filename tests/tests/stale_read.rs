@@ -15,7 +15,14 @@ use yilian_tests::jepsen::workload::state_of;
 use yilian_tests::linearizable::{check, Actor, Op, OpKind, Outcome};
 
 /// Record one HTTP read of `case` at `addr` as an operation (None when it returned no state).
-async fn read(http: &reqwest::Client, addr: &str, case: &str, query: &str, token: &str, start: Instant) -> Option<Op> {
+async fn read(
+    http: &reqwest::Client,
+    addr: &str,
+    case: &str,
+    query: &str,
+    token: &str,
+    start: Instant,
+) -> Option<Op> {
     let invoke_us = start.elapsed().as_micros() as u64;
     let answer = http
         .get(format!("http://{addr}/v1/cases/{case}{query}"))

@@ -13,7 +13,7 @@ pub mod workload;
 
 pub use schedule::{Fault, Mix, Schedule, Step};
 
-use crate::harness::{seed_region, submit_retrying, token, acting, TestCluster, FAST_RAFT, NURSE};
+use crate::harness::{acting, seed_region, submit_retrying, token, TestCluster, FAST_RAFT, NURSE};
 use crate::linearizable::CaseState;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};

@@ -68,7 +68,8 @@ async fn membership(cluster: &TestCluster, members: &[u64]) -> Option<(Vec<u64>,
     for id in members {
         if let Ok(Ok(v)) = tokio::time::timeout(Duration::from_secs(2), cluster.view(*id)).await {
             let v: NodeView = v;
-            let ids = |m: &[yilian_consensus::cluster::Member]| m.iter().map(|m| m.node_id).collect::<Vec<_>>();
+            let ids =
+                |m: &[yilian_consensus::cluster::Member]| m.iter().map(|m| m.node_id).collect::<Vec<_>>();
             return Some((ids(&v.status.voters), ids(&v.status.learners)));
         }
     }
@@ -76,7 +77,13 @@ async fn membership(cluster: &TestCluster, members: &[u64]) -> Option<(Vec<u64>,
 }
 
 /// Send `request` through the members until `done` holds for the membership they report.
-async fn until<F>(cluster: &TestCluster, members: &[u64], what: &str, request: F, done: impl Fn(&[u64], &[u64]) -> bool) -> Result<(), String>
+async fn until<F>(
+    cluster: &TestCluster,
+    members: &[u64],
+    what: &str,
+    request: F,
+    done: impl Fn(&[u64], &[u64]) -> bool,
+) -> Result<(), String>
 where
     F: Fn(yilian_node::client::ApiClient) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 {
@@ -99,7 +106,12 @@ where
 }
 
 /// Add a fresh node (learner, then voter) and remove `victim`, as ops would replace a machine.
-async fn replace(cluster: &mut TestCluster, members: &mut Vec<u64>, shared: &Shared, victim: u64) -> Result<(), String> {
+async fn replace(
+    cluster: &mut TestCluster,
+    members: &mut Vec<u64>,
+    shared: &Shared,
+    victim: u64,
+) -> Result<(), String> {
     let new = cluster.nodes.keys().max().copied().unwrap_or(0) + 1;
     cluster.spawn_new(new);
     cluster.wait_alive().await;
@@ -145,7 +157,8 @@ async fn replace(cluster: &mut TestCluster, members: &mut Vec<u64>, shared: &Sha
     )
     .await?;
     *members = survivors;
-    *shared.nodes.write().expect("nodes") = members.iter().map(|id| cluster.node(*id).api_addr.clone()).collect();
+    *shared.nodes.write().expect("nodes") =
+        members.iter().map(|id| cluster.node(*id).api_addr.clone()).collect();
     cluster.stop(victim);
     Ok(())
 }

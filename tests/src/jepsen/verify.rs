@@ -83,7 +83,11 @@ async fn converged(cluster: &TestCluster, members: &[u64]) -> Result<View, Strin
             let summary: Vec<String> = views
                 .iter()
                 .map(|(id, v)| match v {
-                    Ok(v) => format!("node {id}: {} cases {:?}", v.len(), v.values().map(|(_, s, h)| (s.as_ref().map(|s| s.status), *h)).collect::<Vec<_>>()),
+                    Ok(v) => format!(
+                        "node {id}: {} cases {:?}",
+                        v.len(),
+                        v.values().map(|(_, s, h)| (s.as_ref().map(|s| s.status), *h)).collect::<Vec<_>>()
+                    ),
                     Err(e) => format!("node {id}: {e}"),
                 })
                 .collect();

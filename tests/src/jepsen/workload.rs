@@ -56,7 +56,12 @@ pub struct Shared {
 
 impl Shared {
     /// Shared state for clients over `nodes` and `cases`.
-    pub fn new(nodes: Vec<String>, tokens: HashMap<String, String>, cases: Vec<String>, timeout: Duration) -> Self {
+    pub fn new(
+        nodes: Vec<String>,
+        tokens: HashMap<String, String>,
+        cases: Vec<String>,
+        timeout: Duration,
+    ) -> Self {
         Self {
             nodes: RwLock::new(nodes),
             tokens,
@@ -123,7 +128,9 @@ fn pick_action(rng: &mut fastrand::Rng) -> (CaseAction, Actor, Value) {
         4..=6 => (CaseAction::Start, reader, json!({})),
         7..=8 => (CaseAction::Hold, reader, json!({"reason": "waiting for labs"})),
         9..=11 => (CaseAction::Resume, reader, json!({})),
-        12..=14 => (CaseAction::Report { text: "sinus rhythm".into() }, reader, json!({"text": "sinus rhythm"})),
+        12..=14 => {
+            (CaseAction::Report { text: "sinus rhythm".into() }, reader, json!({"text": "sinus rhythm"}))
+        }
         15..=17 => {
             let to = READERS[rng.usize(..READERS.len())];
             (CaseAction::Assign { to: SpecialistId(to.into()) }, Actor::Ops, json!({"to": to}))
@@ -156,7 +163,12 @@ pub async fn client(shared: Arc<Shared>, id: usize, seed: u64, budget: usize) {
         let invoke_us = shared.now_us();
         let (kind, outcome) = if roll < 45 {
             let url = format!("http://{node}/v1/cases/{case}");
-            let answer = http.get(&url).bearer_auth(shared.token(crate::harness::NURSE)).timeout(shared.timeout).send().await;
+            let answer = http
+                .get(&url)
+                .bearer_auth(shared.token(crate::harness::NURSE))
+                .timeout(shared.timeout)
+                .send()
+                .await;
             let Ok(resp) = answer else { continue };
             if !resp.status().is_success() {
                 continue;

@@ -55,10 +55,10 @@ impl Shared {
         let verdict = match from {
             Some(from) if from != to => {
                 let mut links = self.links.lock().expect("links");
-                links.entry((from, to)).or_insert_with(|| Link::new(link_seed(self.seed, from, to))).verdict(
-                    len,
-                    Instant::now(),
-                )
+                links
+                    .entry((from, to))
+                    .or_insert_with(|| Link::new(link_seed(self.seed, from, to)))
+                    .verdict(len, Instant::now())
             }
             _ => Verdict::After(std::time::Duration::ZERO),
         };

@@ -53,7 +53,15 @@ async fn requests_and_answers_pass_the_relay_and_cuts_are_directed() {
 async fn delayed_packets_arrive_late_and_can_be_reordered() {
     let net = Network::new(3);
     let (a, b, b_relay) = pair(&net).await;
-    net.set(1, 2, LinkRule { delay: Duration::from_millis(50), jitter: Duration::from_millis(40), ..Default::default() });
+    net.set(
+        1,
+        2,
+        LinkRule {
+            delay: Duration::from_millis(50),
+            jitter: Duration::from_millis(40),
+            ..Default::default()
+        },
+    );
     let sent = Instant::now();
     for i in 0u8..20 {
         a.send_to(&[i], b_relay).await.unwrap();
@@ -67,6 +75,9 @@ async fn delayed_packets_arrive_late_and_can_be_reordered() {
     }
     assert!(sent.elapsed() >= Duration::from_millis(50));
     assert_eq!(order.len(), 20, "delay loses nothing");
-    assert!(order.windows(2).any(|w| w[0] > w[1]), "40 ms of jitter reorders 20 back-to-back packets: {order:?}");
+    assert!(
+        order.windows(2).any(|w| w[0] > w[1]),
+        "40 ms of jitter reorders 20 back-to-back packets: {order:?}"
+    );
     assert_eq!(net.counts().delayed, 20);
 }
