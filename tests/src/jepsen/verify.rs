@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 /// How long members may take to converge after healing.
 const CONVERGENCE: Duration = Duration::from_secs(30);
 
-/// One member's cases: id → (complaint, state, events in the case history).
-type View = BTreeMap<String, (String, Option<CaseState>, usize)>;
+/// One member's cases: id → (complaint, the whole case as the API shows it).
+type View = BTreeMap<String, (String, Value)>;
 
 /// Every check; each problem found is one string with its evidence.
 pub(crate) async fn all(
@@ -61,12 +61,12 @@ async fn view_of(cluster: &TestCluster, id: u64) -> anyhow::Result<View> {
         .map(|c| {
             let id = c["id"].as_str().unwrap_or_default().to_owned();
             let complaint = c["complaint"].as_str().unwrap_or_default().to_owned();
-            (id, (complaint, state_of(c), c["history"].as_array().map_or(0, Vec::len)))
+            (id, (complaint, c.clone()))
         })
         .collect())
 }
 
-/// Wait until every member holds the same cases in the same states with the same histories.
+/// Wait until every member holds the same cases, identical in every field.
 async fn converged(cluster: &TestCluster, members: &[u64]) -> Result<View, String> {
     let deadline = Instant::now() + CONVERGENCE;
     loop {
@@ -86,7 +86,9 @@ async fn converged(cluster: &TestCluster, members: &[u64]) -> Result<View, Strin
                     Ok(v) => format!(
                         "node {id}: {} cases {:?}",
                         v.len(),
-                        v.values().map(|(_, s, h)| (s.as_ref().map(|s| s.status), *h)).collect::<Vec<_>>()
+                        v.values()
+                            .map(|(_, c)| (state_of(c), c["history"].as_array().map_or(0, Vec::len)))
+                            .collect::<Vec<_>>()
                     ),
                     Err(e) => format!("node {id}: {e}"),
                 })
@@ -100,7 +102,7 @@ async fn converged(cluster: &TestCluster, members: &[u64]) -> Result<View, Strin
 /// Every acknowledged submit is present, no refused one is, and no case appeared from nowhere.
 fn submits_durable(view: &View, shared: &Shared) -> Vec<String> {
     let present: BTreeSet<&str> =
-        view.values().filter_map(|(complaint, _, _)| complaint.strip_prefix("complaint ")).collect();
+        view.values().filter_map(|(complaint, _)| complaint.strip_prefix("complaint ")).collect();
     let history = shared.history.lock().expect("history");
     let mut problems = Vec::new();
     let mut known: BTreeSet<&str> = shared.cases.iter().map(String::as_str).collect();
@@ -113,7 +115,7 @@ fn submits_durable(view: &View, shared: &Shared) -> Vec<String> {
         }
         known.insert(&s.tag);
     }
-    for (id, (complaint, _, _)) in view {
+    for (id, (complaint, _)) in view {
         let tag = complaint.strip_prefix("complaint ").unwrap_or(complaint);
         if !known.contains(tag) && !shared.cases.contains(id) && !tag.starts_with("jepsen-") {
             problems.push(format!("case {id} ({complaint}) was never submitted"));
