@@ -37,7 +37,7 @@ async fn run_seeds(seeds: &[u64], settings: Settings) -> Vec<RunReport> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linearizable_under_crashes_and_pauses() {
     let mix = Mix { process: true, network: false, membership: false };
-    run_seeds(&[0x5EED_0000], Settings { mix, ..Settings::default() }).await;
+    run_seeds(&[0x5EED_0000], Settings { mix, faults: 6, ..Settings::default() }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

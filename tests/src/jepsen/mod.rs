@@ -23,6 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use workload::{spec_of, state_of, Shared, READERS};
 
+/// How long clients keep working after the last fault ended.
+const RECOVERY: Duration = Duration::from_secs(2);
+
 /// The size of a run.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
@@ -140,13 +143,9 @@ pub async fn run(seed: u64, settings: &Settings) -> RunReport {
         .map(|id| tokio::spawn(workload::client(shared.clone(), id, seed, settings.budget)))
         .collect();
 
-    let mut notes = Vec::new();
-    for step in &schedule.steps {
-        tokio::time::sleep(step.after).await;
-        if let Err(e) = nemesis::apply(&mut cluster, &mut members, &shared, step).await {
-            notes.push(format!("{}: {e}", step.fault));
-        }
-    }
+    let notes = nemesis::play(&mut cluster, &mut members, &shared, &schedule).await;
+    // Clients keep going a little after the last fault ends, through the recovery.
+    tokio::time::sleep(RECOVERY).await;
     shared.done.store(true, Ordering::Relaxed);
     for c in clients {
         c.await.expect("client task");

@@ -1,66 +1,179 @@
-//! The nemesis: applies one schedule step to the cluster, waits while it lasts, and undoes it.
+//! The nemesis: plays a schedule as a timeline. Step i starts `after` past the start of step
+//! i-1 and ends `hold` later, so faults overlap (a partition during a crash, a pause during a
+//! membership change); each end undoes only what its start did.
 
-use super::schedule::{Fault, Step};
+use super::schedule::{Fault, Schedule};
 use super::workload::Shared;
 use crate::harness::TestCluster;
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use yilian_node::api::NodeView;
 
 /// How long one membership step may take before the nemesis gives up on it.
 const MEMBERSHIP_STEP: Duration = Duration::from_secs(20);
 
-/// Apply `step` to the cluster whose voters are `members`; a membership change updates
-/// `members` and the clients' node list. Errors say why a fault could not be applied.
-pub(crate) async fn apply(
+/// What ending a fault must undo.
+enum Undo {
+    /// Start the killed node again (unless it was removed meanwhile).
+    Restart(u64),
+    /// SIGCONT the frozen node.
+    Resume(u64),
+    /// Make these directed links clean again.
+    Links(Vec<(u64, u64)>),
+    /// Nothing (a membership change, or a fault that found nothing to act on).
+    Nothing,
+}
+
+/// Faults in force.
+struct Nemesis<'a> {
+    cluster: &'a mut TestCluster,
+    members: &'a mut Vec<u64>,
+    shared: &'a Shared,
+    killed: BTreeSet<u64>,
+    notes: Vec<String>,
+}
+
+/// Play `schedule` on the cluster whose voters are `members`; membership changes update
+/// `members` and the clients' node list. Returns notes on faults that could not be applied.
+pub(crate) async fn play(
     cluster: &mut TestCluster,
     members: &mut Vec<u64>,
     shared: &Shared,
-    step: &Step,
-) -> Result<(), String> {
-    let at = |rank: usize| members[rank % members.len()];
-    let hold = step.hold;
-    match &step.fault {
-        Fault::KillLeader | Fault::Kill(_) => {
-            let id = match step.fault {
-                Fault::Kill(r) => at(r),
-                _ => cluster.wait_leader(members).await,
-            };
-            cluster.kill9(id);
-            tokio::time::sleep(hold).await;
-            cluster.restart(id);
-        }
-        Fault::Freeze(_) | Fault::FreezeLeader => {
-            let id = match step.fault {
-                Fault::Freeze(r) => at(r),
-                _ => cluster.wait_leader(members).await,
-            };
-            cluster.pause(id);
-            tokio::time::sleep(hold).await;
-            cluster.resume(id);
-        }
-        Fault::IsolateLeader | Fault::Isolate(_) => {
-            let id = match step.fault {
-                Fault::Isolate(r) => at(r),
-                _ => cluster.wait_leader(members).await,
-            };
-            cluster.net().isolate(id);
-            tokio::time::sleep(hold).await;
-            cluster.net().heal();
-        }
-        Fault::OneWay(a, b) => {
-            cluster.net().cut_one_way(&[at(*a)], &[at(*b)]);
-            tokio::time::sleep(hold).await;
-            cluster.net().heal();
-        }
-        Fault::Degrade(rule) => {
-            cluster.net().set_all(*rule);
-            tokio::time::sleep(hold).await;
-            cluster.net().heal();
-        }
-        Fault::Replace(rank) => replace(cluster, members, shared, at(*rank)).await?,
+    schedule: &Schedule,
+) -> Vec<String> {
+    let mut events: Vec<(Duration, bool, usize)> = Vec::new();
+    let mut at = Duration::ZERO;
+    for (i, step) in schedule.steps.iter().enumerate() {
+        at += step.after;
+        events.push((at, true, i));
+        events.push((at + step.hold, false, i));
     }
-    Ok(())
+    events.sort_by_key(|(t, start, i)| (*t, !*start, *i));
+    let mut n = Nemesis { cluster, members, shared, killed: BTreeSet::new(), notes: Vec::new() };
+    let mut undo: Vec<Option<Undo>> = (0..schedule.steps.len()).map(|_| None).collect();
+    // Time spent starting faults (finding the leader, a membership change) shifts the rest of
+    // the timeline, so every fault lasts as long as the schedule says.
+    let mut zero = tokio::time::Instant::now();
+    for (t, start, i) in events {
+        tokio::time::sleep_until(zero + t).await;
+        if start {
+            let began = tokio::time::Instant::now();
+            undo[i] = Some(n.start(&schedule.steps[i].fault).await);
+            zero += began.elapsed();
+        } else if let Some(u) = undo[i].take() {
+            n.end(u);
+        }
+    }
+    n.notes
+}
+
+impl Nemesis<'_> {
+    fn at(&self, rank: usize) -> u64 {
+        self.members[rank % self.members.len()]
+    }
+
+    /// The member claiming leadership in the highest term, asking each for at most a second
+    /// (a frozen node answers nothing).
+    async fn leader(&self) -> Option<u64> {
+        let mut best: Option<(u64, u64)> = None;
+        for id in self.members.iter().filter(|id| !self.killed.contains(id)) {
+            let view = tokio::time::timeout(Duration::from_secs(1), self.cluster.view(*id)).await;
+            if let Ok(Ok(v)) = view {
+                if v.status.state == "Leader" && best.is_none_or(|(term, _)| v.status.term > term) {
+                    best = Some((v.status.term, *id));
+                }
+            }
+        }
+        best.map(|(_, id)| id)
+    }
+
+    /// The node a fault names: a rank, or the leader (None when there is none right now).
+    async fn target(&mut self, rank: Option<usize>, fault: &Fault) -> Option<u64> {
+        let id = match rank {
+            Some(r) => Some(self.at(r)),
+            None => self.leader().await,
+        };
+        if id.is_none() {
+            self.notes.push(format!("{fault}: no leader at that moment, skipped"));
+        }
+        id
+    }
+
+    fn cut(&self, links: Vec<(u64, u64)>) -> Undo {
+        for (a, b) in &links {
+            self.cluster.net().set(*a, *b, crate::netfault::LinkRule::cut());
+        }
+        Undo::Links(links)
+    }
+
+    fn all_links(&self) -> Vec<(u64, u64)> {
+        let m = &self.members;
+        m.iter().flat_map(|a| m.iter().filter(move |b| *b != a).map(move |b| (*a, *b))).collect()
+    }
+
+    async fn start(&mut self, fault: &Fault) -> Undo {
+        match fault {
+            Fault::KillLeader | Fault::Kill(_) => {
+                let rank = if let Fault::Kill(r) = fault { Some(*r) } else { None };
+                let Some(id) = self.target(rank, fault).await else { return Undo::Nothing };
+                if !self.killed.insert(id) {
+                    return Undo::Nothing;
+                }
+                self.cluster.resume(id);
+                self.cluster.kill9(id);
+                Undo::Restart(id)
+            }
+            Fault::Freeze(_) | Fault::FreezeLeader => {
+                let rank = if let Fault::Freeze(r) = fault { Some(*r) } else { None };
+                let Some(id) = self.target(rank, fault).await else { return Undo::Nothing };
+                self.cluster.pause(id);
+                Undo::Resume(id)
+            }
+            Fault::IsolateLeader | Fault::Isolate(_) => {
+                let rank = if let Fault::Isolate(r) = fault { Some(*r) } else { None };
+                let Some(id) = self.target(rank, fault).await else { return Undo::Nothing };
+                let links = self.all_links().into_iter().filter(|(a, b)| *a == id || *b == id).collect();
+                self.cut(links)
+            }
+            Fault::OneWay(a, b) => {
+                let link = (self.at(*a), self.at(*b));
+                self.cut(vec![link])
+            }
+            Fault::Degrade(rule) => {
+                let links = self.all_links();
+                for (a, b) in &links {
+                    self.cluster.net().set(*a, *b, *rule);
+                }
+                Undo::Links(links)
+            }
+            Fault::Replace(rank) => {
+                let victim = self.at(*rank);
+                if let Err(e) = replace(self.cluster, self.members, self.shared, victim).await {
+                    self.notes.push(format!("{fault}: {e}"));
+                }
+                Undo::Nothing
+            }
+        }
+    }
+
+    fn end(&mut self, undo: Undo) {
+        match undo {
+            Undo::Restart(id) => {
+                self.killed.remove(&id);
+                if self.members.contains(&id) {
+                    self.cluster.restart(id);
+                }
+            }
+            Undo::Resume(id) => self.cluster.resume(id),
+            Undo::Links(links) => {
+                for (a, b) in links {
+                    self.cluster.net().set(a, b, crate::netfault::LinkRule::default());
+                }
+            }
+            Undo::Nothing => {}
+        }
+    }
 }
 
 /// The voters and learners a member reports.
@@ -114,7 +227,13 @@ async fn replace(
 ) -> Result<(), String> {
     let new = cluster.nodes.keys().max().copied().unwrap_or(0) + 1;
     cluster.spawn_new(new);
-    cluster.wait_alive().await;
+    // Only the new node: others may be frozen by overlapping faults.
+    let api = cluster.api(new);
+    crate::harness::wait_for(&format!("node {new} to answer HTTP"), Duration::from_secs(30), || {
+        let api = api.clone();
+        async move { api.get_text("/livez").await.is_ok() }
+    })
+    .await;
     let view: NodeView = cluster.view(new).await.map_err(|e| format!("new node {new}: {e:#}"))?;
     let identity = serde_json::to_value(&view.identity).map_err(|e| e.to_string())?;
     until(
@@ -159,6 +278,8 @@ async fn replace(
     *members = survivors;
     *shared.nodes.write().expect("nodes") =
         members.iter().map(|id| cluster.node(*id).api_addr.clone()).collect();
+    // A frozen process would never act on SIGTERM.
+    cluster.resume(victim);
     cluster.stop(victim);
     Ok(())
 }

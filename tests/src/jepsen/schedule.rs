@@ -52,10 +52,10 @@ impl fmt::Display for Fault {
     }
 }
 
-/// One step of a schedule.
+/// One step of a schedule. Steps overlap when one lasts past the start of the next.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
-    /// Quiet time before the fault.
+    /// Time from the start of the previous step to the start of this one.
     pub after: Duration,
     /// The fault.
     pub fault: Fault,
@@ -130,7 +130,7 @@ impl Schedule {
                 }
             };
             steps.push(Step {
-                after: Duration::from_millis(rng.u64(200..1000)),
+                after: Duration::from_millis(rng.u64(300..1500)),
                 fault,
                 hold: Duration::from_millis(rng.u64(800..2500)),
             });
