@@ -14,7 +14,7 @@ pub mod workload;
 pub use schedule::{Fault, Mix, Schedule, Step};
 
 use crate::harness::{acting, seed_region, submit_retrying, token, TestCluster, FAST_RAFT, NURSE};
-use crate::linearizable::CaseState;
+use crate::linearizable::{Actor, CaseState};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -129,9 +129,9 @@ pub async fn run(seed: u64, settings: &Settings) -> RunReport {
         cases.push(case);
     }
     let mut tokens = HashMap::new();
-    for actor in [workload::Actor::Requester, workload::Actor::Ops]
+    for actor in [Actor::Requester, Actor::Ops]
         .into_iter()
-        .chain(READERS.iter().map(|r| workload::Actor::Reader((*r).to_owned())))
+        .chain(READERS.iter().map(|r| Actor::Reader((*r).to_owned())))
     {
         let spec = spec_of(&actor);
         tokens.insert(spec.clone(), token(&api, &spec).await);

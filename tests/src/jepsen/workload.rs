@@ -2,8 +2,7 @@
 //! resume, report, cancel or a linearizable read) on a random case through a random member, and
 //! records its invocation and outcome with monotonic times.
 
-pub use crate::linearizable::Actor;
-use crate::linearizable::{CaseState, Op, OpKind, Outcome};
+use crate::linearizable::{Actor, CaseState, Op, OpKind, Outcome};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -117,11 +117,6 @@ impl Network {
         Ok(addr)
     }
 
-    /// The relay address of node `id`.
-    pub fn relay_of(&self, id: NodeId) -> Option<SocketAddr> {
-        self.relays.lock().expect("relays").get(&id).copied()
-    }
-
     /// Apply `rule` to packets from `from` to `to`.
     pub fn set(&self, from: NodeId, to: NodeId, rule: LinkRule) {
         let mut links = self.shared.links.lock().expect("links");

@@ -42,7 +42,9 @@ async fn requests_and_answers_pass_the_relay_and_cuts_are_directed() {
     a.send_to(b"ping", b_relay).await.unwrap();
     assert!(receive(&b).await.is_none(), "a → b is cut");
 
+    assert_eq!(net.rule(1, 2), LinkRule::cut());
     net.heal();
+    assert!(net.rule(1, 2).is_clean() && net.rule(2, 1).is_clean());
     a.send_to(b"ping", b_relay).await.unwrap();
     assert!(receive(&b).await.is_some(), "healed");
     let counts = net.counts();
