@@ -176,17 +176,20 @@ impl Nemesis<'_> {
     }
 }
 
-/// The voters and learners a member reports.
+/// The voters and learners the leader of the highest term reports (a cut-off member's view
+/// can be stale for as long as its partition lasts).
 async fn membership(cluster: &TestCluster, members: &[u64]) -> Option<(Vec<u64>, Vec<u64>)> {
+    let mut best: Option<NodeView> = None;
     for id in members {
-        if let Ok(Ok(v)) = tokio::time::timeout(Duration::from_secs(2), cluster.view(*id)).await {
+        if let Ok(Ok(v)) = tokio::time::timeout(Duration::from_secs(1), cluster.view(*id)).await {
             let v: NodeView = v;
-            let ids =
-                |m: &[yilian_consensus::cluster::Member]| m.iter().map(|m| m.node_id).collect::<Vec<_>>();
-            return Some((ids(&v.status.voters), ids(&v.status.learners)));
+            if v.status.state == "Leader" && best.as_ref().is_none_or(|b| v.status.term > b.status.term) {
+                best = Some(v);
+            }
         }
     }
-    None
+    let ids = |m: &[yilian_consensus::cluster::Member]| m.iter().map(|m| m.node_id).collect::<Vec<_>>();
+    best.map(|v| (ids(&v.status.voters), ids(&v.status.learners)))
 }
 
 /// Send `request` through the members until `done` holds for the membership they report.
