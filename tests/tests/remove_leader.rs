@@ -26,12 +26,34 @@ async fn removing_the_leader_completes_and_the_rest_carry_on() {
     let leader = cluster.wait_leader(&[1, 2, 3]).await;
     seed_region(&cluster.api(leader)).await;
     let rest: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != leader).collect();
+    // Under write load the leader's replication stream is busy, so followers apply the
+    // retirement before the membership change reaches them.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (api, stop) = (cluster.api(leader), stop.clone());
+        let nurse = acting(&api, NURSE).await;
+        writers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), submit(&nurse, &format!("load-{w}-{n}")))
+                        .await;
+                n += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let answer = tokio::time::timeout(
         Duration::from_secs(10),
         cluster.api(rest[0]).delete::<Value>(&format!("/v1/cluster/members/{leader}")),
     )
     .await;
     println!("removal answered: {answer:?}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.await.expect("writer");
+    }
     let expected = rest.clone();
     wait_for("the old leader to leave the membership", Duration::from_secs(30), || {
         let (cluster, rest, expected) = (&cluster, rest.clone(), expected.clone());
