@@ -186,10 +186,13 @@ pub struct ClusterNode {
 }
 
 impl ClusterNode {
-    /// Open storage under `data_dir`, bind the QUIC endpoint and start Raft.
+    /// Open storage under `data_dir`, bind the QUIC endpoint on `listen_addr` and start Raft.
+    /// `info.raft_addr` is the address peers dial (usually `listen_addr`; differs behind NAT,
+    /// a load balancer or a proxy).
     pub async fn start(
         id: NodeId,
         info: NodeInfo,
+        listen_addr: &str,
         data_dir: &Path,
         tls_files: &TlsFiles,
         settings: &RaftSettings,
@@ -203,10 +206,10 @@ impl ClusterNode {
         )?;
         let certificate = tls::fingerprint_of_file(&tls_files.cert)?;
         let addr: SocketAddr =
-            info.raft_addr.parse().map_err(|_| StartError::BadAddr(info.raft_addr.clone()))?;
+            listen_addr.parse().map_err(|_| StartError::BadAddr(listen_addr.to_owned()))?;
         let transport = Arc::new(
             Transport::bind(addr, quic)
-                .map_err(|source| StartError::Bind { addr: info.raft_addr.clone(), source })?,
+                .map_err(|source| StartError::Bind { addr: listen_addr.to_owned(), source })?,
         );
         let config = openraft::Config {
             cluster_name: "yilian".into(),

@@ -20,6 +20,10 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// UDP address for QUIC (Raft and node-to-node traffic), e.g. `127.0.0.1:7101`.
     pub raft_addr: String,
+    /// Address (`host:port`) other nodes dial to reach `raft_addr`, when it differs (NAT, a
+    /// load balancer, a relay). Default: `raft_addr`.
+    #[serde(default)]
+    pub advertise_addr: Option<String>,
     /// TCP address for the HTTP API, e.g. `127.0.0.1:7201`.
     pub api_addr: String,
     /// Certificate files (relative to the config file).
@@ -145,6 +149,11 @@ impl NodeConfig {
         Ok(cfg)
     }
 
+    /// The QUIC address peers dial: `advertise_addr`, else `raft_addr`.
+    pub fn advertised_raft_addr(&self) -> &str {
+        self.advertise_addr.as_deref().unwrap_or(&self.raft_addr)
+    }
+
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid =
             |key, reason: &str| ConfigError::Invalid { path: path.to_owned(), key, reason: reason.into() };
@@ -153,6 +162,12 @@ impl NodeConfig {
         }
         if self.raft_addr.parse::<SocketAddr>().is_err() {
             return Err(invalid("raft_addr", "must be IP:port, e.g. 127.0.0.1:7101"));
+        }
+        if let Some(a) = &self.advertise_addr {
+            let port = a.rsplit_once(':').and_then(|(host, port)| (!host.is_empty()).then_some(port));
+            if port.and_then(|p| p.parse::<u16>().ok()).is_none_or(|p| p == 0) {
+                return Err(invalid("advertise_addr", "must be host:port, e.g. 203.0.113.7:7101"));
+            }
         }
         if self.api_addr.parse::<SocketAddr>().is_err() {
             return Err(invalid("api_addr", "must be IP:port, e.g. 127.0.0.1:7201"));
@@ -255,5 +270,20 @@ key = "n.key"
         assert!(bad.expect_err("bad addr").to_string().contains("raft_addr"));
         let zero = NodeConfig::load(&write(dir.path(), &GOOD.replace("node_id = 1", "node_id = 0")));
         assert!(zero.expect_err("zero id").to_string().contains("node_id"));
+    }
+
+    #[test]
+    fn advertise_addr_defaults_to_raft_addr_and_must_have_a_port() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plain = NodeConfig::load(&write(dir.path(), GOOD)).expect("load");
+        assert_eq!(plain.advertised_raft_addr(), "127.0.0.1:7101");
+        let behind = GOOD.replace("api_addr", "advertise_addr = \"relay.example:7301\"\napi_addr");
+        let cfg = NodeConfig::load(&write(dir.path(), &behind)).expect("load");
+        assert_eq!(cfg.advertised_raft_addr(), "relay.example:7301");
+        for bad in ["relay.example", ":7301", "relay.example:0", "relay.example:port"] {
+            let text = GOOD.replace("api_addr", &format!("advertise_addr = \"{bad}\"\napi_addr"));
+            let err = NodeConfig::load(&write(dir.path(), &text)).expect_err(bad);
+            assert!(err.to_string().contains("advertise_addr"), "{bad}: {err}");
+        }
     }
 }

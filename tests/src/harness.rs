@@ -17,6 +17,8 @@ use yilian_node::client::ApiClient;
 use yilian_node::patient_key::with_check_character;
 use yilian_referral::{Case, Outcome};
 
+use crate::netfault::Network;
+
 /// Name of the node binary cargo builds next to the tests and benchmarks of this package.
 const NODE_BIN_NAME: &str = "yilian-under-test";
 
@@ -62,6 +64,7 @@ pub struct TestCluster {
     raft_toml: String,
     creds: Arc<Credentials>,
     https: bool,
+    net: Option<Network>,
 }
 
 /// Password of every user the harness creates.
@@ -213,7 +216,29 @@ impl TestCluster {
             raft_toml: raft_toml.to_owned(),
             creds: Default::default(),
             https: false,
+            net: None,
         }
+    }
+
+    /// Like [`TestCluster::start`], with every node behind a fault-injecting UDP relay of a
+    /// [`Network`] seeded with `net_seed`: nodes advertise their relay, so all node-to-node
+    /// traffic crosses it (see [`TestCluster::net`]).
+    pub async fn start_behind_relays(count: u64, raft_toml: &str, net_seed: u64) -> Self {
+        let mut c = Self::empty(raft_toml);
+        c.net = Some(Network::new(net_seed));
+        for id in 1..=count {
+            c.spawn_new(id);
+        }
+        c.wait_alive().await;
+        c.init((1..=count).collect()).await;
+        c.bootstrap_admin(1).await;
+        c
+    }
+
+    /// The relays in front of the nodes; panics unless started with
+    /// [`TestCluster::start_behind_relays`].
+    pub fn net(&self) -> &Network {
+        self.net.as_ref().expect("the cluster was started behind relays")
     }
 
     /// The CA directory.
@@ -230,8 +255,15 @@ impl TestCluster {
         std::fs::create_dir_all(&node_dir).expect("node dir");
         let files = pki::issue_node_cert(ca_dir, id, &raft_addr, &node_dir).expect("issue");
         let config = node_dir.join("node.toml");
+        let advertise = match &self.net {
+            Some(net) => {
+                let relay = net.add_node(id, raft_addr.parse().expect("raft addr")).expect("relay");
+                format!("advertise_addr = \"{relay}\"\n")
+            }
+            None => String::new(),
+        };
         let toml = format!(
-            "node_id = {id}\ndata_dir = \"data\"\nraft_addr = \"{raft_addr}\"\napi_addr = \"{api_addr}\"\n\
+            "node_id = {id}\ndata_dir = \"data\"\nraft_addr = \"{raft_addr}\"\n{advertise}api_addr = \"{api_addr}\"\n\
              [tls]\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n[auth]\nsecret_file = \"{}\"\n[api]\ntls = {}\n{}",
             ca_dir.join(pki::CA_CERT).display(),
             files.cert.display(),
