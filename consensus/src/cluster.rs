@@ -539,6 +539,10 @@ impl ClusterNode {
         let is_voter = status.voters.iter().any(|m| m.node_id == node_id);
         let is_learner = status.learners.iter().any(|m| m.node_id == node_id);
         if !is_voter && !is_learner {
+            if self.state.read().retired_nodes.contains(&node_id) {
+                tracing::info!(node_id, "node already removed");
+                return Ok(ForwardResponse::Done);
+            }
             return Err(conflict(format!("node {node_id} is not a member of the cluster")));
         }
         if is_voter && status.voters.len() == 1 {
@@ -548,7 +552,7 @@ impl ClusterNode {
         tracing::info!(
             node_id,
             certificates = certificates.len(),
-            "retiring node id, revoking its certificates and removing member"
+            "removing member; its id retires and its certificates are revoked once the new membership applies"
         );
         self.raft
             .client_write(Request::RetireNode { node_id, certificates })

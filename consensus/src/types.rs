@@ -26,7 +26,8 @@ pub enum Request {
         /// The command (boxed: commands vary a lot in size).
         command: Box<Command>,
     },
-    /// Mark a node id as retired so it can never be used again, and deny its certificates.
+    /// Retire a node id, so it can never be used again, and deny its certificates: at once if
+    /// the node is outside the membership, otherwise as soon as a membership without it applies.
     RetireNode {
         /// The id being retired.
         node_id: NodeId,

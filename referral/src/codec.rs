@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// Version of the on-disk and on-wire format written by this build.
-pub const FORMAT_VERSION: u8 = 7;
+pub const FORMAT_VERSION: u8 = 8;
 
 /// Why bytes could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]

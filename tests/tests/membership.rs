@@ -61,6 +61,10 @@ async fn add_learner_promote_remove_and_never_reuse_ids() {
     let remaining: Vec<u64> = (1..=4).filter(|id| *id != victim).collect();
     let after = voters(&cluster, leader).await;
     assert_eq!(after, remaining);
+    // Removal is idempotent: a retried DELETE (its first answer lost) is acknowledged again.
+    let _: serde_json::Value =
+        cluster.api(4).delete(&format!("/v1/cluster/members/{victim}")).await.expect("remove again");
+    assert_eq!(voters(&cluster, leader).await, remaining);
 
     // The cluster keeps working without the removed node.
     submit(&cluster.api(4), "after-remove").await.expect("write after removal");

@@ -7,7 +7,7 @@ use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, SnapshotMeta};
 use redb::{Database, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Cursor;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use yilian_referral::{EntityKey, Region};
@@ -16,6 +16,7 @@ const LAST_APPLIED: &str = "last_applied";
 const MEMBERSHIP: &str = "membership";
 const RETIRED: &str = "retired_nodes";
 const REVOKED: &str = "revoked_certificates";
+const RETIRING: &str = "retiring_nodes";
 const SNAPSHOT_META: &str = "meta";
 const SNAPSHOT_DATA: &str = "data";
 
@@ -30,6 +31,10 @@ pub struct ClusterState {
     pub retired_nodes: BTreeSet<NodeId>,
     /// SHA-256 fingerprints of certificates refused at the handshake (removed nodes').
     pub revoked_certificates: BTreeSet<String>,
+    /// Nodes whose removal was requested while they were still members, with the certificates
+    /// to revoke. Each retires once a committed membership no longer holds it: retiring earlier
+    /// would make the others refuse a removed leader before it has replicated its own removal.
+    pub retiring_nodes: BTreeMap<NodeId, Vec<String>>,
     /// The referral region.
     pub region: Region,
 }
@@ -43,6 +48,7 @@ impl ClusterState {
             membership: read_meta(&meta, MEMBERSHIP)?.unwrap_or_default(),
             retired_nodes: read_meta(&meta, RETIRED)?.unwrap_or_default(),
             revoked_certificates: read_meta(&meta, REVOKED)?.unwrap_or_default(),
+            retiring_nodes: read_meta(&meta, RETIRING)?.unwrap_or_default(),
             region: Region::default(),
         };
         for item in txn.open_table(SM_ENTITIES)?.iter()? {
@@ -63,6 +69,7 @@ impl ClusterState {
         meta.insert(MEMBERSHIP, codec::encode(&self.membership)?.as_slice())?;
         meta.insert(RETIRED, codec::encode(&self.retired_nodes)?.as_slice())?;
         meta.insert(REVOKED, codec::encode(&self.revoked_certificates)?.as_slice())?;
+        meta.insert(RETIRING, codec::encode(&self.retiring_nodes)?.as_slice())?;
         let mut entities = txn.open_table(SM_ENTITIES)?;
         for key in keys {
             let k = codec::encode(key)?;
@@ -141,6 +148,7 @@ fn apply_entry(
         EntryPayload::Blank => Response::Empty,
         EntryPayload::Membership(m) => {
             state.membership = StoredMembership::new(Some(entry.log_id), m.clone());
+            state.retire_departed();
             Response::Empty
         }
         EntryPayload::Normal(Request::Referral { at_ms, command }) => {
@@ -149,8 +157,8 @@ fn apply_entry(
             Response::Referral(applied.result)
         }
         EntryPayload::Normal(Request::RetireNode { node_id, certificates }) => {
-            state.retired_nodes.insert(*node_id);
-            state.revoked_certificates.extend(certificates.iter().cloned());
+            state.retiring_nodes.entry(*node_id).or_default().extend(certificates.iter().cloned());
+            state.retire_departed();
             Response::NodeRetired
         }
     }
@@ -283,7 +291,22 @@ impl ClusterState {
             membership: self.membership.clone(),
             retired_nodes: self.retired_nodes.clone(),
             revoked_certificates: self.revoked_certificates.clone(),
+            retiring_nodes: self.retiring_nodes.clone(),
             region,
+        }
+    }
+
+    /// Retire every node whose removal was requested and which the applied membership no longer
+    /// holds: its id may never be used again and its certificates are refused from now on.
+    fn retire_departed(&mut self) {
+        let members: BTreeSet<NodeId> = self.membership.membership().nodes().map(|(id, _)| *id).collect();
+        let departed: Vec<NodeId> =
+            self.retiring_nodes.keys().filter(|id| !members.contains(id)).copied().collect();
+        for id in departed {
+            if let Some(certificates) = self.retiring_nodes.remove(&id) {
+                self.retired_nodes.insert(id);
+                self.revoked_certificates.extend(certificates);
+            }
         }
     }
 
@@ -294,4 +317,57 @@ impl ClusterState {
 
 fn now_ms() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, Entry, Membership};
+    use std::collections::BTreeMap;
+
+    fn entry(index: u64, payload: EntryPayload<TypeConfig>) -> Entry<TypeConfig> {
+        Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload }
+    }
+
+    fn voters(ids: &[NodeId]) -> EntryPayload<TypeConfig> {
+        let nodes: BTreeMap<NodeId, crate::types::NodeInfo> =
+            ids.iter().map(|id| (*id, crate::types::NodeInfo::default())).collect();
+        EntryPayload::Membership(Membership::new(vec![ids.iter().copied().collect()], nodes))
+    }
+
+    fn retire(node_id: NodeId) -> EntryPayload<TypeConfig> {
+        EntryPayload::Normal(Request::RetireNode { node_id, certificates: vec![format!("fp-{node_id}")] })
+    }
+
+    fn apply(state: &mut ClusterState, index: u64, payload: EntryPayload<TypeConfig>) {
+        apply_entry(state, &entry(index, payload), &mut HashSet::new());
+    }
+
+    #[test]
+    fn a_member_retires_only_once_a_membership_without_it_applies() {
+        let mut state = ClusterState::default();
+        apply(&mut state, 1, voters(&[1, 2, 3]));
+        apply(&mut state, 2, retire(1));
+        assert!(state.retired_nodes.is_empty(), "still a member: the others must keep accepting it");
+        assert!(state.revoked_certificates.is_empty());
+        let joint = Membership::new(
+            vec![BTreeSet::from([1, 2, 3]), BTreeSet::from([2, 3])],
+            BTreeMap::from([(1, Default::default()), (2, Default::default()), (3, Default::default())]),
+        );
+        apply(&mut state, 3, EntryPayload::Membership(joint));
+        assert!(state.retired_nodes.is_empty(), "the joint configuration still holds node 1");
+        apply(&mut state, 4, voters(&[2, 3]));
+        assert_eq!(state.retired_nodes, BTreeSet::from([1]));
+        assert_eq!(state.revoked_certificates, BTreeSet::from(["fp-1".to_owned()]));
+        assert!(state.retiring_nodes.is_empty());
+    }
+
+    #[test]
+    fn a_node_outside_the_membership_retires_at_once() {
+        let mut state = ClusterState::default();
+        apply(&mut state, 1, voters(&[1, 2]));
+        apply(&mut state, 2, retire(9));
+        assert_eq!(state.retired_nodes, BTreeSet::from([9]));
+        assert_eq!(state.revoked_certificates, BTreeSet::from(["fp-9".to_owned()]));
+    }
 }
