@@ -205,6 +205,8 @@ async fn image_access_follows_the_referral() {
     assert!(refusal.to_string().contains("PROV") || refusal.to_string().contains("facility"), "{refusal}");
     let (status, found) = get_json(&addr, "/dicomweb/studies", &api, stranger).await;
     assert_eq!((status, found.as_array().map(Vec::len)), (200, Some(0)), "{found}");
+    let (status, found) = get_json(&addr, &format!("/dicomweb/studies/{study}/series"), &api, stranger).await;
+    assert_eq!((status, found.as_array().map(Vec::len)), (200, Some(0)), "{found}");
 
     // Ops see no patient data: image search refused.
     let (status, refusal) = get_json(&addr, "/dicomweb/studies", &api, "ops:test").await;
@@ -217,6 +219,24 @@ async fn image_access_follows_the_referral() {
         |kind: &str| events.iter().any(|e| e.to_string().contains(kind) && e.to_string().contains(&study));
     assert!(about_study("case.read-denied"), "no audited refusal in {events:?}");
     assert!(about_study("case.read"), "no audited read in {events:?}");
+    // A search scoped to the study is audited once, as a search, not also as a case read.
+    let count = |events: &[Value], kind: &str| {
+        events.iter().filter(|e| e["event_type"] == kind && e.to_string().contains(&study)).count()
+    };
+    let reads_before = count(&events, "case.read");
+    let (status, found) = get_json(&addr, &format!("/dicomweb/studies/{study}/series"), &api, NURSE).await;
+    assert_eq!((status, found.as_array().map(Vec::len)), (200, Some(1)), "{found}");
+    wait_for("the scoped search to be audited", Duration::from_secs(10), || {
+        let auditor = auditor.clone();
+        async move {
+            let events: Vec<Value> = auditor.get("/v1/audit").await.unwrap_or_default();
+            events.iter().any(|e| e["event_type"] == "study.search")
+        }
+    })
+    .await;
+    let searched: Vec<Value> = auditor.get("/v1/audit").await.expect("audit");
+    assert_eq!(count(&searched, "study.search"), 1, "{searched:?}");
+    assert_eq!(count(&searched, "case.read"), reads_before, "{searched:?}");
     // Writes carry the caller's address too.
     assert!(
         events.iter().any(|e| e["event_type"] == "study.record" && e["source"] == "127.0.0.1"),

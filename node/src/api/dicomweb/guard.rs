@@ -1,6 +1,7 @@
 //! Access to DICOMweb reads follows the referral: a GET naming a study in its path is allowed
 //! only when the caller may read that study's case, and the read is audited with the study UID.
-//! Searches over the whole catalog filter their answers instead (see `qido`); stores are
+//! Searches, even those scoped to one study, filter their answers instead (see `qido`), so they
+//! are not routed through this guard and each study is audited once; stores are
 //! checked by the domain when their manifest entries are recorded.
 
 use crate::api::access::authorize_study_read;

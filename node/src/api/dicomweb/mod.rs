@@ -32,24 +32,29 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .allow_headers(Any)
         .expose_headers(Any);
     let instance = "/studies/:study/series/:series/instances/:instance";
-    Router::new()
+    // Searches check access and audit per study answered themselves (`qido`); retrievals naming
+    // a study are authorised and audited once by the guard.
+    let searches = Router::new()
         .route("/studies", get(qido::studies).post(stow::store))
-        .route("/studies/:study", get(wado::study).post(stow::store_in_study))
-        .route("/studies/:study/metadata", get(wado::study_metadata))
         .route("/studies/:study/series", get(qido::study_series))
         .route("/studies/:study/instances", get(qido::study_instances))
+        .route("/studies/:study/series/:series/instances", get(qido::series_instances))
+        .route("/series", get(qido::all_series))
+        .route("/instances", get(qido::all_instances));
+    let retrievals = Router::new()
+        .route("/studies/:study", get(wado::study).post(stow::store_in_study))
+        .route("/studies/:study/metadata", get(wado::study_metadata))
         .route("/studies/:study/series/:series", get(wado::series))
         .route("/studies/:study/series/:series/metadata", get(wado::series_metadata))
-        .route("/studies/:study/series/:series/instances", get(qido::series_instances))
         .route(instance, get(wado::instance))
         .route(&format!("{instance}/metadata"), get(wado::instance_metadata))
         .route(&format!("{instance}/frames/:frames"), get(wado::frames))
         .route(&format!("{instance}/frames/:frames/rendered"), get(wado::rendered_frame))
         .route(&format!("{instance}/rendered"), get(wado::rendered_instance))
         .route(&format!("{instance}/bulkdata/*path"), get(wado::bulkdata))
-        .route("/series", get(qido::all_series))
-        .route("/instances", get(qido::all_instances))
-        .route_layer(from_fn_with_state(state.clone(), guard::study_in_path))
+        .route_layer(from_fn_with_state(state.clone(), guard::study_in_path));
+    searches
+        .merge(retrievals)
         .route_layer(from_fn_with_state(state, require_auth))
         .layer(DefaultBodyLimit::disable())
         .layer(cors)
