@@ -156,7 +156,7 @@ pub fn load_with_deny_list(
     let key = load_key(&files.key)?;
 
     let inner = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone()).build()?;
-    let verifier = Arc::new(DenyingClientVerifier { inner, deny: deny.clone() });
+    let verifier = Arc::new(Denying { inner, deny: deny.clone() });
     let mut server = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
@@ -200,7 +200,7 @@ fn client_config(
     let mut client = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(DenyingServerVerifier { inner, deny }))
+        .with_custom_certificate_verifier(Arc::new(Denying { inner, deny }))
         .with_client_auth_cert(chain.to_vec(), key.clone_key())?;
     client.alpn_protocols = vec![alpn.to_vec()];
     let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(client)?));
@@ -215,14 +215,51 @@ pub fn negotiated_alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
         .and_then(|d| d.protocol)
 }
 
-/// The CA check, then the deny list, for client certificates.
+/// A CA verifier (`inner`, client or server side), then the deny list.
 #[derive(Debug)]
-struct DenyingClientVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
+struct Denying<V: ?Sized> {
+    inner: Arc<V>,
     deny: Arc<dyn DenyList>,
 }
 
-impl ClientCertVerifier for DenyingClientVerifier {
+impl<V: ?Sized> Denying<V> {
+    /// `verified` (the CA's verdict) unless the deny list refuses `end_entity`.
+    fn screen<T>(&self, end_entity: &CertificateDer<'_>, verified: T) -> Result<T, rustls::Error> {
+        match self.deny.refusal(end_entity) {
+            Some(why) => Err(rustls::Error::General(why)),
+            None => Ok(verified),
+        }
+    }
+}
+
+/// Handshake signatures are checked by the inner verifier, on both sides.
+macro_rules! delegate_signatures {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.inner.supported_verify_schemes()
+        }
+    };
+}
+
+impl ClientCertVerifier for Denying<dyn ClientCertVerifier> {
     fn offer_client_auth(&self) -> bool {
         self.inner.offer_client_auth()
     }
@@ -242,43 +279,13 @@ impl ClientCertVerifier for DenyingClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
-        match self.deny.refusal(end_entity) {
-            Some(why) => Err(rustls::Error::General(why)),
-            None => Ok(verified),
-        }
+        self.screen(end_entity, verified)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    delegate_signatures!();
 }
 
-/// The CA and name check, then the deny list, for server certificates.
-#[derive(Debug)]
-struct DenyingServerVerifier {
-    inner: Arc<WebPkiServerVerifier>,
-    deny: Arc<dyn DenyList>,
-}
-
-impl ServerCertVerifier for DenyingServerVerifier {
+impl ServerCertVerifier for Denying<WebPkiServerVerifier> {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -289,33 +296,10 @@ impl ServerCertVerifier for DenyingServerVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         let verified =
             self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
-        match self.deny.refusal(end_entity) {
-            Some(why) => Err(rustls::Error::General(why)),
-            None => Ok(verified),
-        }
+        self.screen(end_entity, verified)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    delegate_signatures!();
 }
 
 /// Why a peer's identity could not be established.
