@@ -113,11 +113,12 @@ impl Snapshot {
         )
     }
 
-    /// Image transfer counts since this node process started (they restart from 0 with it).
+    /// Image movement counts since this node process started (they restart from 0 with it):
+    /// node-to-node transfers, clinic uploads and ingest's manifest writes.
     fn encode_transfers(&self, e: &mut DescriptorEncoder) -> Encoded {
         let t = &self.transfers;
         let f = &t.fetch;
-        let gauges: [(&str, &str, u64); 19] = [
+        let gauges: [(&str, &str, u64); 22] = [
             (
                 "yilian_transfer_objects_fetched",
                 "Objects fetched from other nodes and verified whole.",
@@ -181,6 +182,21 @@ impl Snapshot {
             ),
             ("yilian_upload_files_accepted", "Uploaded files accepted.", t.uploads.files_accepted),
             ("yilian_upload_files_refused", "Uploaded files refused.", t.uploads.files_refused),
+            (
+                "yilian_ingest_manifest_writes",
+                "Raft writes recording ingested instances (concurrent ones share a write).",
+                t.manifests.writes,
+            ),
+            (
+                "yilian_ingest_instances_recorded",
+                "Ingested instances recorded in study manifests.",
+                t.manifests.instances,
+            ),
+            (
+                "yilian_ingest_instances_waiting",
+                "Ingested instances waiting for their manifest write (in flight or queued).",
+                t.manifests.waiting,
+            ),
         ];
         for (name, help, value) in gauges {
             single(e, name, help, value)?;

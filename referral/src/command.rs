@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 
 /// Where a command came from, for the audit trail: the caller's network address and the
 /// purpose of use they declared (both recorded on every audit event the command writes).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Provenance {
     /// The caller's network address, as the API saw it.
     pub source: Option<String>,

@@ -43,7 +43,7 @@ pub use patient::PatientKey;
 pub use priority::{GreenChannel, Priority, RegionPolicy, SlaTargets};
 pub use region::{
     AccessError, Applied, CapacityOption, CaseFilter, DeidentifyWant, Entity, EntityKey, Ineligible,
-    PrefetchWant, Region,
+    PrefetchWant, Region, MAX_INSTANCES_PER_BATCH,
 };
 pub use specialist::{Specialist, SpecialistId};
 pub use status::TaskStatus;

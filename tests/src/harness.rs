@@ -383,6 +383,15 @@ impl TestCluster {
         }
     }
 
+    /// One gauge or counter from node `id`'s `/metrics` (0 when absent or unreadable).
+    pub async fn metric(&self, id: u64, name: &str) -> u64 {
+        let body = self.api(id).get_text("/metrics").await.unwrap_or_default();
+        body.lines()
+            .filter_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .find_map(|v| v.trim().parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    }
+
     /// Freeze node `id` (SIGSTOP): it holds its sockets but answers nothing until resumed.
     pub fn pause(&self, id: u64) {
         self.signal(id, libc::SIGSTOP);

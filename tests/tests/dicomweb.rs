@@ -243,3 +243,55 @@ async fn image_access_follows_the_referral() {
         "the STOW write is audited with its source address: {events:?}"
     );
 }
+
+/// Instances stored concurrently for one study share manifest writes (group commit), and each
+/// STOW is answered only once its instance is committed. The followers are frozen so the first
+/// write cannot commit until every instance has arrived; election timeouts are long enough that
+/// the freeze does not cost the leader its term.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_stores_share_manifest_writes() {
+    let raft =
+        "[raft]\nheartbeat_ms = 100\nelection_timeout_min_ms = 8000\nelection_timeout_max_ms = 12000\n";
+    let cluster = TestCluster::start(3, raft).await;
+    let leader = cluster.wait_leader(&[1, 2, 3]).await;
+    let api = cluster.api(leader);
+    seed_region(&api).await;
+    let case = submit_retrying(&api, "dicomweb-group-commit").await;
+    let addr = cluster.node(leader).api_addr.clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files: Vec<PathBuf> = studies(dir.path(), &case, &[SynthKind::Ct]).into_iter().take(4).collect();
+    assert_eq!(files.len(), 4, "the synthetic CT has at least 4 slices");
+    let nurse = token(&api, NURSE).await;
+    let writes_before = cluster.metric(leader, "yilian_ingest_manifest_writes").await;
+
+    let followers: Vec<u64> = [1, 2, 3].into_iter().filter(|id| *id != leader).collect();
+    for f in &followers {
+        cluster.pause(*f);
+    }
+    let stores: Vec<_> = files
+        .iter()
+        .map(|f| {
+            let (addr, nurse, bytes) = (addr.clone(), nurse.clone(), std::fs::read(f).expect("read"));
+            tokio::spawn(async move { stow(&addr, "", Some(&nurse), &[("application/dicom", bytes)]).await })
+        })
+        .collect();
+    wait_for("all four instances to wait for their manifest write", Duration::from_secs(30), || {
+        let cluster = &cluster;
+        async move { cluster.metric(leader, "yilian_ingest_instances_waiting").await == 4 }
+    })
+    .await;
+    for f in &followers {
+        cluster.resume(*f);
+    }
+    for store in stores {
+        let (status, answer) = store.await.expect("STOW task");
+        assert_eq!(status, 200, "{answer}");
+    }
+    let writes = cluster.metric(leader, "yilian_ingest_manifest_writes").await - writes_before;
+    assert!(writes <= 2, "4 concurrent instances took {writes} manifest writes; the last 3 should share one");
+    assert_eq!(cluster.metric(leader, "yilian_ingest_instances_waiting").await, 0);
+    let reader = acting(&api, NURSE).await;
+    let manifests: Vec<yilian_referral::StudyManifest> =
+        reader.get(&format!("/v1/cases/{case}/studies")).await.expect("studies");
+    assert_eq!(manifests.iter().map(|m| m.instances.len()).sum::<usize>(), 4, "every instance recorded");
+}

@@ -86,15 +86,6 @@ fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-/// One gauge from node `id`'s `/metrics`.
-async fn metric(cluster: &TestCluster, id: u64, name: &str) -> u64 {
-    let body = cluster.api(id).get_text("/metrics").await.unwrap_or_default();
-    body.lines()
-        .filter_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .find_map(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
-}
-
 fn synth(dir: &Path, kinds: &[SynthKind], case: &str, opts: SynthOptions) -> SynthSummary {
     let opts = SynthOptions { accession: Some(case.to_owned()), ..opts };
     generate(dir, kinds, &opts).expect("synthetic studies")
@@ -136,7 +127,7 @@ async fn prefetch_resumes_after_a_restart_and_ends_byte_identical() {
 
     // Node 2 is prefetching the big study: kill it mid-transfer, before it is recorded.
     wait_for("node 2 to fetch part of the radiograph", Duration::from_secs(60), || async {
-        metric(&cluster, 2, "yilian_transfer_bytes_fetched").await >= 3 << 20
+        cluster.metric(2, "yilian_transfer_bytes_fetched").await >= 3 << 20
     })
     .await;
     let mut cluster = cluster;
@@ -158,8 +149,8 @@ async fn prefetch_resumes_after_a_restart_and_ends_byte_identical() {
             .await;
         }
     }
-    let resumed = metric(&cluster, 2, "yilian_transfer_chunks_resumed").await;
-    let fetched_after = metric(&cluster, 2, "yilian_transfer_chunks_fetched").await;
+    let resumed = cluster.metric(2, "yilian_transfer_chunks_resumed").await;
+    let fetched_after = cluster.metric(2, "yilian_transfer_chunks_fetched").await;
     let total = chunks_of(&manifest(&cluster, 1, &dr_uid).await);
     assert!(resumed > 0, "node 2 restarted the transfer instead of resuming it");
     assert!(
@@ -205,12 +196,12 @@ async fn interrupted_upload_sends_only_missing_chunks_and_export_is_deidentified
     let slow = ["--chunk-kib", "256", "--streams", "1", "--limit-kbit", "4000"];
     let mut child = upload_cmd(&cluster, 1, &case, &[&file], &slow).spawn().expect("upload");
     wait_for("the node to accept some chunks", Duration::from_secs(60), || async {
-        metric(&cluster, 1, "yilian_upload_chunks_accepted").await >= 4
+        cluster.metric(1, "yilian_upload_chunks_accepted").await >= 4
     })
     .await;
     child.start_kill().expect("kill the uploader");
     let _ = child.wait().await;
-    let first = metric(&cluster, 1, "yilian_upload_chunks_accepted").await;
+    let first = cluster.metric(1, "yilian_upload_chunks_accepted").await;
     assert!(first < chunks, "the first run finished before it was interrupted");
 
     // Second run: only the missing chunks are sent, then the study is committed.
@@ -221,7 +212,7 @@ async fn interrupted_upload_sends_only_missing_chunks_and_export_is_deidentified
     assert_eq!(sent + held, chunks, "{log}");
     assert!(held >= first && held > 0, "only missing chunks are sent: {log}");
     assert!(log.contains("committed study"), "{log}");
-    assert_eq!(metric(&cluster, 1, "yilian_upload_chunks_accepted").await, chunks, "a chunk was sent twice");
+    assert_eq!(cluster.metric(1, "yilian_upload_chunks_accepted").await, chunks, "a chunk was sent twice");
     let uid = summary.studies[0].study_instance_uid.clone();
     assert!(manifest(&cluster, 1, &uid).await.is_committed());
 

@@ -51,6 +51,6 @@ pub async fn prometheus(
     };
     Ok((
         [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
-        metrics::render(&figures, &gauges, &app.imaging.transfers().snapshot()),
+        metrics::render(&figures, &gauges, &app.imaging.counters()),
     ))
 }

@@ -8,12 +8,14 @@
 pub mod bulk;
 pub mod deidentify;
 pub mod dimse;
+pub mod manifest_batch;
 pub mod prefetch;
 mod refusal;
 
 pub use prefetch::TransferStats;
 pub use refusal::{IngestRefusal, InstanceUids};
 
+use manifest_batch::{Lane, ManifestBatcher, ManifestFailure};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,7 +25,7 @@ use yilian_dicom::deid::Deidentifier;
 use yilian_dicom::{
     inspect, Catalog, CatalogError, CatalogRecord, Digest, InstanceInfo, Store, StoreError, Tag,
 };
-use yilian_referral::{Actor, CaseId, Change, Command, InstanceBatch, InstanceRecord, Provenance};
+use yilian_referral::{Actor, CaseId, InstanceRecord, Provenance};
 
 /// Accession Number (0008,0050): carries the Yilian case id of an instance.
 const ACCESSION_NUMBER: Tag = Tag(0x0008, 0x0050);
@@ -86,6 +88,7 @@ impl From<Actor> for Requester {
 /// The node's imaging service.
 pub struct Imaging {
     node: Arc<ClusterNode>,
+    manifests: ManifestBatcher,
     parts: Arc<Parts>,
 }
 
@@ -124,7 +127,7 @@ impl Imaging {
             deidentifier,
             transfers: TransferStats::default(),
         };
-        Ok(Imaging { node, parts: Arc::new(parts) })
+        Ok(Imaging { manifests: ManifestBatcher::new(node.clone()), node, parts: Arc::new(parts) })
     }
 
     /// The content-addressed store.
@@ -150,6 +153,12 @@ impl Imaging {
     /// Counters of node-to-node fetches and clinic uploads, for `/metrics`.
     pub fn transfers(&self) -> &TransferStats {
         &self.parts.transfers
+    }
+
+    /// Everything `/metrics` reports of image movement: transfers, uploads and the manifest
+    /// writes ingest made.
+    pub fn counters(&self) -> prefetch::TransferSnapshot {
+        prefetch::TransferSnapshot { manifests: self.manifests.counters(), ..self.parts.transfers.snapshot() }
     }
 
     /// The cluster member this service records manifests through.
@@ -264,33 +273,32 @@ impl Imaging {
         by: &Requester,
     ) -> Result<(), IngestRefusal> {
         let info = &stored.info;
-        let batch = InstanceBatch {
+        let lane = Lane {
             case: stored.case_id.clone(),
             study_uid: info.study_instance_uid.clone(),
-            node: self.node.id(),
-            instances: vec![InstanceRecord {
-                sop_instance_uid: info.sop_instance_uid.clone(),
-                series_uid: info.series_instance_uid.clone(),
-                sop_class_uid: info.sop_class_uid.clone(),
-                transfer_syntax: info.transfer_syntax_uid.clone(),
-                size: info.size,
-                sha256: info.sha256.to_hex(),
-            }],
             derived_from: derived_from.map(str::to_owned),
+            actor: by.actor.clone(),
+            provenance: by.provenance.clone(),
         };
-        let uids = || InstanceUids {
-            sop_class_uid: info.sop_class_uid.clone(),
+        let record = InstanceRecord {
             sop_instance_uid: info.sop_instance_uid.clone(),
-            study_instance_uid: info.study_instance_uid.clone(),
+            series_uid: info.series_instance_uid.clone(),
+            sop_class_uid: info.sop_class_uid.clone(),
+            transfer_syntax: info.transfer_syntax_uid.clone(),
+            size: info.size,
+            sha256: info.sha256.to_hex(),
         };
-        let command = Command::new(by.actor.clone(), Change::RecordInstances(batch))
-            .with_provenance(by.provenance.clone());
-        match self.node.write(command).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(refused)) => {
-                Err(IngestRefusal::ManifestRefused { reason: refused.to_string(), uids: uids() })
-            }
-            Err(e) => Err(IngestRefusal::ManifestUnavailable { reason: e.to_string() }),
+        match self.manifests.record(lane, record).await {
+            Ok(()) => Ok(()),
+            Err(ManifestFailure::Refused(reason)) => Err(IngestRefusal::ManifestRefused {
+                reason,
+                uids: InstanceUids {
+                    sop_class_uid: info.sop_class_uid.clone(),
+                    sop_instance_uid: info.sop_instance_uid.clone(),
+                    study_instance_uid: info.study_instance_uid.clone(),
+                },
+            }),
+            Err(ManifestFailure::Unavailable(reason)) => Err(IngestRefusal::ManifestUnavailable { reason }),
         }
     }
 }

@@ -51,6 +51,8 @@ pub struct TransferSnapshot {
     pub copies_recorded: u64,
     /// Clinic upload counters.
     pub uploads: UploadCounters,
+    /// Manifest writes made by ingest (filled by [`super::Imaging::counters`]).
+    pub manifests: super::manifest_batch::ManifestCounters,
 }
 
 impl TransferStats {
