@@ -54,3 +54,14 @@ async fn linearizable_under_every_kind_of_fault_with_a_member_replaced() {
     let replaces = |r: &RunReport| r.schedule.steps.iter().any(|s| matches!(s.fault, Fault::Replace(_)));
     assert!(runs.iter().all(replaces), "the seed should replace a member under load");
 }
+
+/// Regression, soak schedule 2013 (`--faults 6`): a member is replaced at the start while other
+/// faults follow. Removal used to retire the node id before the membership change, so followers
+/// refused a removed leader before it had replicated its own removal; it stayed a retired member
+/// that still believed it led. A node now retires only once a membership without it applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_soak_2013_member_replaced_at_the_start() {
+    let runs = run_seeds(&[2013], Settings { faults: 6, ..Settings::default() }).await;
+    let replaces = |r: &RunReport| r.schedule.steps.iter().any(|s| matches!(s.fault, Fault::Replace(_)));
+    assert!(runs.iter().all(replaces), "schedule 2013 replaces a member");
+}
