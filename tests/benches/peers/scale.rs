@@ -109,6 +109,7 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
     let mut snapshot_mb = Vec::new();
     let mut restart_s = Vec::new();
     let mut disk_mb = Vec::new();
+    let mut figures_s = Vec::new();
     // One run: a million-case state takes minutes to build on two cores; the other scenarios repeat.
     let dir = tempfile::Builder::new().prefix("yilian-bench-scale-").tempdir()?;
     let before = rss_mib();
@@ -140,6 +141,10 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
     let held = sm.shared().read().region.find_cases(&Default::default()).count();
     anyhow::ensure!(held as u64 == cases, "the state machine holds {held} cases, expected {cases}");
     let started = Instant::now();
+    let figures = yilian_referral::Figures::compute(&sm.shared().read().region, 1_800_000_000_000);
+    figures_s.push(started.elapsed().as_secs_f64());
+    anyhow::ensure!(figures.totals.cases == cases, "the figures count {} cases", figures.totals.cases);
+    let started = Instant::now();
     let snapshot = sm.get_snapshot_builder().await.build_snapshot().await?;
     snapshot_s.push(started.elapsed().as_secs_f64());
     snapshot_mb.push(snapshot.snapshot.get_ref().len() as f64 / 1e6);
@@ -155,8 +160,8 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
         "after restart the state machine holds {held} cases, expected {cases}"
     );
     eprintln!(
-        "  scale {label}: apply {:.0}/s, +{:.0} MiB RSS, snapshot {:.2} s / {:.0} MB, db {:.0} MB, restart {:.2} s",
-        apply_rate[0], memory[0], snapshot_s[0], snapshot_mb[0], disk_mb[0], restart_s[0]
+        "  scale {label}: apply {:.0}/s, +{:.0} MiB RSS, figures {:.2} s, snapshot {:.2} s / {:.0} MB, db {:.0} MB, restart {:.2} s",
+        apply_rate[0], memory[0], figures_s[0], snapshot_s[0], snapshot_mb[0], disk_mb[0], restart_s[0]
     );
     let row = |metric: &str, unit, better, v: &[f64]| {
         Row::alone("scale", format!("{metric} ({label})"), unit, better, v)
@@ -164,6 +169,7 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
     Ok(vec![
         row("apply rate, batches of 300", "cases/s", Better::Higher, &apply_rate),
         row("resident memory added", "MiB", Better::Lower, &memory),
+        row("bureau figures (each /metrics scrape and /v1/figures)", "s", Better::Lower, &figures_s),
         row("snapshot build time", "s", Better::Lower, &snapshot_s),
         row("snapshot size", "MB", Better::Lower, &snapshot_mb),
         row("database file size", "MB", Better::Lower, &disk_mb),
