@@ -42,20 +42,24 @@ pub struct ClusterState {
 impl ClusterState {
     pub(super) fn load(db: &Database) -> Result<Self, DbError> {
         let txn = db.begin_read()?;
-        let meta = txn.open_table(SM_META)?;
-        let mut state = ClusterState {
-            last_applied: read_meta(&meta, LAST_APPLIED)?.flatten(),
-            membership: read_meta(&meta, MEMBERSHIP)?.unwrap_or_default(),
-            retired_nodes: read_meta(&meta, RETIRED)?.unwrap_or_default(),
-            revoked_certificates: read_meta(&meta, REVOKED)?.unwrap_or_default(),
-            retiring_nodes: read_meta(&meta, RETIRING)?.unwrap_or_default(),
-            region: Region::default(),
-        };
+        let mut state = Self::bookkeeping(&txn.open_table(SM_META)?)?;
         for item in txn.open_table(SM_ENTITIES)?.iter()? {
             let (_, v) = item?;
             state.region.restore(codec::decode(v.value())?);
         }
         Ok(state)
+    }
+
+    /// Everything but the region's entities, from the metadata table.
+    fn bookkeeping(meta: &impl ReadableTable<&'static str, &'static [u8]>) -> Result<Self, DbError> {
+        Ok(ClusterState {
+            last_applied: read_meta(meta, LAST_APPLIED)?.flatten(),
+            membership: read_meta(meta, MEMBERSHIP)?.unwrap_or_default(),
+            retired_nodes: read_meta(meta, RETIRED)?.unwrap_or_default(),
+            revoked_certificates: read_meta(meta, REVOKED)?.unwrap_or_default(),
+            retiring_nodes: read_meta(meta, RETIRING)?.unwrap_or_default(),
+            region: Region::default(),
+        })
     }
 
     /// Write the metadata and the given entities into `txn`.
@@ -104,7 +108,40 @@ pub struct StateMachineStore {
     state: SharedState,
 }
 
-/// A snapshot as stored and sent: metadata plus the full state.
+/// A snapshot's contents: the cluster bookkeeping (with an empty region) and every entity of the
+/// region as the codec bytes the state machine stores, copied from one read transaction. Built
+/// that way, a snapshot needs neither the in-memory state's lock nor a re-encoding of the region,
+/// so applying goes on while it is built, however large the region.
+#[derive(Serialize, Deserialize)]
+struct SnapshotImage {
+    bookkeeping: ClusterState,
+    entities: Vec<Vec<u8>>,
+}
+
+impl SnapshotImage {
+    /// The state as persisted by the last apply (a consistent point: one read transaction).
+    fn read(db: &Database) -> Result<Self, DbError> {
+        let txn = db.begin_read()?;
+        let bookkeeping = ClusterState::bookkeeping(&txn.open_table(SM_META)?)?;
+        let mut entities = Vec::new();
+        for item in txn.open_table(SM_ENTITIES)?.iter()? {
+            let (_, v) = item?;
+            entities.push(v.value().to_vec());
+        }
+        Ok(SnapshotImage { bookkeeping, entities })
+    }
+
+    /// The full state the image describes.
+    fn into_state(self) -> Result<ClusterState, DbError> {
+        let mut state = self.bookkeeping;
+        for entity in &self.entities {
+            state.region.restore(codec::decode(entity)?);
+        }
+        Ok(state)
+    }
+}
+
+/// A snapshot as stored and sent: metadata plus the encoded [`SnapshotImage`].
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta<NodeId, crate::types::NodeInfo>,
@@ -216,8 +253,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError> {
         let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
         let data = snapshot.into_inner();
-        let new_state: ClusterState =
-            codec::decode(&data).map_err(|e| storage_error(subject(), ErrorVerb::Read, e))?;
+        let new_state = codec::decode::<SnapshotImage>(&data)
+            .map_err(DbError::from)
+            .and_then(SnapshotImage::into_state)
+            .map_err(|e| storage_error(subject(), ErrorVerb::Read, e))?;
         tracing::info!(snapshot = %meta.snapshot_id, last = ?meta.last_log_id, "installing snapshot");
         let meta_bytes = codec::encode(meta).map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
         let db = self.db.clone();
@@ -258,17 +297,20 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let (state, data) = {
-            let s = self.state.read();
-            let data = codec::encode(&*s)
-                .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
-            (s.clone_meta(), data)
-        };
-        let snapshot_id = match state.0 {
+        let db = self.db.clone();
+        let (image_meta, data) = blocking(move || {
+            let image = SnapshotImage::read(&db)?;
+            let meta = (image.bookkeeping.last_applied, image.bookkeeping.membership.clone());
+            Ok((meta, codec::encode(&image)?))
+        })
+        .await
+        .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
+        let (last_log_id, last_membership) = image_meta;
+        let snapshot_id = match last_log_id {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, now_ms()),
             None => format!("empty-{}", now_ms()),
         };
-        let meta = SnapshotMeta { last_log_id: state.0, last_membership: state.1, snapshot_id };
+        let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
         self.save_snapshot(StoredSnapshot { meta: meta.clone(), data: data.clone() }).await.map_err(|e| {
             storage_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, e)
         })?;
@@ -308,10 +350,6 @@ impl ClusterState {
                 self.revoked_certificates.extend(certificates);
             }
         }
-    }
-
-    fn clone_meta(&self) -> (Option<LogId>, StoredMembership) {
-        (self.last_applied, self.membership.clone())
     }
 }
 
@@ -360,6 +398,57 @@ mod tests {
         assert_eq!(state.retired_nodes, BTreeSet::from([1]));
         assert_eq!(state.revoked_certificates, BTreeSet::from(["fp-1".to_owned()]));
         assert!(state.retiring_nodes.is_empty());
+    }
+
+    fn facility(
+        id: &str,
+        level: yilian_referral::FacilityLevel,
+        parent: Option<&str>,
+    ) -> EntryPayload<TypeConfig> {
+        use yilian_referral::{Actor, Change, Command, FacilityId, FacilityRegistration};
+        let command = Command::new(
+            Actor::ops("test"),
+            Change::RegisterFacility(FacilityRegistration {
+                id: FacilityId(id.into()),
+                name: id.into(),
+                level,
+                region: "r".into(),
+                parent: parent.map(|p| FacilityId(p.into())),
+                location: None,
+                devices: BTreeSet::new(),
+            }),
+        );
+        EntryPayload::Normal(Request::Referral { at_ms: 1_700_000_000_000, command: Box::new(command) })
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_built_from_storage_installs_to_the_same_state() {
+        use yilian_referral::FacilityLevel;
+        let (from, to) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        let mut source = crate::store::open(from.path()).expect("open").state_machine;
+        let entries = vec![
+            entry(1, voters(&[1, 2, 3])),
+            entry(2, facility("PROV", FacilityLevel::Provincial, None)),
+            entry(3, facility("CTY", FacilityLevel::County, Some("PROV"))),
+            entry(4, retire(3)),
+            entry(5, retire(9)),
+        ];
+        source.apply(entries).await.expect("apply");
+        let snapshot = source.get_snapshot_builder().await.build_snapshot().await.expect("build");
+        assert_eq!(snapshot.meta.last_log_id.map(|l| l.index), Some(5));
+
+        let mut target = crate::store::open(to.path()).expect("open").state_machine;
+        target.install_snapshot(&snapshot.meta, snapshot.snapshot).await.expect("install");
+        let expected = source.shared().read().clone();
+        assert!(
+            expected.region.keys().len() >= 2,
+            "both facilities (and their audit events) are in the snapshot"
+        );
+        assert_eq!(expected.retiring_nodes.keys().copied().collect::<Vec<_>>(), vec![3]);
+        assert_eq!(*target.shared().read(), expected);
+        drop(target);
+        let reopened = crate::store::open(to.path()).expect("reopen").state_machine;
+        assert_eq!(*reopened.shared().read(), expected, "the installed state survives a restart");
     }
 
     #[test]
