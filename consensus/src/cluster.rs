@@ -430,7 +430,8 @@ impl ClusterNode {
                 Err(Local::NotLeader(None)) => ClusterError::NoLeader,
                 Err(Local::NotLeader(Some((leader, node)))) => {
                     let peer_request = PeerRequest::Forward(request.clone());
-                    let forward = self.transport.call(leader, &node.raft_addr, &peer_request, self.rpc_timeout);
+                    let forward =
+                        self.transport.call(leader, &node.raft_addr, &peer_request, self.rpc_timeout);
                     let answer = tokio::select! {
                         answer = forward => answer,
                         () = self.leader_replaced(leader) => {
@@ -475,18 +476,14 @@ impl ClusterNode {
     /// Serve `request` if this node is the leader.
     async fn execute_local(&self, request: ForwardRequest) -> Result<ForwardResponse, Local> {
         match request {
-            ForwardRequest::Write(command) => {
-                match self.writes.write(now_ms(), command).await {
-                    Ok(Response::Referral(answer)) => Ok(ForwardResponse::Written(answer)),
-                    Ok(other) => {
-                        Err(Local::Failed(ClusterError::Raft(format!("unexpected answer {other:?}"))))
-                    }
-                    Err(WriteFailure::Raft(e)) => Err(client_write_error(e)),
-                    Err(WriteFailure::Dropped) => Err(Local::Failed(ClusterError::OutcomeUnknown(
-                        "the node stopped while the write was being proposed".into(),
-                    ))),
-                }
-            }
+            ForwardRequest::Write(command) => match self.writes.write(now_ms(), command).await {
+                Ok(Response::Referral(answer)) => Ok(ForwardResponse::Written(answer)),
+                Ok(other) => Err(Local::Failed(ClusterError::Raft(format!("unexpected answer {other:?}")))),
+                Err(WriteFailure::Raft(e)) => Err(client_write_error(*e)),
+                Err(WriteFailure::Dropped) => Err(Local::Failed(ClusterError::OutcomeUnknown(
+                    "the node stopped while the write was being proposed".into(),
+                ))),
+            },
             ForwardRequest::ReadIndex => match self.raft.get_read_log_id().await {
                 Ok((read, _applied)) => Ok(ForwardResponse::ReadIndex(read.map(|l| l.index))),
                 Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {

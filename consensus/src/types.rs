@@ -146,7 +146,10 @@ mod tests {
             })),
             Response::Referral(Err(DomainError::invalid("x", "y"))),
             Response::NodeRetired,
-            Response::Referrals(vec![Ok(Outcome::Tick { consequences: 2 }), Err(DomainError::invalid("x", "y"))]),
+            Response::Referrals(vec![
+                Ok(Outcome::Tick { consequences: 2 }),
+                Err(DomainError::invalid("x", "y")),
+            ]),
         ];
         for r in responses {
             let back: Response = codec::decode(&codec::encode(&r).expect("encode")).expect("decode");

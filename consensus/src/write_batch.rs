@@ -29,7 +29,7 @@ const MAX_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub(crate) enum WriteFailure {
     /// openraft refused or lost the proposal (not the leader, shutting down).
-    Raft(RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>),
+    Raft(Box<RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>>),
     /// The batcher stopped before answering (the node is shutting down).
     Dropped,
 }
@@ -110,7 +110,8 @@ async fn propose(raft: &YilianRaft, mut group: Vec<Pending>) {
     if group.len() == 1 {
         let Some(p) = group.pop() else { return };
         let request = Request::Referral { at_ms: p.stamped.at_ms, command: Box::new(p.stamped.command) };
-        let answer = raft.client_write(request).await.map(|r| r.data).map_err(WriteFailure::Raft);
+        let answer =
+            raft.client_write(request).await.map(|r| r.data).map_err(|e| WriteFailure::Raft(Box::new(e)));
         let _ = p.reply.send(answer);
         return;
     }
@@ -132,7 +133,7 @@ async fn propose(raft: &YilianRaft, mut group: Vec<Pending>) {
         },
         Err(e) => {
             for reply in replies {
-                let _ = reply.send(Err(WriteFailure::Raft(e.clone())));
+                let _ = reply.send(Err(WriteFailure::Raft(Box::new(e.clone()))));
             }
         }
     }

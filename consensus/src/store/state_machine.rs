@@ -1,6 +1,8 @@
 //! The replicated state machine: the referral region plus cluster bookkeeping, persisted in redb.
 
-use super::db::{begin_write_lazy, blocking, read_meta, storage_error, DbError, SM_ENTITIES, SM_META, SNAPSHOT};
+use super::db::{
+    begin_write_lazy, blocking, read_meta, storage_error, DbError, SM_ENTITIES, SM_META, SNAPSHOT,
+};
 use crate::codec;
 use crate::types::{LogId, NodeId, Request, Response, StorageError, StoredMembership, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};

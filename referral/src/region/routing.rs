@@ -44,7 +44,6 @@ impl fmt::Display for Ineligible {
     }
 }
 
-
 impl Region {
     /// The facilities to try for `case`, step by step: the requester's preferred target, then
     /// the head of its medical community, then each tier above it.
