@@ -15,3 +15,6 @@ mod state_machine;
 pub use db::{load_state, open, Opened, StoreOpenError};
 pub use log_store::LogStore;
 pub use state_machine::{ClusterState, SharedState, StateMachineStore};
+
+#[cfg(test)]
+mod tests;

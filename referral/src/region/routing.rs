@@ -103,7 +103,7 @@ impl Region {
     }
 
     /// `specialist`'s current load, not counting `excluding` (the case being routed).
-    fn load(&self, specialist: &SpecialistId, excluding: &CaseId) -> Load {
+    pub(super) fn load(&self, specialist: &SpecialistId, excluding: &CaseId) -> Load {
         let mut load = self.index.load_of(specialist);
         if self.index.owns_open(specialist, excluding) {
             if let Some(c) = self.cases.get(excluding) {
