@@ -430,33 +430,17 @@ impl ClusterNode {
                 Err(Local::NotLeader(None)) => ClusterError::NoLeader,
                 Err(Local::NotLeader(Some((leader, node)))) => {
                     let peer_request = PeerRequest::Forward(request.clone());
-                    let forward =
-                        self.transport.call(leader, &node.raft_addr, &peer_request, self.rpc_timeout);
-                    let answer = tokio::select! {
-                        answer = forward => Some(answer),
-                        () = self.leader_replaced(leader) => None,
-                    };
-                    match answer {
-                        None if matches!(request, ForwardRequest::Write(_)) => {
-                            return Err(ClusterError::OutcomeUnknown(format!(
-                                "node {leader} stopped leading while the write was with it"
-                            )))
-                        }
-                        None => {
-                            tracing::debug!(leader, "leader replaced during a forward; retrying");
+                    match self.transport.call(leader, &node.raft_addr, &peer_request, self.rpc_timeout).await
+                    {
+                        Ok(PeerResponse::Forward(ForwardResponse::Failed(ClusterError::NoLeader))) => {
                             ClusterError::NoLeader
                         }
-                        Some(Ok(PeerResponse::Forward(ForwardResponse::Failed(ClusterError::NoLeader)))) => {
-                            ClusterError::NoLeader
-                        }
-                        Some(Ok(PeerResponse::Forward(response))) => return response_or_error(response),
-                        Some(Ok(other)) => {
-                            return Err(ClusterError::Raft(format!("leader answered {other:?}")))
-                        }
-                        Some(Err(e)) if e.nothing_sent() || !matches!(request, ForwardRequest::Write(_)) => {
+                        Ok(PeerResponse::Forward(response)) => return response_or_error(response),
+                        Ok(other) => return Err(ClusterError::Raft(format!("leader answered {other:?}"))),
+                        Err(e) if e.nothing_sent() || !matches!(request, ForwardRequest::Write(_)) => {
                             ClusterError::LeaderUnreachable { leader, reason: e.to_string() }
                         }
-                        Some(Err(e)) => return Err(ClusterError::OutcomeUnknown(e.to_string())),
+                        Err(e) => return Err(ClusterError::OutcomeUnknown(e.to_string())),
                     }
                 }
             };
@@ -464,18 +448,6 @@ impl ClusterNode {
                 return Err(retry_reason);
             }
             tokio::time::sleep(RETRY_PAUSE).await;
-        }
-    }
-
-    /// Completes once this node, having seen `leader` lead, no longer does (an election started
-    /// or another node won one), so a forward to a leader that died does not wait for the full
-    /// RPC timeout. Never completes if this node does not see `leader` lead (its metrics may
-    /// already be ahead of the answer that named it); the forward's own timeout applies then.
-    async fn leader_replaced(&self, leader: NodeId) {
-        let mut metrics = self.raft.metrics();
-        let seen_leading = metrics.wait_for(|m| m.current_leader == Some(leader)).await.is_ok();
-        if !seen_leading || metrics.wait_for(|m| m.current_leader != Some(leader)).await.is_err() {
-            std::future::pending::<()>().await;
         }
     }
 
