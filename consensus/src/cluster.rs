@@ -9,6 +9,7 @@ use crate::network::{
 use crate::store::{self, SharedState, StoreOpenError};
 use crate::tls::{self, DenyList, TlsError, TlsFiles, NODE_ALPNS};
 use crate::types::{NodeId, NodeInfo, Request, Response, YilianRaft};
+use crate::write_batch::{WriteBatcher, WriteFailure};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
 use rustls::pki_types::CertificateDer;
@@ -35,7 +36,11 @@ const DEADLINE_CHECK: Duration = Duration::from_millis(200);
 const CERTIFICATE_CHECK: Duration = Duration::from_secs(2);
 
 /// Raft timing and snapshot settings: the `[raft]` table of the node's config file, where every
-/// key is optional.
+/// key is optional. The defaults suit nodes on one LAN or metro network (round trips of a few
+/// ms); across a WAN raise them (see `deploy/node.example.toml`). In openraft 0.9 a follower
+/// that has seen a leader waits `election_timeout_max_ms` (the leader lease) plus a random
+/// `election_timeout_min_ms..election_timeout_max_ms` without heartbeats before it stands for
+/// election, so a dead leader is replaced after 1.5-2.5 x the election timeout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RaftSettings {
@@ -47,7 +52,8 @@ pub struct RaftSettings {
     pub election_timeout_max_ms: u64,
     /// Timeout for sending one snapshot chunk.
     pub install_snapshot_timeout_ms: u64,
-    /// Most log entries sent in one AppendEntries.
+    /// Most log entries sent in one AppendEntries (an entry holds up to 64 KiB of grouped
+    /// writes, so this bounds one message to about 4 MiB at the default).
     pub max_payload_entries: u64,
     /// Build a snapshot after this many entries since the last one.
     pub snapshot_after_logs: u64,
@@ -58,11 +64,11 @@ pub struct RaftSettings {
 impl Default for RaftSettings {
     fn default() -> Self {
         Self {
-            heartbeat_ms: 250,
-            election_timeout_min_ms: 1500,
-            election_timeout_max_ms: 3000,
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
             install_snapshot_timeout_ms: 10_000,
-            max_payload_entries: 300,
+            max_payload_entries: 64,
             snapshot_after_logs: 5000,
             logs_kept_after_snapshot: 1000,
         }
@@ -177,6 +183,7 @@ pub struct ClusterNode {
     id: NodeId,
     info: NodeInfo,
     raft: YilianRaft,
+    writes: WriteBatcher,
     state: SharedState,
     transport: Arc<Transport>,
     rpc_timeout: Duration,
@@ -236,6 +243,7 @@ impl ClusterNode {
         let node = Arc::new(Self {
             id,
             info,
+            writes: WriteBatcher::start(raft.clone()),
             raft,
             state,
             transport: transport.clone(),
@@ -446,18 +454,14 @@ impl ClusterNode {
     /// Serve `request` if this node is the leader.
     async fn execute_local(&self, request: ForwardRequest) -> Result<ForwardResponse, Local> {
         match request {
-            ForwardRequest::Write(command) => {
-                let req = Request::Referral { at_ms: now_ms(), command: Box::new(command) };
-                match self.raft.client_write(req).await {
-                    Ok(resp) => match resp.data {
-                        Response::Referral(answer) => Ok(ForwardResponse::Written(answer)),
-                        other => {
-                            Err(Local::Failed(ClusterError::Raft(format!("unexpected answer {other:?}"))))
-                        }
-                    },
-                    Err(e) => Err(client_write_error(e)),
-                }
-            }
+            ForwardRequest::Write(command) => match self.writes.write(now_ms(), command).await {
+                Ok(Response::Referral(answer)) => Ok(ForwardResponse::Written(answer)),
+                Ok(other) => Err(Local::Failed(ClusterError::Raft(format!("unexpected answer {other:?}")))),
+                Err(WriteFailure::Raft(e)) => Err(client_write_error(*e)),
+                Err(WriteFailure::Dropped) => Err(Local::Failed(ClusterError::OutcomeUnknown(
+                    "the node stopped while the write was being proposed".into(),
+                ))),
+            },
             ForwardRequest::ReadIndex => match self.raft.get_read_log_id().await {
                 Ok((read, _applied)) => Ok(ForwardResponse::ReadIndex(read.map(|l| l.index))),
                 Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {

@@ -11,6 +11,7 @@ pub mod pki;
 pub mod store;
 pub mod tls;
 pub mod types;
+mod write_batch;
 
 pub use cluster::{ClusterNode, NodeStatus, RaftSettings};
 pub use error::ClusterError;

@@ -26,6 +26,8 @@ pub enum Request {
         /// The command (boxed: commands vary a lot in size).
         command: Box<Command>,
     },
+    /// Several referral commands proposed as one entry (group commit), applied in order.
+    Referrals(Vec<StampedCommand>),
     /// Retire a node id, so it can never be used again, and deny its certificates: at once if
     /// the node is outside the membership, otherwise as soon as a membership without it applies.
     RetireNode {
@@ -36,11 +38,22 @@ pub enum Request {
     },
 }
 
+/// A referral-domain command stamped with the leader's clock, one of a [`Request::Referrals`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StampedCommand {
+    /// Milliseconds since the Unix epoch when the leader accepted the write.
+    pub at_ms: u64,
+    /// The command.
+    pub command: Command,
+}
+
 /// The state machine's answer to one log entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Response {
     /// Answer to a referral command.
     Referral(Result<Outcome, DomainError>),
+    /// Answers to a [`Request::Referrals`], in the order of its commands.
+    Referrals(Vec<Result<Outcome, DomainError>>),
     /// The node id is now retired.
     NodeRetired,
     /// Blank or membership entries carry no answer.
@@ -112,13 +125,14 @@ mod tests {
             ),
             Command::tick(),
         ];
-        for command in commands {
+        let batch = Request::Referrals(
+            commands.iter().map(|c| StampedCommand { at_ms: 6, command: c.clone() }).collect(),
+        );
+        let single = commands.into_iter().map(|c| Request::Referral { at_ms: 5, command: Box::new(c) });
+        for request in single.chain([batch]) {
             let entry = openraft::Entry::<TypeConfig> {
                 log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), 7),
-                payload: openraft::EntryPayload::Normal(Request::Referral {
-                    at_ms: 5,
-                    command: Box::new(command),
-                }),
+                payload: openraft::EntryPayload::Normal(request),
             };
             let back: openraft::Entry<TypeConfig> =
                 codec::decode(&codec::encode(&entry).expect("encode")).expect("decode");
@@ -133,6 +147,10 @@ mod tests {
             })),
             Response::Referral(Err(DomainError::invalid("x", "y"))),
             Response::NodeRetired,
+            Response::Referrals(vec![
+                Ok(Outcome::Tick { consequences: 2 }),
+                Err(DomainError::invalid("x", "y")),
+            ]),
         ];
         for r in responses {
             let back: Response = codec::decode(&codec::encode(&r).expect("encode")).expect("decode");

@@ -4,7 +4,7 @@ use super::{ClusterState, LogStore, StateMachineStore};
 use crate::codec::{self, CodecError};
 use crate::types::StorageError;
 use openraft::{AnyError, ErrorSubject, ErrorVerb};
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -138,6 +138,16 @@ pub(super) fn read_meta<T: DeserializeOwned>(
         Some(v) => Ok(Some(codec::decode(v.value())?)),
         None => Ok(None),
     }
+}
+
+/// A write transaction whose commit is not fsynced: it reaches the disk with the next durable
+/// commit (every log append, vote, truncation and purge is one) or when the database closes.
+/// Only for data that can be rebuilt from the durable log after a crash: the committed index
+/// and the state machine, which openraft re-applies from its `last_applied` on restart.
+pub(super) fn begin_write_lazy(db: &Database) -> Result<WriteTransaction, DbError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::None);
+    Ok(txn)
 }
 
 /// Run blocking database work off the async executor.

@@ -1,6 +1,6 @@
 //! The Raft log and vote, persisted in redb.
 
-use super::db::{blocking, read_meta, storage_error, DbError, LOG, LOG_META};
+use super::db::{begin_write_lazy, blocking, read_meta, storage_error, DbError, LOG, LOG_META};
 use crate::codec;
 use crate::types::{LogId, NodeId, StorageError, TypeConfig};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -25,11 +25,18 @@ impl LogStore {
         Self { db }
     }
 
-    async fn put_meta<T: serde::Serialize>(&self, key: &'static str, value: &T) -> Result<(), DbError> {
+    /// Store `value` under `key`; `durable` commits with an fsync, otherwise the value reaches
+    /// the disk with the next durable commit.
+    async fn put_meta<T: serde::Serialize>(
+        &self,
+        key: &'static str,
+        value: &T,
+        durable: bool,
+    ) -> Result<(), DbError> {
         let bytes = codec::encode(value)?;
         let db = self.db.clone();
         blocking(move || {
-            let txn = db.begin_write()?;
+            let txn = if durable { db.begin_write()? } else { begin_write_lazy(&db)? };
             txn.open_table(LOG_META)?.insert(key, bytes.as_slice())?;
             txn.commit()?;
             Ok(())
@@ -122,15 +129,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
-        self.put_meta(VOTE, vote).await.map_err(|e| storage_error(ErrorSubject::Vote, ErrorVerb::Write, e))
+        self.put_meta(VOTE, vote, true)
+            .await
+            .map_err(|e| storage_error(ErrorSubject::Vote, ErrorVerb::Write, e))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
         self.get_meta(VOTE).await.map_err(|e| storage_error(ErrorSubject::Vote, ErrorVerb::Read, e))
     }
 
+    /// Not fsynced: openraft calls this on every commit inside its core loop, and a committed
+    /// index lost in a crash is only a hint: the node re-learns it from the leader, and the
+    /// entries themselves are in the durable log.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.put_meta(COMMITTED, &committed)
+        self.put_meta(COMMITTED, &committed, false)
             .await
             .map_err(|e| storage_error(ErrorSubject::Store, ErrorVerb::Write, e))
     }

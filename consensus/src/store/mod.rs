@@ -1,7 +1,12 @@
 //! Durable Raft storage in one redb database per node (`<data_dir>/raft.redb`).
 //!
-//! Every write transaction commits with redb's immediate durability (fsync) before openraft is
-//! told it is done, so an acknowledged log append, vote or applied entry survives `kill -9`.
+//! Log appends, votes, truncations, purges and snapshots commit with redb's immediate
+//! durability (fsync) before openraft is told they are done, so an acknowledged entry or vote
+//! survives `kill -9` or power loss. The committed index and the state machine commit without
+//! an fsync: redb writes them with the next durable commit (or when the database closes), and a
+//! crash only rewinds them to an earlier consistent point (`last_applied` and the entities are
+//! one transaction), from which openraft re-applies the durable log on restart. Reading a
+//! killed node's file offline ([`load_state`]) may therefore miss the last few applied entries.
 
 mod db;
 mod log_store;
@@ -10,3 +15,6 @@ mod state_machine;
 pub use db::{load_state, open, Opened, StoreOpenError};
 pub use log_store::LogStore;
 pub use state_machine::{ClusterState, SharedState, StateMachineStore};
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,8 @@
 //! The replicated state machine: the referral region plus cluster bookkeeping, persisted in redb.
 
-use super::db::{blocking, read_meta, storage_error, DbError, SM_ENTITIES, SM_META, SNAPSHOT};
+use super::db::{
+    begin_write_lazy, blocking, read_meta, storage_error, DbError, SM_ENTITIES, SM_META, SNAPSHOT,
+};
 use crate::codec;
 use crate::types::{LogId, NodeId, Request, Response, StorageError, StoredMembership, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -193,6 +195,16 @@ fn apply_entry(
             touched.extend(applied.touched);
             Response::Referral(applied.result)
         }
+        EntryPayload::Normal(Request::Referrals(batch)) => Response::Referrals(
+            batch
+                .iter()
+                .map(|c| {
+                    let applied = state.region.apply(c.at_ms, &c.command);
+                    touched.extend(applied.touched);
+                    applied.result
+                })
+                .collect(),
+        ),
         EntryPayload::Normal(Request::RetireNode { node_id, certificates }) => {
             state.retiring_nodes.entry(*node_id).or_default().extend(certificates.iter().cloned());
             state.retire_departed();
@@ -225,8 +237,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         };
         let last = snapshot_of_state.last_applied;
         let db = self.db.clone();
+        // Not fsynced: entities and `last_applied` go in one transaction, so after a crash the
+        // stored state is the one of some earlier `last_applied`, and openraft re-applies the
+        // entries after it from the durable log (the next log append makes this commit durable).
         blocking(move || {
-            let txn = db.begin_write()?;
+            let txn = begin_write_lazy(&db)?;
             snapshot_of_state.persist(&txn, touched.iter())?;
             txn.commit()?;
             Ok(())

@@ -2,6 +2,7 @@
 
 use crate::case::{Case, CaseId};
 use crate::patient::PatientKey;
+use crate::priority::Priority;
 use crate::specialist::SpecialistId;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub(super) struct Indexes {
     deadlines: BTreeSet<(u64, CaseId)>,
     open_by_owner: BTreeMap<SpecialistId, BTreeSet<CaseId>>,
+    load_by_owner: BTreeMap<SpecialistId, Load>,
     open_by_patient: BTreeMap<PatientKey, BTreeSet<CaseId>>,
     unrouted: BTreeSet<CaseId>,
 }
@@ -23,7 +25,9 @@ impl Indexes {
             self.deadlines.insert((t, case.id.clone()));
         }
         if let Some(owner) = &case.owner {
-            self.open_by_owner.entry(owner.clone()).or_default().insert(case.id.clone());
+            if self.open_by_owner.entry(owner.clone()).or_default().insert(case.id.clone()) {
+                self.load_by_owner.entry(owner.clone()).or_default().add(case);
+            }
         }
         self.open_by_patient.entry(case.patient.clone()).or_default().insert(case.id.clone());
         if case.is_unrouted() {
@@ -39,7 +43,14 @@ impl Indexes {
             self.deadlines.remove(&(t, case.id.clone()));
         }
         if let Some(owner) = &case.owner {
-            remove_from(&mut self.open_by_owner, owner, &case.id);
+            if remove_from(&mut self.open_by_owner, owner, &case.id) {
+                if let Some(load) = self.load_by_owner.get_mut(owner) {
+                    load.remove(case);
+                    if load.open == 0 {
+                        self.load_by_owner.remove(owner);
+                    }
+                }
+            }
         }
         remove_from(&mut self.open_by_patient, &case.patient, &case.id);
         self.unrouted.remove(&case.id);
@@ -58,6 +69,17 @@ impl Indexes {
         self.open_by_owner.get(specialist).into_iter().flatten()
     }
 
+    /// The summed load of the open cases `specialist` owns (kept up to date as cases change, so
+    /// routing does not rescan a reader's cases for every decision).
+    pub(super) fn load_of(&self, specialist: &SpecialistId) -> Load {
+        self.load_by_owner.get(specialist).copied().unwrap_or_default()
+    }
+
+    /// Whether `case` is one of the open cases `specialist` owns.
+    pub(super) fn owns_open(&self, specialist: &SpecialistId, case: &CaseId) -> bool {
+        self.open_by_owner.get(specialist).is_some_and(|set| set.contains(case))
+    }
+
     pub(super) fn open_cases_of_patient(&self, patient: &PatientKey) -> impl Iterator<Item = &CaseId> {
         self.open_by_patient.get(patient).into_iter().flatten()
     }
@@ -67,11 +89,37 @@ impl Indexes {
     }
 }
 
-fn remove_from<K: Ord>(map: &mut BTreeMap<K, BTreeSet<CaseId>>, key: &K, id: &CaseId) {
-    if let Some(set) = map.get_mut(key) {
-        set.remove(id);
-        if set.is_empty() {
-            map.remove(key);
-        }
+/// A reader's load: their open cases, in count, workload units and STAT cases.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Load {
+    /// Open cases.
+    pub(super) open: u32,
+    /// Workload units of the open cases.
+    pub(super) open_units: u32,
+    /// Open STAT cases.
+    pub(super) stat: u32,
+}
+
+impl Load {
+    pub(super) fn add(&mut self, case: &Case) {
+        self.open += 1;
+        self.open_units += case.workload_units();
+        self.stat += u32::from(case.priority == Priority::Stat);
     }
+
+    pub(super) fn remove(&mut self, case: &Case) {
+        self.open = self.open.saturating_sub(1);
+        self.open_units = self.open_units.saturating_sub(case.workload_units());
+        self.stat = self.stat.saturating_sub(u32::from(case.priority == Priority::Stat));
+    }
+}
+
+/// Remove `id` from the set under `key`; true if it was there.
+fn remove_from<K: Ord>(map: &mut BTreeMap<K, BTreeSet<CaseId>>, key: &K, id: &CaseId) -> bool {
+    let Some(set) = map.get_mut(key) else { return false };
+    let removed = set.remove(id);
+    if set.is_empty() {
+        map.remove(key);
+    }
+    removed
 }

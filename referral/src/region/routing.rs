@@ -1,5 +1,6 @@
 //! Routing: the tier ladder, reader eligibility, choosing a reader, offers, preemption and reroutes.
 
+use super::index::Load;
 use super::Region;
 use crate::actor::Actor;
 use crate::case::{Case, CaseId, OfferOutcome, OfferRecord};
@@ -41,14 +42,6 @@ impl fmt::Display for Ineligible {
             Ineligible::AtCap => "they are at their cap of open cases",
         })
     }
-}
-
-/// A reader's current load, for choosing between eligible readers.
-#[derive(Debug, Clone, Copy, Default)]
-struct Load {
-    open: u32,
-    open_units: u32,
-    stat: u32,
 }
 
 impl Region {
@@ -109,13 +102,12 @@ impl Region {
         Ok(())
     }
 
-    fn load(&self, specialist: &SpecialistId, excluding: &CaseId) -> Load {
-        let mut load = Load::default();
-        for id in self.index.open_cases_of(specialist).filter(|id| *id != excluding) {
-            if let Some(c) = self.cases.get(id) {
-                load.open += 1;
-                load.open_units += c.workload_units();
-                load.stat += u32::from(c.priority == Priority::Stat);
+    /// `specialist`'s current load, not counting `excluding` (the case being routed).
+    pub(super) fn load(&self, specialist: &SpecialistId, excluding: &CaseId) -> Load {
+        let mut load = self.index.load_of(specialist);
+        if self.index.owns_open(specialist, excluding) {
+            if let Some(c) = self.cases.get(excluding) {
+                load.remove(c);
             }
         }
         load

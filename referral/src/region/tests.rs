@@ -77,6 +77,15 @@ fn submit(r: &mut Region, at: u64, patient: char) -> CaseId {
     }
 }
 
+/// A reader's load summed over their open cases, as routing computed it before the index kept it.
+fn rescanned_load(r: &Region, reader: &SpecialistId) -> index::Load {
+    let mut load = index::Load::default();
+    for id in r.index.open_cases_of(reader) {
+        load.add(r.cases.get(id).expect("indexed case exists"));
+    }
+    load
+}
+
 #[test]
 fn indexes_follow_owner_deadline_and_unrouted_state() {
     let mut r = region();
@@ -84,6 +93,9 @@ fn indexes_follow_owner_deadline_and_unrouted_state() {
     let routed = submit(&mut r, T0, 'a');
     let waiting = submit(&mut r, T0 + 1, 'b');
     assert_eq!(r.index.open_cases_of(&rad).cloned().collect::<Vec<_>>(), vec![routed.clone()]);
+    assert_eq!(r.index.load_of(&rad), rescanned_load(&r, &rad));
+    assert_eq!(r.index.load_of(&rad).open, 1);
+    assert_eq!(r.load(&rad, &routed).open, 0, "the case being routed does not count");
     assert_eq!(r.index.unrouted(), vec![waiting.clone()]);
     assert_eq!(r.index.open_cases_of_patient(&PatientKey("b".repeat(64))).count(), 1);
 
@@ -100,6 +112,8 @@ fn indexes_follow_owner_deadline_and_unrouted_state() {
         Change::Case { case: routed.clone(), action: CaseAction::Cancel, reason: Some("dup".into()) };
     r.apply(T0 + 2, &Command::new(Actor::staff("n1", "TS"), cancel)).result.expect("cancel");
     assert_eq!(r.index.open_cases_of(&rad).cloned().collect::<Vec<_>>(), vec![waiting.clone()]);
+    assert_eq!(r.index.load_of(&rad), rescanned_load(&r, &rad));
+    assert_eq!(r.index.load_of(&rad).open, 1);
     assert!(r.index.unrouted().is_empty());
     assert_eq!(r.index.open_cases_of_patient(&PatientKey("a".repeat(64))).count(), 0);
     assert_eq!(r.index.due(offer_due), Vec::<CaseId>::new(), "the closed case has no deadline");

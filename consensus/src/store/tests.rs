@@ -1,0 +1,69 @@
+//! The state machine on a real redb file: a group of writes in one entry ends in the same state
+//! and answers as the same writes one entry each, and survives reopening.
+
+use super::open;
+use crate::types::{Request, Response, StampedCommand, TypeConfig};
+use openraft::storage::RaftStateMachine;
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+use yilian_referral::{Actor, Change, Command, FacilityId, FacilityLevel, FacilityRegistration, Outcome};
+
+fn entry(index: u64, request: Request) -> Entry<TypeConfig> {
+    Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Normal(request) }
+}
+
+fn register(id: &str) -> Command {
+    Command::new(
+        Actor::ops("ops1"),
+        Change::RegisterFacility(FacilityRegistration {
+            id: FacilityId(id.into()),
+            name: id.into(),
+            level: FacilityLevel::County,
+            region: "r".into(),
+            parent: None,
+            location: None,
+            devices: Default::default(),
+        }),
+    )
+}
+
+/// Three registrations, the second a duplicate of the first (refused by the domain).
+fn commands() -> Vec<StampedCommand> {
+    ["A", "A", "B"]
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| StampedCommand { at_ms: 1_000 + i as u64, command: register(id) })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_group_entry_applies_like_one_entry_per_write_and_survives_reopening() {
+    let singles_dir = tempfile::tempdir().expect("tempdir");
+    let mut singles = open(singles_dir.path()).expect("open").state_machine;
+    let entries = commands().into_iter().enumerate().map(|(i, c)| {
+        entry(i as u64 + 1, Request::Referral { at_ms: c.at_ms, command: Box::new(c.command) })
+    });
+    let single_answers: Vec<_> = singles
+        .apply(entries.collect::<Vec<_>>())
+        .await
+        .expect("apply")
+        .into_iter()
+        .map(|r| match r {
+            Response::Referral(answer) => answer,
+            other => panic!("single write answered {other:?}"),
+        })
+        .collect();
+
+    let group_dir = tempfile::tempdir().expect("tempdir");
+    let mut group = open(group_dir.path()).expect("open").state_machine;
+    let answers = group.apply(vec![entry(1, Request::Referrals(commands()))]).await.expect("apply");
+    assert_eq!(answers, vec![Response::Referrals(single_answers.clone())]);
+    assert!(matches!(single_answers[0], Ok(Outcome::Registered { .. })), "{:?}", single_answers[0]);
+    assert!(single_answers[1].is_err(), "the duplicate is refused inside the group too");
+    assert_eq!(group.shared().read().region, singles.shared().read().region);
+
+    // The group's state is stored (non-durably, written when the database closes) and reloads.
+    let applied = group.shared().read().clone();
+    drop(group);
+    let reopened = open(group_dir.path()).expect("reopen").state_machine;
+    assert_eq!(*reopened.shared().read(), applied);
+}

@@ -1,0 +1,140 @@
+//! Group commit for referral writes on the leader.
+//!
+//! openraft 0.9 appends each `client_write` as its own log entry and waits for that append's
+//! fsync before it takes the next request, so one entry costs one fsync on the leader and one on
+//! every follower however many clients are waiting. The batcher queues the writes that arrive
+//! while earlier entries are still in flight and proposes them together as one
+//! [`Request::Referrals`] entry: one fsync per node for the whole group. A write that finds
+//! nothing in flight is proposed at once as a plain [`Request::Referral`], so a lone client waits
+//! no longer than before.
+
+use crate::codec;
+use crate::types::{NodeId, NodeInfo, Request, Response, StampedCommand, YilianRaft};
+use openraft::error::{ClientWriteError, RaftError};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use yilian_referral::Command;
+
+/// Entries the batcher keeps in flight at once: while they are being replicated, newly arrived
+/// writes queue up and go into the next entry. Two or more let the leader fsync the next entry
+/// while the previous one waits for the followers.
+const ENTRIES_IN_FLIGHT: usize = 4;
+/// Most commands in one entry.
+const MAX_COMMANDS: usize = 64;
+/// Most encoded command bytes in one entry, so that `max_payload_entries` entries still make an
+/// AppendEntries that fits the RPC timeout and the transport's message limit.
+const MAX_BYTES: usize = 64 * 1024;
+
+/// How a write failed before the state machine answered it.
+#[derive(Debug, Clone)]
+pub(crate) enum WriteFailure {
+    /// openraft refused or lost the proposal (not the leader, shutting down).
+    Raft(Box<RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>>),
+    /// The batcher stopped before answering (the node is shutting down).
+    Dropped,
+}
+
+type Answer = Result<Response, WriteFailure>;
+
+/// A queued write and where its answer goes.
+struct Pending {
+    stamped: StampedCommand,
+    bytes: usize,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// Queues referral writes and proposes them to Raft in groups.
+pub(crate) struct WriteBatcher {
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+impl WriteBatcher {
+    /// Start the batching task for `raft`; it ends when the batcher is dropped.
+    pub(crate) fn start(raft: YilianRaft) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(raft, rx));
+        Self { queue }
+    }
+
+    /// Propose `command`, stamped `at_ms`, and wait for the state machine's answer: the
+    /// [`Response`] a single-command entry would have produced.
+    pub(crate) async fn write(&self, at_ms: u64, command: Command) -> Answer {
+        let bytes = codec::encode(&command).map(|b| b.len()).unwrap_or(MAX_BYTES);
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending { stamped: StampedCommand { at_ms, command }, bytes, reply };
+        if self.queue.send(pending).is_err() {
+            return Err(WriteFailure::Dropped);
+        }
+        answer.await.unwrap_or(Err(WriteFailure::Dropped))
+    }
+}
+
+/// Take writes off the queue in groups, at most [`ENTRIES_IN_FLIGHT`] entries at a time.
+async fn run(raft: YilianRaft, mut queue: mpsc::UnboundedReceiver<Pending>) {
+    let in_flight = Arc::new(Semaphore::new(ENTRIES_IN_FLIGHT));
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match queue.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+        let mut bytes = first.bytes;
+        let mut group = vec![first];
+        while group.len() < MAX_COMMANDS {
+            match queue.try_recv() {
+                Ok(p) if bytes + p.bytes > MAX_BYTES => {
+                    carried = Some(p);
+                    break;
+                }
+                Ok(p) => {
+                    bytes += p.bytes;
+                    group.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            propose(&raft, group).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Propose `group` as one entry and hand each write its answer.
+async fn propose(raft: &YilianRaft, mut group: Vec<Pending>) {
+    if group.len() == 1 {
+        let Some(p) = group.pop() else { return };
+        let request = Request::Referral { at_ms: p.stamped.at_ms, command: Box::new(p.stamped.command) };
+        let answer =
+            raft.client_write(request).await.map(|r| r.data).map_err(|e| WriteFailure::Raft(Box::new(e)));
+        let _ = p.reply.send(answer);
+        return;
+    }
+    let (commands, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|p| (p.stamped, p.reply)).unzip();
+    tracing::trace!(commands = commands.len(), "proposing a group of writes");
+    match raft.client_write(Request::Referrals(commands)).await {
+        Ok(written) => match written.data {
+            Response::Referrals(answers) if answers.len() == replies.len() => {
+                for (reply, answer) in replies.into_iter().zip(answers) {
+                    let _ = reply.send(Ok(Response::Referral(answer)));
+                }
+            }
+            other => {
+                tracing::error!(answer = ?other, "state machine answered a group of writes with the wrong shape");
+                for reply in replies {
+                    let _ = reply.send(Ok(other.clone()));
+                }
+            }
+        },
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(WriteFailure::Raft(Box::new(e.clone()))));
+            }
+        }
+    }
+}
