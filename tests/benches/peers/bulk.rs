@@ -3,7 +3,8 @@
 //! shaped to the transfer scenario's rate each way. A 300-slice CT study is uploaded into the
 //! leader; its case is assigned to a reader both followers serve, so both fetch it from the
 //! leader at once, filling both leader → follower links that carry Raft's AppendEntries. Four
-//! closed-loop clients submit ~1 KB case records (spread over the three nodes) for one window
+//! closed-loop clients submit ~1 KB case records (spread over the three nodes; a specialty no
+//! reader has, so they wait unrouted and leave the readers' caps alone) for one window
 //! while idle and one while the transfer runs; the fetched bytes during the window show the
 //! links were busy.
 
@@ -22,11 +23,20 @@ pub const CLIENTS: usize = 4;
 const SLICES: u32 = 300;
 const IDLE: &str = "same cluster, idle links";
 
+/// The load's case record: [`yilian::case_body`] for a specialty no reader in the region has,
+/// so the load's cases wait unrouted and never fill a reader's cap (which would route the
+/// staged case to the provincial reader before it is assigned).
+fn load_case(seq: u64) -> serde_json::Value {
+    let mut body = yilian::case_body(RECORD_BYTES, seq);
+    body["specialty"] = serde_json::json!("dermatology");
+    body
+}
+
 async fn writes(s: &Settings, ours: &YilianCluster, http: &reqwest::Client) -> anyhow::Result<LoadResult> {
     let (bases, token, http) = (Arc::new(ours.bases()), Arc::new(ours.nurse_token.clone()), http.clone());
     closed_loop(CLIENTS, s.warmup, s.window, move |c, seq| {
         let (b, t, h) = (bases.clone(), token.clone(), http.clone());
-        async move { yilian::submit(&h, &b[c % b.len()], &t, &yilian::case_body(RECORD_BYTES, seq)).await }
+        async move { yilian::submit(&h, &b[c % b.len()], &t, &load_case(seq)).await }
     })
     .await
 }
@@ -56,7 +66,10 @@ pub async fn run(s: &Settings, http: &reqwest::Client) -> anyhow::Result<Vec<Row
         let since = prefetch::offer(&ours, leader, &staged).await?;
         let before = fetched(&ours, &followers).await;
         while fetched(&ours, &followers).await < before + (4 << 20) {
-            anyhow::ensure!(since.elapsed() < Duration::from_secs(60), "the followers did not start fetching");
+            anyhow::ensure!(
+                since.elapsed() < Duration::from_secs(60),
+                "the followers did not start fetching"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let (started, at_start) = (Instant::now(), fetched(&ours, &followers).await);

@@ -61,17 +61,19 @@ pub async fn stage(ours: &YilianCluster, holder: u64, seed: u64, slices: u32) ->
     let api = ours.cluster.api(holder);
     let case = harness::submit(&api, &format!("bench-transfer-{seed}")).await?;
     let dir = tempfile::Builder::new().prefix("yilian-bench-prefetch-").tempdir()?;
-    let opts = SynthOptions {
-        seed,
-        ct_slices: slices,
-        accession: Some(case.clone()),
-        ..SynthOptions::default()
-    };
+    let opts =
+        SynthOptions { seed, ct_slices: slices, accession: Some(case.clone()), ..SynthOptions::default() };
     let summary =
         generate(dir.path(), &[SynthKind::Ct], &opts).map_err(|e| anyhow::anyhow!("synthetic study: {e}"))?;
     let study = summary.studies.into_iter().next().context("the generator wrote no study")?;
     upload(ours, holder, &case, dir.path()).await?;
-    Ok(Staged { case, study_uid: study.study_instance_uid, bytes: study.bytes, files: study.files, _dir: dir })
+    Ok(Staged {
+        case,
+        study_uid: study.study_instance_uid,
+        bytes: study.bytes,
+        files: study.files,
+        _dir: dir,
+    })
 }
 
 async fn upload(ours: &YilianCluster, holder: u64, case: &str, dir: &std::path::Path) -> anyhow::Result<()> {
@@ -139,7 +141,10 @@ pub async fn first_image(
                 return Ok(since.elapsed());
             }
         }
-        anyhow::ensure!(since.elapsed() < TRANSFER_LIMIT, "node {id} served no image within {TRANSFER_LIMIT:?}");
+        anyhow::ensure!(
+            since.elapsed() < TRANSFER_LIMIT,
+            "node {id} served no image within {TRANSFER_LIMIT:?}"
+        );
         tokio::time::sleep(POLL).await;
     }
 }
