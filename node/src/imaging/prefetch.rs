@@ -1,7 +1,8 @@
 //! Prefetch: studies of cases offered to or owned by readers this node serves are fetched from
 //! the nodes that hold them, chunk by chunk, with the transfer state in `<data_dir>/transfers`
-//! so a restart resumes. A completed study is verified, catalogued and only then recorded in the
-//! manifest (via Raft) as held by this node. The same loop starts de-identified copies of
+//! so a restart resumes. Each object is verified and catalogued as soon as it is stored, so a
+//! reader here can open the first images while the rest arrive; a completed study is recorded
+//! in the manifest (via Raft) as held by this node only once every instance is verified. The same loop starts de-identified copies of
 //! studies leaving their region ([`super::deidentify`]).
 
 use super::deidentify::Deidentifications;
@@ -119,6 +120,7 @@ impl Prefetch {
             serves: settings.serves.clone(),
             retry_after: HashMap::new(),
             deidentifications: Deidentifications::default(),
+            catalogued: HashMap::new(),
         };
         let task = tokio::spawn(worker.run(events, stopped));
         Ok(Prefetch { stop, task })
@@ -140,6 +142,8 @@ struct Worker {
     in_flight: HashSet<String>,
     retry_after: HashMap<String, Instant>,
     deidentifications: Deidentifications,
+    /// Objects verified and catalogued ahead of their study's record, by Study Instance UID.
+    catalogued: HashMap<String, HashSet<Digest>>,
 }
 
 impl Worker {
@@ -224,14 +228,21 @@ impl Worker {
 
     async fn on_event(&mut self, event: FetchEvent) {
         match event {
-            FetchEvent::ObjectStored { .. } => {}
+            FetchEvent::ObjectStored { job, digest } => {
+                let Some(study) = job.strip_prefix(JOB_PREFIX) else { return };
+                if catalogue_early(&self.imaging, study, digest).await {
+                    self.catalogued.entry(study.to_owned()).or_default().insert(digest);
+                }
+            }
             FetchEvent::JobComplete { job } => {
                 self.in_flight.remove(&job);
                 let Some(study) = job.strip_prefix(JOB_PREFIX) else { return };
                 self.imaging.transfers().update(|s| s.jobs_completed += 1);
-                match record_copy(&self.imaging, study).await {
+                let done = self.catalogued.get(study).cloned().unwrap_or_default();
+                match record_copy(&self.imaging, study, &done).await {
                     Ok(n) => {
                         tracing::info!(study, instances = n, "prefetched study verified and recorded");
+                        self.catalogued.remove(study);
                         self.imaging.transfers().update(|s| s.copies_recorded += n as u64);
                     }
                     Err(e) => {
@@ -258,9 +269,30 @@ fn priority_of(p: Priority) -> u8 {
     }
 }
 
+/// Verify and catalogue one fetched object of `study_uid` so readers here can open it before
+/// the rest of the study arrives; false when it could not be (it is tried again at the end).
+async fn catalogue_early(imaging: &Imaging, study_uid: &str, digest: Digest) -> bool {
+    let case = match imaging.node().state().read().region.study(study_uid) {
+        Ok(study) => study.case.clone(),
+        Err(_) => return false,
+    };
+    match imaging.catalogue_copy(&case, digest).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(study = study_uid, %digest, error = %e, "fetched object failed verification");
+            false
+        }
+    }
+}
+
 /// Verify and catalogue the instances of `study_uid` this node now stores but the manifest does
-/// not show it holding, then record them (as the system) as held here. Returns how many.
-async fn record_copy(imaging: &Imaging, study_uid: &str) -> Result<usize, String> {
+/// not show it holding (except those in `catalogued`, verified as they arrived), then record
+/// them (as the system) as held here. Returns how many.
+async fn record_copy(
+    imaging: &Imaging,
+    study_uid: &str,
+    catalogued: &HashSet<Digest>,
+) -> Result<usize, String> {
     let me = imaging.node().id();
     let (case, missing) = {
         let state = imaging.node().state().read();
@@ -275,6 +307,10 @@ async fn record_copy(imaging: &Imaging, study_uid: &str) -> Result<usize, String
     for (sop, sha) in missing {
         let Ok(digest) = sha.parse::<Digest>() else { continue };
         if !imaging.store().contains(&digest) {
+            continue;
+        }
+        if catalogued.contains(&digest) {
+            verified.push(sop);
             continue;
         }
         match imaging.catalogue_copy(&case, digest).await {

@@ -5,6 +5,7 @@
 //!
 //! `cargo bench -p yilian-tests --bench peers -- [SCENARIO...] [--quick] [--runs N] [--out FILE]`
 
+mod bulk;
 mod dcmtk;
 mod etcd;
 mod failover;
@@ -12,6 +13,7 @@ mod ingest;
 mod machine;
 mod orthanc;
 mod peers;
+mod prefetch;
 mod scale;
 mod shaper;
 mod transfer;
@@ -37,20 +39,29 @@ pub enum Scenario {
     Failover,
     /// One million cases in the state machine: memory, snapshot size and time, restart time.
     Scale,
-    /// One CT study site to site: DCMTK storescu→storescp on loopback and through a shaped link.
+    /// One CT study node to node: Yilian's prefetch vs DCMTK storescu→storescp, on loopback and
+    /// through a shaped link; also Yilian's time to first image.
     Transfer,
+    /// Raft write latency while a study transfer saturates the links vs idle, same cluster.
+    Bulk,
 }
 
 impl Scenario {
-    const EACH: [Scenario; 5] =
-        [Scenario::Writes, Scenario::Ingest, Scenario::Failover, Scenario::Scale, Scenario::Transfer];
+    const EACH: [Scenario; 6] = [
+        Scenario::Writes,
+        Scenario::Ingest,
+        Scenario::Failover,
+        Scenario::Scale,
+        Scenario::Transfer,
+        Scenario::Bulk,
+    ];
 
     fn peers(self) -> &'static [Peer] {
         match self {
             Scenario::All => &[],
             Scenario::Writes | Scenario::Failover => &[peers::ETCD],
             Scenario::Ingest => &[peers::ORTHANC, peers::STORESCU],
-            Scenario::Scale => &[],
+            Scenario::Scale | Scenario::Bulk => &[],
             Scenario::Transfer => &[peers::STORESCU, peers::STORESCP],
         }
     }
@@ -150,6 +161,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Scenario::Failover => failover::run(&settings, &http).await?,
             Scenario::Scale => scale::run(&settings).await?,
             Scenario::Transfer => transfer::run(&settings).await?,
+            Scenario::Bulk => bulk::run(&settings, &http).await?,
         };
         report.rows.extend(rows);
         report.write_json(&cli.out)?;

@@ -1,15 +1,20 @@
-//! Scenario 5: moving one CT study (512×512 16-bit slices; 300 full, 60 with --quick) between
-//! two sites. The reference is DCMTK storescu → storescp on loopback, and through a user-space
-//! shaper at a fixed link rate (goodput as a share of that rate). Yilian's node-to-node side
-//! needs the prefetch wiring of the imaging-wire branch and reports "not measured" until then.
+//! Scenario 5 (and 4): moving one CT study (512×512 16-bit slices; 300 full, 60 with --quick)
+//! between two sites, on loopback and through a link shaped to a fixed rate (goodput as a share
+//! of that rate). Yilian: a 2-node cluster, the study uploaded into node 1 and prefetched by
+//! node 2 once its case is assigned to a reader node 2 serves ([`prefetch`]); through the link,
+//! every node sits behind the harness's UDP relay pacing each direction at the link rate with a
+//! bounded queue (tbf-like). DCMTK: storescu → storescp with the same files, direct and through
+//! the TCP [`shaper`] at the same rate. The same runs time Yilian's first image at node 2.
 
 use crate::peers::STORESCP;
+use crate::prefetch::{self, Staged};
+use crate::yilian::YilianCluster;
 use crate::{dcmtk, shaper, Settings};
 use anyhow::Context;
 use std::process::Stdio;
 use std::time::Duration;
-use yilian_dicom::synth::{generate, SynthKind, SynthOptions};
 use yilian_tests::harness::free_port;
+use yilian_tests::netfault::LinkRule;
 use yilian_tests::report::{Better, Row};
 
 /// Rate of the shaped link, Mbit/s (a county hospital's leased line).
@@ -53,57 +58,128 @@ impl Drop for StoreScp {
     }
 }
 
+/// Link rule of the shaped link: [`LINK_MBIT`] each way, packets beyond a 250 ms queue dropped.
+pub fn shaped_link() -> LinkRule {
+    LinkRule { rate: Some((LINK_MBIT * 1e6 / 8.0) as u64), ..LinkRule::default() }
+}
+
+/// A 2-node Yilian site pair ready to prefetch; `shaped` puts the nodes behind the link.
+async fn site_pair(shaped: bool) -> anyhow::Result<YilianCluster> {
+    let toml = prefetch::imaging_toml();
+    let ours = if shaped {
+        let ours = YilianCluster::start_behind_relays(2, &toml).await?;
+        ours.cluster.net().set_all(shaped_link());
+        ours
+    } else {
+        YilianCluster::start(2, &toml).await?
+    };
+    prefetch::add_reader(&ours).await?;
+    Ok(ours)
+}
+
+/// What one Yilian transfer took: (first image servable at node 2, verified copy at node 2).
+async fn prefetch_once(ours: &YilianCluster, staged: &Staged) -> anyhow::Result<(f64, f64)> {
+    let since = prefetch::offer(ours, 1, staged).await?;
+    let (first, copy) = tokio::join!(
+        prefetch::first_image(ours, 2, staged, since),
+        prefetch::copy_held(ours, 2, staged, since)
+    );
+    Ok((first?.as_secs_f64(), copy?.as_secs_f64()))
+}
+
+/// DCMTK storescu → storescp of `files`, direct or through the TCP shaper; seconds.
+async fn dcmtk_once(files: &[std::path::PathBuf], shaped: bool) -> anyhow::Result<f64> {
+    let scp = StoreScp::start().await?;
+    let took = if shaped {
+        let link = shaper::start(format!("127.0.0.1:{}", scp.port).parse()?, LINK_MBIT).await?;
+        dcmtk::store("STORESCP", link.port, files, 1).await?
+    } else {
+        dcmtk::store("STORESCP", scp.port, files, 1).await?
+    };
+    Ok(took.as_secs_f64())
+}
+
+/// Per-run values of one link kind.
+#[derive(Default)]
+struct Runs {
+    yilian_s: Vec<f64>,
+    dcmtk_s: Vec<f64>,
+    first_image_s: Vec<f64>,
+    mb: f64,
+}
+
 /// Run the scenario and return its rows.
 pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
     let slices: u32 = if s.quick { 60 } else { 300 };
-    let dir = tempfile::Builder::new().prefix("yilian-bench-transfer-").tempdir()?;
-    let opts = SynthOptions { seed: 7, ct_slices: slices, ..SynthOptions::default() };
-    let summary =
-        generate(dir.path(), &[SynthKind::Ct], &opts).map_err(|e| anyhow::anyhow!("synthetic study: {e}"))?;
-    let files: Vec<_> = summary.studies.into_iter().flat_map(|s| s.files).collect();
-    let bytes: u64 = files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)).sum();
-    let mb = bytes as f64 / 1e6;
-    let (mut loop_s, mut loop_mbs, mut shaped_s, mut shaped_share) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let direct = site_pair(false).await?;
+    let shaped = site_pair(true).await?;
+    let (mut loopback, mut link) = (Runs::default(), Runs::default());
     for run in 0..s.runs {
-        let scp = StoreScp::start().await?;
-        let took = dcmtk::store("STORESCP", scp.port, &files, 1).await?.as_secs_f64();
-        loop_s.push(took);
-        loop_mbs.push(mb / took);
-        drop(scp);
-        let scp = StoreScp::start().await?;
-        let link = shaper::start(format!("127.0.0.1:{}", scp.port).parse()?, LINK_MBIT).await?;
-        let took = dcmtk::store("STORESCP", link.port, &files, 1).await?.as_secs_f64();
-        shaped_s.push(took);
-        shaped_share.push(100.0 * (mb * 8.0 / took) / LINK_MBIT);
-        eprintln!(
-            "  transfer run {}: {mb:.0} MB, loopback {:.2} s ({:.0} MB/s), {LINK_MBIT} Mbit/s link {:.2} s ({:.0}% of the link)",
-            run + 1,
-            loop_s[run],
-            loop_mbs[run],
-            shaped_s[run],
-            shaped_share[run]
-        );
+        for (ours, runs, is_shaped) in [(&direct, &mut loopback, false), (&shaped, &mut link, true)] {
+            let staged =
+                prefetch::stage(ours, 1, 7000 + run as u64 * 2 + u64::from(is_shaped), slices).await?;
+            let (first, copy) = prefetch_once(ours, &staged).await?;
+            let peer = dcmtk_once(&staged.files, is_shaped).await?;
+            runs.mb = staged.bytes as f64 / 1e6;
+            runs.yilian_s.push(copy);
+            runs.first_image_s.push(first);
+            runs.dcmtk_s.push(peer);
+            eprintln!(
+                "  transfer run {} ({}): {:.0} MB, Yilian {copy:.2} s (first image {first:.3} s), DCMTK {peer:.2} s",
+                run + 1,
+                if is_shaped { "shaped link" } else { "loopback" },
+                runs.mb
+            );
+        }
     }
-    let metric = |m: &str| format!("{m}, CT {slices}×512² ({mb:.0} MB)");
+    let metric = |m: &str, mb: f64| format!("{m}, CT {slices}×512² ({mb:.0} MB)");
+    let mbs = |secs: &[f64], mb: f64| secs.iter().map(|t| mb / t).collect::<Vec<_>>();
+    let share =
+        |secs: &[f64], mb: f64| secs.iter().map(|t| 100.0 * (mb * 8.0 / t) / LINK_MBIT).collect::<Vec<_>>();
+    let (lmb, smb) = (loopback.mb, link.mb);
+    let on_link = |m: &str| metric(&format!("{LINK_MBIT} Mbit/s link {m}"), smb);
     Ok(vec![
-        Row::peer_only("transfer", metric("loopback seconds"), "s", Better::Lower, PEER, &loop_s),
-        Row::peer_only("transfer", metric("loopback MB/s"), "MB/s", Better::Higher, PEER, &loop_mbs),
-        Row::peer_only(
+        Row::compare(
             "transfer",
-            metric(&format!("{LINK_MBIT} Mbit/s link seconds")),
+            metric("loopback seconds", lmb),
             "s",
             Better::Lower,
+            &loopback.yilian_s,
             PEER,
-            &shaped_s,
+            &loopback.dcmtk_s,
         ),
-        Row::peer_only(
+        Row::compare(
             "transfer",
-            metric(&format!("goodput share of a {LINK_MBIT} Mbit/s link")),
+            metric("loopback MB/s", lmb),
+            "MB/s",
+            Better::Higher,
+            &mbs(&loopback.yilian_s, lmb),
+            PEER,
+            &mbs(&loopback.dcmtk_s, lmb),
+        ),
+        Row::compare("transfer", on_link("seconds"), "s", Better::Lower, &link.yilian_s, PEER, &link.dcmtk_s),
+        Row::compare(
+            "transfer",
+            metric(&format!("goodput share of a {LINK_MBIT} Mbit/s link"), smb),
             "%",
             Better::Higher,
+            &share(&link.yilian_s, smb),
             PEER,
-            &shaped_share,
+            &share(&link.dcmtk_s, smb),
+        ),
+        Row::alone(
+            "first-image",
+            metric("assigned → first image served, loopback", lmb),
+            "s",
+            Better::Lower,
+            &loopback.first_image_s,
+        ),
+        Row::alone(
+            "first-image",
+            metric(&format!("assigned → first image served, {LINK_MBIT} Mbit/s link"), smb),
+            "s",
+            Better::Lower,
+            &link.first_image_s,
         ),
     ])
 }

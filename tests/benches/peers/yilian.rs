@@ -21,7 +21,17 @@ impl YilianCluster {
     /// Start `count` nodes with production Raft timing (deploy/node.example.toml defaults) plus
     /// `extra_toml`, seed the region and log the nurse in.
     pub async fn start(count: u64, extra_toml: &str) -> anyhow::Result<Self> {
-        let cluster = TestCluster::start(count, extra_toml).await;
+        Self::seeded(TestCluster::start(count, extra_toml).await).await
+    }
+
+    /// Like [`YilianCluster::start`], with every node behind a UDP relay of the harness's
+    /// [`Network`](yilian_tests::netfault::Network) (nodes advertise their relay, so all
+    /// node-to-node QUIC traffic crosses it; `cluster.net()` shapes the links).
+    pub async fn start_behind_relays(count: u64, extra_toml: &str) -> anyhow::Result<Self> {
+        Self::seeded(TestCluster::start_behind_relays(count, extra_toml, 7).await).await
+    }
+
+    async fn seeded(cluster: TestCluster) -> anyhow::Result<Self> {
         let api = cluster.api(1);
         harness::seed_region(&api).await;
         let nurse_token = harness::token(&api, NURSE).await;
