@@ -337,7 +337,12 @@ impl ClusterNode {
                 .wait(Some(LEADER_WAIT))
                 .applied_index_at_least(Some(index), "linearizable read")
                 .await
-                .map_err(|e| ClusterError::Raft(format!("waiting for index {index} to apply: {e}")))?;
+                .map_err(|e| match e {
+                    openraft::metrics::WaitError::ShuttingDown => ClusterError::ShuttingDown,
+                    openraft::metrics::WaitError::Timeout(..) => {
+                        ClusterError::Behind(format!("index {index} not applied within {LEADER_WAIT:?}"))
+                    }
+                })?;
         }
         Ok(())
     }

@@ -36,4 +36,10 @@ pub enum ClusterError {
     /// The node is stopping.
     #[error("this node is shutting down; use another node")]
     ShuttingDown,
+    /// This node had not applied the leader's latest writes in time for a linearizable read
+    /// (it is catching up, or has lost touch with the leader).
+    #[error(
+        "this node has not caught up with the leader yet ({0}); retry shortly or read from another node"
+    )]
+    Behind(String),
 }

@@ -39,6 +39,45 @@ pub struct QuicTls {
     pub client: quinn::ClientConfig,
     /// The same, for image transfer connections ([`ALPN_DICOM`]).
     pub dicom_client: quinn::ClientConfig,
+    /// The endpoint's keys, derived from the node's private key so they survive a restart.
+    pub endpoint_keys: EndpointKeys,
+}
+
+/// The keys a QUIC endpoint signs its connection IDs and stateless resets with. Kept across a
+/// restart, they let the restarted node recognise its previous process's connection IDs and
+/// answer a peer still sending on such a connection with a stateless reset, so the peer
+/// reconnects at its next packet instead of sending into a dead connection until its idle
+/// timeout (and the restarted node, hearing no leader, standing for election meanwhile).
+#[derive(Clone, Copy)]
+pub struct EndpointKeys {
+    /// Key of the HMAC behind stateless-reset tokens.
+    pub reset: [u8; 32],
+    /// Key of the hash that signs connection IDs.
+    pub cid: u64,
+}
+
+impl EndpointKeys {
+    /// The keys of the node holding `key`: hashes of the private key under their own labels,
+    /// stable across restarts and secret like the key.
+    fn of(key: &PrivateKeyDer<'_>) -> EndpointKeys {
+        let derive = |label: &[u8]| -> [u8; 32] {
+            let mut h = Sha256::new();
+            h.update(label);
+            h.update(key.secret_der());
+            h.finalize().into()
+        };
+        let cid = derive(b"yilian quic connection id key v1\0");
+        EndpointKeys {
+            reset: derive(b"yilian quic stateless reset key v1\0"),
+            cid: u64::from_le_bytes([cid[0], cid[1], cid[2], cid[3], cid[4], cid[5], cid[6], cid[7]]),
+        }
+    }
+}
+
+impl std::fmt::Debug for EndpointKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EndpointKeys(..)")
+    }
 }
 
 /// Why TLS material could not be loaded.
@@ -96,8 +135,15 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 /// Close a connection after this long without any packet from the peer.
 const IDLE_TIMEOUT_MS: u32 = 10_000;
 
+/// Round-trip time assumed before the first measurement. quinn's default (333 ms, for the open
+/// internet) puts the first handshake retransmission a second after the first try, longer than
+/// an election timeout; hospital links are tens of milliseconds, and a low guess only costs an
+/// early retransmission.
+const INITIAL_RTT: Duration = Duration::from_millis(100);
+
 fn transport_config() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
+    t.initial_rtt(INITIAL_RTT);
     t.keep_alive_interval(Some(Duration::from_secs(1)));
     t.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(IDLE_TIMEOUT_MS))));
     Arc::new(t)
@@ -168,7 +214,7 @@ pub fn load_with_deny_list(
     let first = alpns.first().copied().unwrap_or(ALPN_RAFT);
     let client = client_config(&roots, &chain, &key, first, deny.clone())?;
     let dicom_client = client_config(&roots, &chain, &key, ALPN_DICOM, deny)?;
-    Ok(QuicTls { server, client, dicom_client })
+    Ok(QuicTls { server, client, dicom_client, endpoint_keys: EndpointKeys::of(&key) })
 }
 
 /// A client-only config speaking `alpn`, presenting the certificate in `files` (a node's, or a

@@ -62,6 +62,7 @@ pub struct TestCluster {
     /// Nodes by id.
     pub nodes: BTreeMap<u64, TestNode>,
     raft_toml: String,
+    node_toml: BTreeMap<u64, String>,
     creds: Arc<Credentials>,
     https: bool,
     net: Option<Network>,
@@ -150,13 +151,25 @@ impl TestCluster {
     /// Start `count` node processes (ids 1..=count) and form a cluster of all of them.
     pub async fn start(count: u64, raft_toml: &str) -> Self {
         let mut c = Self::empty(raft_toml);
-        for id in 1..=count {
-            c.spawn_new(id);
-        }
-        c.wait_alive().await;
-        c.init((1..=count).collect()).await;
-        c.bootstrap_admin(1).await;
+        c.form(count).await;
         c
+    }
+
+    /// Spawn nodes 1..=count, form a cluster of all of them and log the first admin in.
+    pub async fn form(&mut self, count: u64) {
+        for id in 1..=count {
+            self.spawn_new(id);
+        }
+        self.wait_alive().await;
+        self.init((1..=count).collect()).await;
+        self.bootstrap_admin(1).await;
+    }
+
+    /// Config lines for node `id` alone, written after the shared TOML when the node is spawned
+    /// (so they belong to the shared TOML's last table, e.g. a per-node `dimse_addr` after an
+    /// `[imaging]` table). Call before the node is spawned.
+    pub fn set_node_toml(&mut self, id: u64, toml: &str) {
+        self.node_toml.insert(id, toml.to_owned());
     }
 
     /// Like [`TestCluster::start`], with the HTTP API served over HTTPS (`[api] tls = true`);
@@ -164,12 +177,7 @@ impl TestCluster {
     pub async fn start_https(count: u64, raft_toml: &str) -> Self {
         let mut c = Self::empty(raft_toml);
         c.https = true;
-        for id in 1..=count {
-            c.spawn_new(id);
-        }
-        c.wait_alive().await;
-        c.init((1..=count).collect()).await;
-        c.bootstrap_admin(1).await;
+        c.form(count).await;
         c
     }
 
@@ -214,6 +222,7 @@ impl TestCluster {
             dir,
             nodes: BTreeMap::new(),
             raft_toml: raft_toml.to_owned(),
+            node_toml: BTreeMap::new(),
             creds: Default::default(),
             https: false,
             net: None,
@@ -226,12 +235,7 @@ impl TestCluster {
     pub async fn start_behind_relays(count: u64, raft_toml: &str, net_seed: u64) -> Self {
         let mut c = Self::empty(raft_toml);
         c.net = Some(Network::new(net_seed));
-        for id in 1..=count {
-            c.spawn_new(id);
-        }
-        c.wait_alive().await;
-        c.init((1..=count).collect()).await;
-        c.bootstrap_admin(1).await;
+        c.form(count).await;
         c
     }
 
@@ -264,13 +268,14 @@ impl TestCluster {
         };
         let toml = format!(
             "node_id = {id}\ndata_dir = \"data\"\nraft_addr = \"{raft_addr}\"\n{advertise}api_addr = \"{api_addr}\"\n\
-             [tls]\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n[auth]\nsecret_file = \"{}\"\n[api]\ntls = {}\n{}",
+             [tls]\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n[auth]\nsecret_file = \"{}\"\n[api]\ntls = {}\n{}\n{}",
             ca_dir.join(pki::CA_CERT).display(),
             files.cert.display(),
             files.key.display(),
             self.auth_secret().display(),
             self.https,
-            self.raft_toml
+            self.raft_toml,
+            self.node_toml.get(&id).map_or("", String::as_str)
         );
         let base = self.client_at(&api_addr).base().to_owned();
         registry().lock().expect("registry").insert(base, self.creds.clone());
@@ -422,6 +427,12 @@ impl TestCluster {
     }
 }
 
+/// The node processes' log filter: `$YILIAN_TEST_RUST_LOG` when set (e.g. `debug` to see
+/// quinn's packet handling), else info with openraft's elections and replication.
+fn node_log_filter() -> String {
+    std::env::var("YILIAN_TEST_RUST_LOG").unwrap_or_else(|_| "info,openraft=info".into())
+}
+
 impl TestNode {
     /// The node's data directory.
     pub fn data_dir(&self) -> PathBuf {
@@ -433,7 +444,7 @@ impl TestNode {
         let child = Command::new(node_binary())
             .args(["node", "run", "--config"])
             .arg(&self.config)
-            .env("RUST_LOG", "info,openraft=info")
+            .env("RUST_LOG", node_log_filter())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))

@@ -20,6 +20,7 @@ use std::time::Duration;
 use support::python_peer::DICOMWEB_CLIENT;
 use support::*;
 use yilian_dicom::synth::{generate, SynthKind, SynthOptions};
+use yilian_tests::imaging_client;
 
 /// Write small synthetic studies of `kinds` whose Accession Number is `case`.
 fn studies(dir: &Path, case: &str, kinds: &[SynthKind]) -> Vec<PathBuf> {
@@ -39,32 +40,9 @@ async fn wait_case(cluster: &TestCluster, node: u64, id: &str) {
     .await;
 }
 
-/// A STOW-RS request body of `parts` (media type, bytes).
-fn multipart(parts: &[(&str, Vec<u8>)]) -> (String, Vec<u8>) {
-    let boundary = "yilian-test-boundary-5f2c";
-    let mut body = Vec::new();
-    for (media, bytes) in parts {
-        body.extend_from_slice(format!("--{boundary}\r\nContent-Type: {media}\r\n\r\n").as_bytes());
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"), body)
-}
-
 /// POST a STOW-RS request; returns the status and the JSON answer.
 async fn stow(addr: &str, query: &str, token: Option<&str>, parts: &[(&str, Vec<u8>)]) -> (u16, Value) {
-    let (content_type, body) = multipart(parts);
-    let mut req = reqwest::Client::new()
-        .post(format!("http://{addr}/dicomweb/studies{query}"))
-        .header("content-type", content_type)
-        .body(body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.expect("STOW request");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("STOW answer");
+    let (status, text) = imaging_client::stow(addr, query, token, parts).await.expect("STOW request");
     (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")))
 }
 

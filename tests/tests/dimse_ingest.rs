@@ -7,19 +7,10 @@ mod support;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use support::*;
 use yilian_dicom::synth::{generate, SynthKind, SynthOptions};
 use yilian_referral::StudyManifest;
-
-fn dcmtk(tool: &str) -> Command {
-    let found = Command::new(tool).arg("--version").output().is_ok();
-    assert!(
-        found,
-        "DCMTK `{tool}` is not installed; run `bash tests/dicom/setup.sh` (installs Debian's dcmtk)"
-    );
-    Command::new(tool)
-}
+use yilian_tests::imaging_client::{self, dcmtk};
 
 fn studies(dir: &Path, accession: &str, seed: u64) -> Vec<PathBuf> {
     let opts = SynthOptions { accession: Some(accession.to_owned()), ..SynthOptions::small(seed) };
@@ -28,12 +19,8 @@ fn studies(dir: &Path, accession: &str, seed: u64) -> Vec<PathBuf> {
     summary.studies.into_iter().flat_map(|s| s.files).collect()
 }
 
-fn storescu(port: u16, files: &[PathBuf]) -> std::process::Output {
-    dcmtk("storescu")
-        .args(["-aec", "YILIAN", "127.0.0.1", &port.to_string()])
-        .args(files)
-        .output()
-        .expect("storescu")
+async fn storescu(port: u16, files: &[PathBuf]) -> std::process::Output {
+    imaging_client::storescu(port, files).output().await.expect("storescu")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,13 +33,16 @@ async fn storescu_into_a_node_fills_store_manifest_and_search() {
     let case = submit(&api, "dimse").await.expect("case");
     let nurse = acting(&api, NURSE).await;
 
-    let echo =
-        dcmtk("echoscu").args(["-aec", "YILIAN", "127.0.0.1", &port.to_string()]).output().expect("echoscu");
+    let echo = dcmtk("echoscu")
+        .args(["-aec", "YILIAN", "127.0.0.1", &port.to_string()])
+        .output()
+        .await
+        .expect("echoscu");
     assert!(echo.status.success(), "C-ECHO failed: {}", String::from_utf8_lossy(&echo.stderr));
 
     let dir = tempfile::tempdir().expect("tempdir");
     let files = studies(dir.path(), &case, 5);
-    let out = storescu(port, &files);
+    let out = storescu(port, &files).await;
     assert!(out.status.success(), "storescu failed: {}", String::from_utf8_lossy(&out.stderr));
 
     let manifests: Vec<StudyManifest> =
@@ -73,7 +63,7 @@ async fn storescu_into_a_node_fills_store_manifest_and_search() {
     // A study naming a case that does not exist is refused, and nothing of it is recorded.
     let other = tempfile::tempdir().expect("tempdir");
     let stray = studies(other.path(), "C99999999", 6);
-    let out = storescu(port, &stray[..1]);
+    let out = storescu(port, &stray[..1]).await;
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!out.status.success() || text.contains("0x0124"), "refused: {text}");
     let manifests: Vec<StudyManifest> =

@@ -21,58 +21,11 @@ use yilian_dicom::deid::{pattern_action, profile_entry, ProfileAction};
 use yilian_dicom::synth::{generate, SynthKind, SynthOptions, SynthSummary};
 use yilian_dicom::{Digest, Store};
 use yilian_referral::StudyManifest;
+use yilian_tests::imaging_client::{output_text, sent_and_held, upload_cmd, upload_cmd_with};
 
 /// Every node serves the county hospital's readers, with prefetches capped at 8 Mbit/s per link.
 fn imaging_toml() -> String {
     format!("{FAST_RAFT}\n[imaging]\nserves = [\"CTY\"]\nlink_rate_limit_mbit = 8\n")
-}
-
-/// A client certificate for the township clinic's uploader: (cert, key).
-fn uploader_cert(cluster: &TestCluster) -> (PathBuf, PathBuf) {
-    let dir = cluster.dir.path().join("uploader");
-    let files = pki::issue_client_cert(&cluster.certs(), "ts-uploader", &dir).expect("client cert");
-    (files.cert, files.key)
-}
-
-/// The `yilian upload` command line for `paths` to node `id` as the TS nurse.
-fn upload_cmd(
-    cluster: &TestCluster,
-    id: u64,
-    case: &str,
-    paths: &[&Path],
-    extra: &[&str],
-) -> tokio::process::Command {
-    upload_cmd_with(cluster, id, case, paths, extra, uploader_cert(cluster))
-}
-
-/// [`upload_cmd`] presenting the certificate and key `(cert, key)`.
-fn upload_cmd_with(
-    cluster: &TestCluster,
-    id: u64,
-    case: &str,
-    paths: &[&Path],
-    extra: &[&str],
-    (cert, key): (PathBuf, PathBuf),
-) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(node_binary());
-    cmd.arg("upload")
-        .args(paths)
-        .args(["--case", case, "--api", &cluster.node(id).api_addr])
-        .args(["--token", &cached_token(&cluster.node(id).api_addr, NURSE)])
-        .arg("--tls-ca")
-        .arg(cluster.certs().join(pki::CA_CERT))
-        .arg("--cert")
-        .arg(cert)
-        .arg("--key")
-        .arg(key)
-        .args(extra)
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    cmd
 }
 
 async fn run(mut cmd: tokio::process::Command) -> Output {
@@ -80,10 +33,6 @@ async fn run(mut cmd: tokio::process::Command) -> Output {
         .await
         .expect("command finished")
         .expect("ran")
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 fn synth(dir: &Path, kinds: &[SynthKind], case: &str, opts: SynthOptions) -> SynthSummary {
@@ -115,7 +64,7 @@ async fn prefetch_resumes_after_a_restart_and_ends_byte_identical() {
     let big = SynthOptions { dr_matrix: 2048, ..SynthOptions::small(42) };
     let dr = synth(&dir.path().join("dr"), &[SynthKind::Dr], &case, big);
     let out = run(upload_cmd(&cluster, 1, &case, &[dir.path()], &["--commit"])).await;
-    assert!(out.status.success(), "upload failed: {}", text(&out));
+    assert!(out.status.success(), "upload failed: {}", output_text(&out));
     let dr_uid = dr.studies[0].study_instance_uid.clone();
     let originals: BTreeMap<String, Vec<u8>> = summary
         .studies
@@ -206,9 +155,9 @@ async fn interrupted_upload_sends_only_missing_chunks_and_export_is_deidentified
 
     // Second run: only the missing chunks are sent, then the study is committed.
     let out = run(upload_cmd(&cluster, 1, &case, &[&file], &["--chunk-kib", "256", "--commit"])).await;
-    let log = text(&out);
+    let log = output_text(&out);
     assert!(out.status.success(), "{log}");
-    let (sent, held) = sent_and_held(&log);
+    let (sent, held) = sent_and_held(&log).expect("upload summary");
     assert_eq!(sent + held, chunks, "{log}");
     assert!(held >= first && held > 0, "only missing chunks are sent: {log}");
     assert!(log.contains("committed study"), "{log}");
@@ -221,22 +170,26 @@ async fn interrupted_upload_sends_only_missing_chunks_and_export_is_deidentified
     std::fs::write(&junk, b"not a DICOM file at all").unwrap();
     let out = run(upload_cmd(&cluster, 1, &case, &[&junk], &[])).await;
     assert!(!out.status.success());
-    assert!(text(&out).contains("refused") && text(&out).contains("notes.txt"), "{}", text(&out));
+    assert!(
+        output_text(&out).contains("refused") && output_text(&out).contains("notes.txt"),
+        "{}",
+        output_text(&out)
+    );
     let out = run(upload_cmd(&cluster, 1, "C-NOPE", &[&file], &[])).await;
     assert!(!out.status.success());
-    assert!(text(&out).contains("case C-NOPE cannot be used"), "{}", text(&out));
+    assert!(output_text(&out).contains("case C-NOPE cannot be used"), "{}", output_text(&out));
     let other_ca = cluster.dir.path().join("other-ca");
     pki::init_ca(&other_ca, "elsewhere").unwrap();
     let foreign = pki::issue_client_cert(&other_ca, "intruder", &other_ca).unwrap();
     let out = run(upload_cmd_with(&cluster, 1, &case, &[&file], &[], (foreign.cert, foreign.key))).await;
-    assert!(!out.status.success(), "{}", text(&out));
-    let log = text(&out);
+    assert!(!out.status.success(), "{}", output_text(&out));
+    let log = output_text(&out);
     assert!(log.contains("refused the connection") || log.contains("failed "), "{log}");
 
     // De-identified export for teaching.
     let export = dir.path().join("export");
     let out = run(export_cmd(&cluster, &uid, &export)).await;
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     let exported: Vec<PathBuf> = std::fs::read_dir(&export).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(exported.len(), 1);
     let original = dicom_object::open_file(&file).unwrap();
@@ -280,7 +233,7 @@ async fn a_study_read_in_another_region_travels_only_as_a_deidentified_copy() {
     let summary = synth(dir.path(), &[SynthKind::Ecg], &case, SynthOptions::small(44));
     let original_uid = summary.studies[0].study_instance_uid.clone();
     let out = run(upload_cmd(&cluster, 1, &case, &[dir.path()], &["--commit"])).await;
-    assert!(out.status.success(), "upload failed: {}", text(&out));
+    assert!(out.status.success(), "upload failed: {}", output_text(&out));
 
     // Node 1 holds the original and makes the copy; node 2 fetches only the copy.
     let copy_of = |studies: Vec<StudyManifest>| {
@@ -311,18 +264,6 @@ async fn a_study_read_in_another_region_travels_only_as_a_deidentified_copy() {
         let removed = obj.element(Tag(0x0012, 0x0062)).expect("Patient Identity Removed");
         assert_eq!(removed.to_str().unwrap().trim(), "YES");
     }
-}
-
-/// (chunks sent, chunks already held) from the summary line of `yilian upload`.
-fn sent_and_held(log: &str) -> (u64, u64) {
-    let line =
-        log.lines().find(|l| l.contains("file(s) stored")).unwrap_or_else(|| panic!("no summary: {log}"));
-    let numbers: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().unwrap())
-        .collect();
-    (numbers[2], numbers[3])
 }
 
 fn export_cmd(cluster: &TestCluster, uid: &str, out: &Path) -> tokio::process::Command {

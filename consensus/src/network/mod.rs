@@ -4,6 +4,7 @@
 //! so a slow request never blocks another. Raft and control traffic use their own connection
 //! (ALPN `yilian-raft/1`); bulk image transfer uses separate connections.
 
+mod connections;
 mod raft_client;
 mod rpc;
 pub(crate) mod transport;

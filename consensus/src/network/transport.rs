@@ -1,5 +1,6 @@
 //! QUIC endpoint: outgoing request/response calls and the incoming request loop.
 
+use super::connections::{Connections, Dial};
 use super::rpc::{PeerRequest, PeerResponse};
 use crate::codec;
 use crate::pki::node_dns_name;
@@ -13,7 +14,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::Mutex;
 use tracing::Instrument;
 
 /// Largest message accepted on a stream (a snapshot chunk or a batch of log entries).
@@ -66,8 +66,6 @@ pub trait BulkHandler: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
-type Slot = Arc<Mutex<Option<quinn::Connection>>>;
-
 /// The client configs the endpoint dials with, swapped together on certificate rotation.
 #[derive(Clone)]
 struct Clients {
@@ -79,16 +77,22 @@ struct Clients {
 /// protocols handed to a [`BulkHandler`].
 pub struct Transport {
     endpoint: quinn::Endpoint,
-    connections: std::sync::Mutex<HashMap<NodeId, Slot>>,
+    connections: Connections,
     seen_certificates: std::sync::Mutex<HashMap<NodeId, BTreeSet<String>>>,
     clients: std::sync::RwLock<Clients>,
     bulk: OnceLock<Arc<dyn BulkHandler>>,
 }
 
 impl Transport {
-    /// Bind the endpoint on `addr` with the node's TLS configuration.
+    /// Bind the endpoint on `addr` with the node's TLS configuration and its stable endpoint
+    /// keys (kept for the process's life; a rotated key takes effect at the next start).
     pub fn bind(addr: SocketAddr, tls: QuicTls) -> std::io::Result<Self> {
-        let endpoint = quinn::Endpoint::server(tls.server, addr)?;
+        let keys = tls.endpoint_keys;
+        let mut config =
+            quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &keys.reset)));
+        config.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(keys.cid)));
+        let socket = std::net::UdpSocket::bind(addr)?;
+        let endpoint = quinn::Endpoint::new(config, Some(tls.server), socket, Arc::new(quinn::TokioRuntime))?;
         Ok(Self {
             endpoint,
             connections: Default::default(),
@@ -104,8 +108,7 @@ impl Transport {
         self.endpoint.set_server_config(Some(tls.server));
         *self.clients.write().unwrap_or_else(|p| p.into_inner()) =
             Clients { raft: tls.client, dicom: tls.dicom_client };
-        let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-        map.clear();
+        self.connections.clear();
     }
 
     /// Fingerprints of the certificates node `id` has presented to this node.
@@ -152,32 +155,25 @@ impl Transport {
         self.endpoint.local_addr()
     }
 
-    fn slot(&self, target: NodeId) -> Slot {
-        let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(target).or_default().clone()
-    }
-
     async fn connection(&self, target: NodeId, addr: &str) -> Result<quinn::Connection, TransportError> {
-        let slot = self.slot(target);
-        let mut guard = slot.lock().await;
-        if let Some(conn) = guard.as_ref() {
-            if conn.close_reason().is_none() {
-                return Ok(conn.clone());
-            }
-        }
-        let fail = |reason: String| TransportError::Connect { target, addr: addr.to_owned(), reason };
-        let sock = resolve(addr).await.map_err(fail)?;
-        let client = self.clients().raft;
-        let connecting = self
-            .endpoint
-            .connect_with(client, sock, &node_dns_name(target))
-            .map_err(|e| fail(e.to_string()))?;
-        let conn = connecting.await.map_err(|e| {
-            tracing::warn!(target_node = target, %addr, error = %e, "QUIC handshake with peer failed");
-            fail(e.to_string())
+        let (endpoint, client, peer) = (self.endpoint.clone(), self.clients().raft, addr.to_owned());
+        let dial = move || -> Dial {
+            Box::pin(async move {
+                let sock = resolve(&peer).await?;
+                let connecting =
+                    endpoint.connect_with(client, sock, &node_dns_name(target)).map_err(|e| e.to_string())?;
+                connecting.await.map_err(|e| {
+                    tracing::warn!(target_node = target, addr = %peer, error = %e, "QUIC handshake with peer failed");
+                    e.to_string()
+                })
+            })
+        };
+        let conn = self.connections.get(target, dial).await.map_err(|reason| TransportError::Connect {
+            target,
+            addr: addr.to_owned(),
+            reason,
         })?;
         self.remember(target, &conn);
-        *guard = Some(conn.clone());
         Ok(conn)
     }
 

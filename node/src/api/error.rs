@@ -107,6 +107,7 @@ impl From<ClusterError> for ApiError {
             ClusterError::NoLeader
             | ClusterError::LeaderUnreachable { .. }
             | ClusterError::Unreachable(_)
+            | ClusterError::Behind(_)
             | ClusterError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ClusterError::OutcomeUnknown(_) => StatusCode::GATEWAY_TIMEOUT,
             ClusterError::Conflict(_) => StatusCode::CONFLICT,
