@@ -35,6 +35,9 @@ pub struct TlsFiles {
 pub struct QuicTls {
     /// Accepts only peers with a certificate from the regional CA, for every ALPN given.
     pub server: quinn::ServerConfig,
+    /// The same, for connections the client marked as bulk ([`is_bulk_connection_id`]): sends
+    /// with the bulk transport settings ([`bulk_transport_config`]).
+    pub bulk_server: quinn::ServerConfig,
     /// Presents this node's certificate and checks the server's against the CA (first ALPN).
     pub client: quinn::ClientConfig,
     /// The same, for image transfer connections ([`ALPN_DICOM`]).
@@ -96,11 +99,48 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 /// Close a connection after this long without any packet from the peer.
 const IDLE_TIMEOUT_MS: u32 = 10_000;
 
-fn transport_config() -> Arc<quinn::TransportConfig> {
+fn base_transport_config() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.keep_alive_interval(Some(Duration::from_secs(1)));
     t.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(IDLE_TIMEOUT_MS))));
+    t
+}
+
+/// Transport settings of Raft connections: quinn's defaults (Cubic congestion control).
+fn transport_config() -> Arc<quinn::TransportConfig> {
+    Arc::new(base_transport_config())
+}
+
+/// Transport settings of bulk connections (image fetch, uploads): BBR congestion control, which
+/// paces to the bottleneck's rate and keeps its queue short instead of filling it until packets
+/// drop (Cubic), so Raft traffic sharing the link does not wait behind image data.
+pub fn bulk_transport_config() -> Arc<quinn::TransportConfig> {
+    let mut t = base_transport_config();
+    t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     Arc::new(t)
+}
+
+/// The first bytes of the initial destination connection id of a bulk connection: the accepting
+/// side chooses its transport settings before the handshake tells it the protocol.
+const BULK_CID_TAG: &[u8; 4] = b"yblk";
+/// Length of a bulk connection's initial destination connection id: the tag and 16 random bytes.
+const BULK_CID_LEN: usize = 20;
+
+/// A fresh initial destination connection id marking a bulk connection (RFC 9000 7.2: at least
+/// 8 unpredictable bytes; these have 16).
+fn bulk_connection_id() -> quinn::ConnectionId {
+    let mut bytes = [0u8; BULK_CID_LEN];
+    bytes[..BULK_CID_TAG.len()].copy_from_slice(BULK_CID_TAG);
+    if let Err(e) = getrandom::getrandom(&mut bytes[BULK_CID_TAG.len()..]) {
+        tracing::error!(error = %e, "no system randomness for a bulk connection id; using a predictable one");
+    }
+    quinn::ConnectionId::new(&bytes)
+}
+
+/// Whether the client marked the connection whose initial destination connection id is `cid`
+/// as bulk (see [`QuicTls::bulk_server`]).
+pub fn is_bulk_connection_id(cid: &quinn::ConnectionId) -> bool {
+    cid.len() == BULK_CID_LEN && cid.starts_with(BULK_CID_TAG)
 }
 
 /// Decides which CA-signed certificates are nevertheless refused at the handshake.
@@ -164,11 +204,13 @@ pub fn load_with_deny_list(
     server.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(server)?));
     server.transport_config(transport_config());
+    let mut bulk_server = server.clone();
+    bulk_server.transport_config(bulk_transport_config());
 
     let first = alpns.first().copied().unwrap_or(ALPN_RAFT);
     let client = client_config(&roots, &chain, &key, first, deny.clone())?;
     let dicom_client = client_config(&roots, &chain, &key, ALPN_DICOM, deny)?;
-    Ok(QuicTls { server, client, dicom_client })
+    Ok(QuicTls { server, bulk_server, client, dicom_client })
 }
 
 /// A client-only config speaking `alpn`, presenting the certificate in `files` (a node's, or a
@@ -204,7 +246,12 @@ fn client_config(
         .with_client_auth_cert(chain.to_vec(), key.clone_key())?;
     client.alpn_protocols = vec![alpn.to_vec()];
     let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(client)?));
-    client.transport_config(transport_config());
+    if alpn == ALPN_RAFT {
+        client.transport_config(transport_config());
+    } else {
+        client.transport_config(bulk_transport_config());
+        client.initial_dst_cid_provider(Arc::new(bulk_connection_id));
+    }
     Ok(client)
 }
 
