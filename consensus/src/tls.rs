@@ -112,12 +112,27 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
 }
 
 /// Transport settings of bulk connections (image fetch, uploads): BBR congestion control, which
-/// paces to the bottleneck's rate and keeps its queue short instead of filling it until packets
-/// drop (Cubic), so Raft traffic sharing the link does not wait behind image data.
+/// estimates the bottleneck's rate and round trip and keeps less queued in the link than Cubic
+/// (which fills the link's queue until packets drop), so Raft traffic sharing the link waits
+/// less behind image data.
 pub fn bulk_transport_config() -> Arc<quinn::TransportConfig> {
+    Arc::new(bulk_transport())
+}
+
+/// [`bulk_transport_config`] for the receiving end of an image fetch: the peer may have at most
+/// `receive_window` bytes in flight to this side, on the connection and on each stream, which
+/// bounds the queue the fetch can build in the link to `receive_window` / link rate.
+pub fn fetch_transport_config(receive_window: u32) -> Arc<quinn::TransportConfig> {
+    let mut t = bulk_transport();
+    t.receive_window(quinn::VarInt::from_u32(receive_window));
+    t.stream_receive_window(quinn::VarInt::from_u32(receive_window));
+    Arc::new(t)
+}
+
+fn bulk_transport() -> quinn::TransportConfig {
     let mut t = base_transport_config();
     t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
-    Arc::new(t)
+    t
 }
 
 /// The first bytes of the initial destination connection id of a bulk connection: the accepting
@@ -430,4 +445,19 @@ fn dns_names(leaf: &CertificateDer<'_>) -> Result<Vec<String>, IdentityError> {
             _ => None,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bulk_connection_ids_are_marked_and_unpredictable() {
+        let (a, b) = (bulk_connection_id(), bulk_connection_id());
+        assert!(is_bulk_connection_id(&a) && is_bulk_connection_id(&b));
+        assert_ne!(a, b);
+        // quinn's default initial ids (random, 8 to 20 bytes) are not bulk unless they carry the tag.
+        assert!(!is_bulk_connection_id(&quinn::ConnectionId::new(&[7u8; 20])));
+        assert!(!is_bulk_connection_id(&quinn::ConnectionId::new(b"yblk0000")));
+    }
 }
