@@ -300,7 +300,10 @@ impl ClusterNode {
             .ok_or_else(|| {
                 ClusterError::BadRequest(format!("node {target} is not a member of this cluster"))
             })?;
-        self.transport.connect_bulk(target, &addr, receive_window).await.map_err(|e| ClusterError::Unreachable(e.to_string()))
+        self.transport
+            .connect_bulk(target, &addr, receive_window)
+            .await
+            .map_err(|e| ClusterError::Unreachable(e.to_string()))
     }
 
     /// Read access to the replicated state as applied on this node.

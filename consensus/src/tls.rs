@@ -35,9 +35,6 @@ pub struct TlsFiles {
 pub struct QuicTls {
     /// Accepts only peers with a certificate from the regional CA, for every ALPN given.
     pub server: quinn::ServerConfig,
-    /// The same, for connections the client marked as bulk ([`is_bulk_connection_id`]): sends
-    /// with the bulk transport settings ([`bulk_transport_config`]).
-    pub bulk_server: quinn::ServerConfig,
     /// Presents this node's certificate and checks the server's against the CA (first ALPN).
     pub client: quinn::ClientConfig,
     /// The same, for image transfer connections ([`ALPN_DICOM`]).
@@ -106,56 +103,19 @@ fn base_transport_config() -> quinn::TransportConfig {
     t
 }
 
-/// Transport settings of Raft connections: quinn's defaults (Cubic congestion control).
 fn transport_config() -> Arc<quinn::TransportConfig> {
     Arc::new(base_transport_config())
 }
 
-/// Transport settings of bulk connections (image fetch, uploads): BBR congestion control, which
-/// estimates the bottleneck's rate and round trip and keeps less queued in the link than Cubic
-/// (which fills the link's queue until packets drop), so Raft traffic sharing the link waits
-/// less behind image data.
-pub fn bulk_transport_config() -> Arc<quinn::TransportConfig> {
-    Arc::new(bulk_transport())
-}
-
-/// [`bulk_transport_config`] for the receiving end of an image fetch: the peer may have at most
-/// `receive_window` bytes in flight to this side, on the connection and on each stream, which
-/// bounds the queue the fetch can build in the link to `receive_window` / link rate.
+/// Transport settings for the receiving end of an image fetch: the source may have at most
+/// `receive_window` bytes in flight to this side, on the connection and on each stream. That
+/// bounds the queue the fetch builds in a link (which Raft messages on the same link wait
+/// behind) to `receive_window` / link rate, and the fetch's rate to `receive_window` / round trip.
 pub fn fetch_transport_config(receive_window: u32) -> Arc<quinn::TransportConfig> {
-    let mut t = bulk_transport();
+    let mut t = base_transport_config();
     t.receive_window(quinn::VarInt::from_u32(receive_window));
     t.stream_receive_window(quinn::VarInt::from_u32(receive_window));
     Arc::new(t)
-}
-
-fn bulk_transport() -> quinn::TransportConfig {
-    let mut t = base_transport_config();
-    t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
-    t
-}
-
-/// The first bytes of the initial destination connection id of a bulk connection: the accepting
-/// side chooses its transport settings before the handshake tells it the protocol.
-const BULK_CID_TAG: &[u8; 4] = b"yblk";
-/// Length of a bulk connection's initial destination connection id: the tag and 16 random bytes.
-const BULK_CID_LEN: usize = 20;
-
-/// A fresh initial destination connection id marking a bulk connection (RFC 9000 7.2: at least
-/// 8 unpredictable bytes; these have 16).
-fn bulk_connection_id() -> quinn::ConnectionId {
-    let mut bytes = [0u8; BULK_CID_LEN];
-    bytes[..BULK_CID_TAG.len()].copy_from_slice(BULK_CID_TAG);
-    if let Err(e) = getrandom::getrandom(&mut bytes[BULK_CID_TAG.len()..]) {
-        tracing::error!(error = %e, "no system randomness for a bulk connection id; using a predictable one");
-    }
-    quinn::ConnectionId::new(&bytes)
-}
-
-/// Whether the client marked the connection whose initial destination connection id is `cid`
-/// as bulk (see [`QuicTls::bulk_server`]).
-pub fn is_bulk_connection_id(cid: &quinn::ConnectionId) -> bool {
-    cid.len() == BULK_CID_LEN && cid.starts_with(BULK_CID_TAG)
 }
 
 /// Decides which CA-signed certificates are nevertheless refused at the handshake.
@@ -219,13 +179,11 @@ pub fn load_with_deny_list(
     server.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(server)?));
     server.transport_config(transport_config());
-    let mut bulk_server = server.clone();
-    bulk_server.transport_config(bulk_transport_config());
 
     let first = alpns.first().copied().unwrap_or(ALPN_RAFT);
     let client = client_config(&roots, &chain, &key, first, deny.clone())?;
     let dicom_client = client_config(&roots, &chain, &key, ALPN_DICOM, deny)?;
-    Ok(QuicTls { server, bulk_server, client, dicom_client })
+    Ok(QuicTls { server, client, dicom_client })
 }
 
 /// A client-only config speaking `alpn`, presenting the certificate in `files` (a node's, or a
@@ -261,12 +219,7 @@ fn client_config(
         .with_client_auth_cert(chain.to_vec(), key.clone_key())?;
     client.alpn_protocols = vec![alpn.to_vec()];
     let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(client)?));
-    if alpn == ALPN_RAFT {
-        client.transport_config(transport_config());
-    } else {
-        client.transport_config(bulk_transport_config());
-        client.initial_dst_cid_provider(Arc::new(bulk_connection_id));
-    }
+    client.transport_config(transport_config());
     Ok(client)
 }
 
@@ -445,19 +398,4 @@ fn dns_names(leaf: &CertificateDer<'_>) -> Result<Vec<String>, IdentityError> {
             _ => None,
         })
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bulk_connection_ids_are_marked_and_unpredictable() {
-        let (a, b) = (bulk_connection_id(), bulk_connection_id());
-        assert!(is_bulk_connection_id(&a) && is_bulk_connection_id(&b));
-        assert_ne!(a, b);
-        // quinn's default initial ids (random, 8 to 20 bytes) are not bulk unless they carry the tag.
-        assert!(!is_bulk_connection_id(&quinn::ConnectionId::new(&[7u8; 20])));
-        assert!(!is_bulk_connection_id(&quinn::ConnectionId::new(b"yblk0000")));
-    }
 }

@@ -4,7 +4,7 @@ use super::rpc::{PeerRequest, PeerResponse};
 use crate::codec;
 use crate::pki::node_dns_name;
 use crate::tls::{
-    fetch_transport_config, fingerprint, is_bulk_connection_id, negotiated_alpn, peer_certificate, peer_identity, PeerIdentity,
+    fetch_transport_config, fingerprint, negotiated_alpn, peer_certificate, peer_identity, PeerIdentity,
     QuicTls, ALPN_RAFT,
 };
 use crate::types::NodeId;
@@ -83,8 +83,6 @@ pub struct Transport {
     connections: std::sync::Mutex<HashMap<NodeId, Slot>>,
     seen_certificates: std::sync::Mutex<HashMap<NodeId, BTreeSet<String>>>,
     clients: std::sync::RwLock<Clients>,
-    /// Accepts connections the client marked as bulk (see [`QuicTls::bulk_server`]).
-    bulk_server: std::sync::RwLock<Arc<quinn::ServerConfig>>,
     bulk: OnceLock<Arc<dyn BulkHandler>>,
 }
 
@@ -97,7 +95,6 @@ impl Transport {
             connections: Default::default(),
             seen_certificates: Default::default(),
             clients: std::sync::RwLock::new(Clients { raft: tls.client, dicom: tls.dicom_client }),
-            bulk_server: std::sync::RwLock::new(Arc::new(tls.bulk_server)),
             bulk: OnceLock::new(),
         })
     }
@@ -106,7 +103,6 @@ impl Transport {
     /// rotation); open connections keep theirs until they close.
     pub fn reload(&self, tls: QuicTls) {
         self.endpoint.set_server_config(Some(tls.server));
-        *self.bulk_server.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tls.bulk_server);
         *self.clients.write().unwrap_or_else(|p| p.into_inner()) =
             Clients { raft: tls.client, dicom: tls.dicom_client };
         let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
@@ -123,17 +119,6 @@ impl Transport {
         if let Ok(cert) = peer_certificate(conn) {
             let mut map = self.seen_certificates.lock().unwrap_or_else(|p| p.into_inner());
             map.entry(id).or_default().insert(fingerprint(&cert));
-        }
-    }
-
-    /// Start accepting `incoming` with the bulk transport settings if its client marked it as
-    /// bulk, with the Raft ones otherwise.
-    fn accept(&self, incoming: quinn::Incoming) -> Result<quinn::Connecting, quinn::ConnectionError> {
-        if is_bulk_connection_id(&incoming.orig_dst_cid()) {
-            let config = self.bulk_server.read().unwrap_or_else(|p| p.into_inner()).clone();
-            incoming.accept_with(config)
-        } else {
-            incoming.accept()
         }
     }
 
@@ -244,11 +229,7 @@ impl Transport {
             let bulk = self.bulk.get().cloned();
             tokio::spawn(async move {
                 let remote = incoming.remote_address();
-                let conn = match me.accept(incoming) {
-                    Ok(connecting) => connecting.await,
-                    Err(e) => Err(e),
-                };
-                let conn = match conn {
+                let conn = match incoming.await {
                     Ok(c) => c,
                     Err(e) => {
                         tracing::warn!(%remote, error = %e, "refused peer: TLS handshake failed (certificate not from our CA?)");
