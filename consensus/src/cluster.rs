@@ -283,8 +283,13 @@ impl ClusterNode {
         self.transport.set_bulk_handler(handler);
     }
 
-    /// Open an image-transfer connection to cluster member `target`.
-    pub async fn connect_bulk(&self, target: NodeId) -> Result<quinn::Connection, ClusterError> {
+    /// Open an image-transfer connection to cluster member `target`, which may have at most
+    /// `receive_window` bytes in flight to this node.
+    pub async fn connect_bulk(
+        &self,
+        target: NodeId,
+        receive_window: u32,
+    ) -> Result<quinn::Connection, ClusterError> {
         let status = self.status();
         let addr = status
             .voters
@@ -295,7 +300,10 @@ impl ClusterNode {
             .ok_or_else(|| {
                 ClusterError::BadRequest(format!("node {target} is not a member of this cluster"))
             })?;
-        self.transport.connect_bulk(target, &addr).await.map_err(|e| ClusterError::Unreachable(e.to_string()))
+        self.transport
+            .connect_bulk(target, &addr, receive_window)
+            .await
+            .map_err(|e| ClusterError::Unreachable(e.to_string()))
     }
 
     /// Read access to the replicated state as applied on this node.

@@ -141,11 +141,26 @@ const IDLE_TIMEOUT_MS: u32 = 10_000;
 /// early retransmission.
 const INITIAL_RTT: Duration = Duration::from_millis(100);
 
-fn transport_config() -> Arc<quinn::TransportConfig> {
+fn base_transport_config() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     t.initial_rtt(INITIAL_RTT);
     t.keep_alive_interval(Some(Duration::from_secs(1)));
     t.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(IDLE_TIMEOUT_MS))));
+    t
+}
+
+fn transport_config() -> Arc<quinn::TransportConfig> {
+    Arc::new(base_transport_config())
+}
+
+/// Transport settings for the receiving end of an image fetch: the source may have at most
+/// `receive_window` bytes in flight to this side, on the connection and on each stream. That
+/// bounds the queue the fetch builds in a link (which Raft messages on the same link wait
+/// behind) to `receive_window` / link rate, and the fetch's rate to `receive_window` / round trip.
+pub fn fetch_transport_config(receive_window: u32) -> Arc<quinn::TransportConfig> {
+    let mut t = base_transport_config();
+    t.receive_window(quinn::VarInt::from_u32(receive_window));
+    t.stream_receive_window(quinn::VarInt::from_u32(receive_window));
     Arc::new(t)
 }
 

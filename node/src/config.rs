@@ -273,6 +273,22 @@ key = "n.key"
     }
 
     #[test]
+    fn fetch_window_defaults_to_256_kib_and_is_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plain = NodeConfig::load(&write(dir.path(), GOOD)).expect("load");
+        assert_eq!(plain.imaging.fetch_window_bytes(), 256 * 1024);
+        let set =
+            NodeConfig::load(&write(dir.path(), &format!("{GOOD}\n[imaging]\nfetch_window_kb = 1024\n")))
+                .expect("load");
+        assert_eq!(set.imaging.fetch_window_bytes(), 1024 * 1024);
+        for bad in [0, 8, 65537] {
+            let text = format!("{GOOD}\n[imaging]\nfetch_window_kb = {bad}\n");
+            let err = NodeConfig::load(&write(dir.path(), &text)).expect_err("out of range");
+            assert!(err.to_string().contains("fetch_window_kb"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn advertise_addr_defaults_to_raft_addr_and_must_have_a_port() {
         let dir = tempfile::tempdir().expect("tempdir");
         let plain = NodeConfig::load(&write(dir.path(), GOOD)).expect("load");

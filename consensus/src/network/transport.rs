@@ -5,7 +5,8 @@ use super::rpc::{PeerRequest, PeerResponse};
 use crate::codec;
 use crate::pki::node_dns_name;
 use crate::tls::{
-    fingerprint, negotiated_alpn, peer_certificate, peer_identity, PeerIdentity, QuicTls, ALPN_RAFT,
+    fetch_transport_config, fingerprint, negotiated_alpn, peer_certificate, peer_identity, PeerIdentity,
+    QuicTls, ALPN_RAFT,
 };
 use crate::types::NodeId;
 use std::collections::{BTreeSet, HashMap};
@@ -135,16 +136,20 @@ impl Transport {
         }
     }
 
-    /// Open a new image-transfer connection to node `target` at `addr`.
+    /// Open a new image-transfer connection to node `target` at `addr`, letting it have at most
+    /// `receive_window` bytes in flight to this node ([`fetch_transport_config`]).
     pub async fn connect_bulk(
         &self,
         target: NodeId,
         addr: &str,
+        receive_window: u32,
     ) -> Result<quinn::Connection, TransportError> {
         let fail = |reason: String| TransportError::Connect { target, addr: addr.to_owned(), reason };
         let sock = resolve(addr).await.map_err(fail)?;
+        let mut client = self.clients().dicom;
+        client.transport_config(fetch_transport_config(receive_window));
         self.endpoint
-            .connect_with(self.clients().dicom, sock, &node_dns_name(target))
+            .connect_with(client, sock, &node_dns_name(target))
             .map_err(|e| fail(e.to_string()))?
             .await
             .map_err(|e| fail(e.to_string()))

@@ -18,9 +18,19 @@ pub struct ImagingSettings {
     pub streams_per_link: usize,
     /// Per-source bandwidth cap for prefetches in megabits per second; unlimited when unset.
     pub link_rate_limit_mbit: Option<u64>,
+    /// Most image bytes a source may have in flight to this node during a prefetch, in KiB
+    /// (the QUIC receive window of fetch connections): bounds the queue a prefetch builds in a
+    /// link, which Raft traffic on the same link waits behind, to this / link rate.
+    pub fetch_window_kb: u32,
     /// Largest object accepted by any ingest path, in megabytes.
     pub max_object_mb: u64,
 }
+
+/// Default `fetch_window_kb`: 21 ms of queue at 100 Mbit/s, and up to ~100 Mbit/s per source
+/// over round trips up to 20 ms.
+pub const DEFAULT_FETCH_WINDOW_KB: u32 = 256;
+/// Largest `fetch_window_kb` (64 MiB).
+const MAX_FETCH_WINDOW_KB: u32 = 64 * 1024;
 
 impl Default for ImagingSettings {
     fn default() -> Self {
@@ -30,6 +40,7 @@ impl Default for ImagingSettings {
             serves: Vec::new(),
             streams_per_link: 4,
             link_rate_limit_mbit: None,
+            fetch_window_kb: DEFAULT_FETCH_WINDOW_KB,
             max_object_mb: 2048,
         }
     }
@@ -50,6 +61,9 @@ impl ImagingSettings {
         if self.link_rate_limit_mbit == Some(0) {
             return Some(("imaging.link_rate_limit_mbit", "must be greater than 0, or left out for no cap"));
         }
+        if !(16..=MAX_FETCH_WINDOW_KB).contains(&self.fetch_window_kb) {
+            return Some(("imaging.fetch_window_kb", "must be 16 to 65536 (KiB)"));
+        }
         if self.max_object_mb == 0 {
             return Some(("imaging.max_object_mb", "must be greater than 0"));
         }
@@ -59,6 +73,11 @@ impl ImagingSettings {
     /// The bandwidth cap in bytes per second, if set.
     pub fn link_rate_limit_bytes(&self) -> Option<u64> {
         self.link_rate_limit_mbit.map(|m| m * 1_000_000 / 8)
+    }
+
+    /// The fetch window in bytes.
+    pub fn fetch_window_bytes(&self) -> u32 {
+        self.fetch_window_kb.min(MAX_FETCH_WINDOW_KB) * 1024
     }
 
     /// The object size limit in bytes.

@@ -79,12 +79,14 @@ impl TransferStats {
 /// Reaches other nodes' image stores through the cluster's QUIC endpoint.
 struct NodeConnector {
     node: Arc<ClusterNode>,
+    /// Most bytes a source may have in flight to this node (`[imaging] fetch_window_kb`).
+    receive_window: u32,
 }
 
 impl Connector for NodeConnector {
     async fn connect(&self, source: &SourceId) -> Result<quinn::Connection, String> {
         let id: u64 = source.0.parse().map_err(|_| format!("source `{source}` is not a node id"))?;
-        self.node.connect_bulk(id).await.map_err(|e| e.to_string())
+        self.node.connect_bulk(id, self.receive_window).await.map_err(|e| e.to_string())
     }
 }
 
@@ -109,7 +111,10 @@ impl Prefetch {
             backoff_max: Duration::from_secs(10),
             ..FetchConfig::default()
         };
-        let connector = Arc::new(NodeConnector { node: imaging.node().clone() });
+        let connector = Arc::new(NodeConnector {
+            node: imaging.node().clone(),
+            receive_window: settings.fetch_window_bytes(),
+        });
         let (fetcher, events) =
             Fetcher::open(&data_dir.join("transfers"), imaging.shared_store(), connector, cfg).await?;
         let (stop, stopped) = watch::channel(false);
