@@ -433,7 +433,7 @@ impl TestNode {
         let child = Command::new(node_binary())
             .args(["node", "run", "--config"])
             .arg(&self.config)
-            .env("RUST_LOG", "info,openraft=info")
+            .env("RUST_LOG", std::env::var("YILIAN_NODE_LOG").unwrap_or_else(|_| "info,openraft=info".into()))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))

@@ -116,6 +116,8 @@ pub(super) enum DbError {
     Codec(#[from] CodecError),
     #[error("background storage task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("storing the applied state failed: {0}")]
+    Background(String),
 }
 
 macro_rules! impl_from_redb {
