@@ -49,7 +49,9 @@ impl Persister {
         let thread = std::thread::Builder::new()
             .name("yilian-sm-writer".into())
             .spawn(move || run(&db, jobs, &failed))
-            .map_err(|e| tracing::error!(error = %e, "cannot start the state machine writer; applies will fail"))
+            .map_err(
+                |e| tracing::error!(error = %e, "cannot start the state machine writer; applies will fail"),
+            )
             .ok();
         Self { queue: Some(queue), thread, failure }
     }

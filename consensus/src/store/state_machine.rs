@@ -1,6 +1,7 @@
 //! The replicated state machine: the referral region plus cluster bookkeeping, persisted in redb.
 
 use super::db::{blocking, read_meta, storage_error, DbError, SM_ENTITIES, SM_META, SNAPSHOT};
+use super::persister::{Changes, Persister};
 use crate::codec;
 use crate::types::{LogId, NodeId, Request, Response, StorageError, StoredMembership, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -10,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Cursor;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
-use super::persister::{Changes, Persister};
 use yilian_referral::{Entity, EntityKey, Region};
 
 const LAST_APPLIED: &str = "last_applied";
@@ -85,7 +85,10 @@ impl ClusterState {
     }
 
     /// Write encoded entities into `txn`.
-    pub(super) fn persist_entities(txn: &WriteTransaction, entities: &EncodedEntities) -> Result<(), DbError> {
+    pub(super) fn persist_entities(
+        txn: &WriteTransaction,
+        entities: &EncodedEntities,
+    ) -> Result<(), DbError> {
         let mut table = txn.open_table(SM_ENTITIES)?;
         for (key, value) in entities {
             match value {
@@ -290,12 +293,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.persister.flush().await.map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
         let db = self.db.clone();
         let bookkeeping = new_state.bookkeeping_only();
-        let entities = ClusterState::encode_entities(
-            new_state.region.keys().into_iter().map(|k| {
-                let e = new_state.region.entity(&k);
-                (k, e)
-            }),
-        )
+        let entities = ClusterState::encode_entities(new_state.region.keys().into_iter().map(|k| {
+            let e = new_state.region.entity(&k);
+            (k, e)
+        }))
         .map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
         blocking(move || {
             let txn = db.begin_write()?;
@@ -334,7 +335,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         // The snapshot is read from storage: store everything applied so far first.
-        self.persister.flush().await.map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+        self.persister
+            .flush()
+            .await
+            .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
         let db = self.db.clone();
         let (image_meta, data) = blocking(move || {
             let image = SnapshotImage::read(&db)?;
