@@ -27,7 +27,7 @@ pub(super) struct Changes {
 }
 
 enum Job {
-    Write(Changes),
+    Write(Box<Changes>),
     /// Answered once everything queued before it is committed.
     Barrier(oneshot::Sender<()>),
 }
@@ -59,7 +59,7 @@ impl Persister {
     /// Queue `changes`; waits only while the writer is [`QUEUED_BATCHES`] batches behind.
     pub(super) async fn write(&self, changes: Changes) -> Result<(), DbError> {
         self.check()?;
-        self.send(Job::Write(changes)).await
+        self.send(Job::Write(Box::new(changes))).await
     }
 
     /// Wait until everything queued so far is committed.
@@ -102,7 +102,7 @@ fn run(db: &Database, mut jobs: mpsc::Receiver<Job>, failure: &Mutex<Option<Stri
         let mut next = Some(first);
         while let Some(job) = next {
             match job {
-                Job::Write(changes) => merged.add(changes),
+                Job::Write(changes) => merged.add(*changes),
                 Job::Barrier(done) => barriers.push(done),
             }
             next = jobs.try_recv().ok();
