@@ -1,6 +1,6 @@
 //! The Raft log and vote, persisted in redb.
 
-use super::db::{begin_write_lazy, blocking, read_meta, storage_error, DbError, LOG, LOG_META};
+use super::db::{blocking, read_meta, storage_error, DbError, LOG, LOG_META};
 use crate::codec;
 use crate::types::{LogId, NodeId, StorageError, TypeConfig};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -107,18 +107,12 @@ impl LogStore {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Store `value` under `key`; `durable` commits with an fsync, otherwise the value reaches
-    /// the disk with the next durable commit.
-    async fn put_meta<T: serde::Serialize>(
-        &self,
-        key: &'static str,
-        value: &T,
-        durable: bool,
-    ) -> Result<(), DbError> {
+    /// Store `value` under `key`, durably (the commit fsyncs).
+    async fn put_meta<T: serde::Serialize>(&self, key: &'static str, value: &T) -> Result<(), DbError> {
         let bytes = codec::encode(value)?;
         let db = self.db.clone();
         blocking(move || {
-            let txn = if durable { db.begin_write()? } else { begin_write_lazy(&db)? };
+            let txn = db.begin_write()?;
             txn.open_table(LOG_META)?.insert(key, bytes.as_slice())?;
             txn.commit()?;
             Ok(())
@@ -217,9 +211,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
-        self.put_meta(VOTE, vote, true)
-            .await
-            .map_err(|e| storage_error(ErrorSubject::Vote, ErrorVerb::Write, e))
+        self.put_meta(VOTE, vote).await.map_err(|e| storage_error(ErrorSubject::Vote, ErrorVerb::Write, e))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
