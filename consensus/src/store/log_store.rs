@@ -239,14 +239,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let (entries, encoded): (Vec<_>, Vec<_>) = entries
-            .into_iter()
-            .map(|e| codec::encode(&e).map(|bytes| ((e.log_id.index, bytes.len()), (e, bytes))))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))?
-            .into_iter()
-            .map(|((index, size), (entry, bytes))| ((entry, size), (index, bytes)))
-            .unzip();
+        let (mut to_cache, mut encoded) = (Vec::new(), Vec::new());
+        for entry in entries {
+            let bytes =
+                codec::encode(&entry).map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+            let size = bytes.len();
+            encoded.push((entry.log_id.index, bytes));
+            to_cache.push((entry, size));
+        }
         let committed = self
             .committed
             .lock()
@@ -283,7 +283,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     commit_us = started.elapsed().as_micros() as u64,
                     "log append durable"
                 );
-                self.cache().extend(entries);
+                self.cache().extend(to_cache);
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }
