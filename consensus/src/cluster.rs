@@ -327,7 +327,10 @@ impl ClusterNode {
 
     /// Apply a referral command through the leader and return the domain's answer.
     pub async fn write(&self, command: Command) -> Result<Result<Outcome, DomainError>, ClusterError> {
-        match self.on_leader(ForwardRequest::Write(command)).await? {
+        let started = Instant::now();
+        let answer = self.on_leader(ForwardRequest::Write(command)).await;
+        tracing::debug!(us = started.elapsed().as_micros() as u64, "write answered");
+        match answer? {
             ForwardResponse::Written(answer) => Ok(answer),
             other => Err(unexpected(other)),
         }
@@ -613,7 +616,11 @@ impl PeerHandler for ClusterNode {
                 if let Some(r) = self.refuse(peer, rpc.vote.leader_id().voted_for(), "append-entries") {
                     return r;
                 }
-                PeerResponse::AppendEntries(self.raft.append_entries(rpc).await)
+                let started = Instant::now();
+                let last = rpc.entries.last().map(|e| e.log_id.index);
+                let answer = self.raft.append_entries(rpc).await;
+                tracing::debug!(last, us = started.elapsed().as_micros() as u64, "append-entries handled");
+                PeerResponse::AppendEntries(answer)
             }
             PeerRequest::Vote(rpc) => {
                 if let Some(r) = self.refuse(peer, rpc.vote.leader_id().voted_for(), "vote request") {

@@ -61,7 +61,12 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
             crate::https::serve(listener, acceptor, api::router(state), stopping).await;
         } else {
             let app = api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-            axum::serve(listener, app).with_graceful_shutdown(stopping).await.context("HTTP server failed")?;
+            // No Nagle delay on answers: each response is one small write the client waits for.
+            axum::serve(listener, app)
+                .tcp_nodelay(true)
+                .with_graceful_shutdown(stopping)
+                .await
+                .context("HTTP server failed")?;
         }
         tracing::info!("shutting down");
         transfers.stop().await;

@@ -427,10 +427,11 @@ impl TestCluster {
     }
 }
 
-/// The node processes' log filter: `$YILIAN_TEST_RUST_LOG` when set (e.g. `debug` to see
-/// quinn's packet handling), else info with openraft's elections and replication.
+/// The node processes' log filter: `$YILIAN_NODE_LOG` when set (e.g. `debug` for the write
+/// path's per-hop timings and quinn's packet handling), else info with openraft's elections and
+/// replication.
 fn node_log_filter() -> String {
-    std::env::var("YILIAN_TEST_RUST_LOG").unwrap_or_else(|_| "info,openraft=info".into())
+    std::env::var("YILIAN_NODE_LOG").unwrap_or_else(|_| "info,openraft=info".into())
 }
 
 impl TestNode {

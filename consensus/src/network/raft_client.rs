@@ -79,11 +79,22 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
-        self.call(PeerRequest::AppendEntries(rpc), &option, |r| match r {
-            PeerResponse::AppendEntries(x) => Some(x),
-            _ => None,
-        })
-        .await
+        let started = std::time::Instant::now();
+        let (entries, last) = (rpc.entries.len(), rpc.entries.last().map(|e| e.log_id.index));
+        let answer = self
+            .call(PeerRequest::AppendEntries(rpc), &option, |r| match r {
+                PeerResponse::AppendEntries(x) => Some(x),
+                _ => None,
+            })
+            .await;
+        tracing::debug!(
+            target_node = self.target,
+            entries,
+            last,
+            rtt_us = started.elapsed().as_micros() as u64,
+            "append-entries answered"
+        );
+        answer
     }
 
     async fn install_snapshot(

@@ -116,6 +116,8 @@ pub(super) enum DbError {
     Codec(#[from] CodecError),
     #[error("background storage task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("storing the applied state failed: {0}")]
+    Background(String),
 }
 
 macro_rules! impl_from_redb {
@@ -142,8 +144,8 @@ pub(super) fn read_meta<T: DeserializeOwned>(
 
 /// A write transaction whose commit is not fsynced: it reaches the disk with the next durable
 /// commit (every log append, vote, truncation and purge is one) or when the database closes.
-/// Only for data that can be rebuilt from the durable log after a crash: the committed index
-/// and the state machine, which openraft re-applies from its `last_applied` on restart.
+/// Only for data that can be rebuilt from the durable log after a crash: the state machine,
+/// which openraft re-applies from its `last_applied` on restart.
 pub(super) fn begin_write_lazy(db: &Database) -> Result<WriteTransaction, DbError> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::None);

@@ -2,14 +2,17 @@
 //!
 //! Log appends, votes, truncations, purges and snapshots commit with redb's immediate
 //! durability (fsync) before openraft is told they are done, so an acknowledged entry or vote
-//! survives `kill -9` or power loss. The committed index and the state machine commit without
-//! an fsync: redb writes them with the next durable commit (or when the database closes), and a
-//! crash only rewinds them to an earlier consistent point (`last_applied` and the entities are
-//! one transaction), from which openraft re-applies the durable log on restart. Reading a
-//! killed node's file offline ([`load_state`]) may therefore miss the last few applied entries.
+//! survives `kill -9` or power loss. The committed index rides along with the next log append,
+//! and the state machine applies in memory and answers at once, while a background writer
+//! stores what it applied without an fsync: redb writes it with the next durable commit (or
+//! when the database closes), and a crash only rewinds it to an earlier consistent point
+//! (`last_applied` and the entities are one transaction), from which openraft re-applies the
+//! durable log on restart. Reading a killed node's file offline ([`load_state`]) may therefore
+//! miss the last few applied entries.
 
 mod db;
 mod log_store;
+mod persister;
 mod state_machine;
 
 pub use db::{load_state, open, Opened, StoreOpenError};

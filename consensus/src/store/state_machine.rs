@@ -1,8 +1,7 @@
 //! The replicated state machine: the referral region plus cluster bookkeeping, persisted in redb.
 
-use super::db::{
-    begin_write_lazy, blocking, read_meta, storage_error, DbError, SM_ENTITIES, SM_META, SNAPSHOT,
-};
+use super::db::{blocking, read_meta, storage_error, DbError, SM_ENTITIES, SM_META, SNAPSHOT};
+use super::persister::{Changes, Persister};
 use crate::codec;
 use crate::types::{LogId, NodeId, Request, Response, StorageError, StoredMembership, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -12,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Cursor;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
-use yilian_referral::{EntityKey, Region};
+use yilian_referral::{Entity, EntityKey, Region};
 
 const LAST_APPLIED: &str = "last_applied";
 const MEMBERSHIP: &str = "membership";
@@ -64,29 +63,45 @@ impl ClusterState {
         })
     }
 
-    /// Write the metadata and the given entities into `txn`.
-    fn persist<'a>(
-        &self,
-        txn: &WriteTransaction,
-        keys: impl IntoIterator<Item = &'a EntityKey>,
-    ) -> Result<(), DbError> {
+    /// Write the bookkeeping (everything but the region) into `txn`.
+    pub(super) fn persist_meta(&self, txn: &WriteTransaction) -> Result<(), DbError> {
         let mut meta = txn.open_table(SM_META)?;
         meta.insert(LAST_APPLIED, codec::encode(&self.last_applied)?.as_slice())?;
         meta.insert(MEMBERSHIP, codec::encode(&self.membership)?.as_slice())?;
         meta.insert(RETIRED, codec::encode(&self.retired_nodes)?.as_slice())?;
         meta.insert(REVOKED, codec::encode(&self.revoked_certificates)?.as_slice())?;
         meta.insert(RETIRING, codec::encode(&self.retiring_nodes)?.as_slice())?;
-        let mut entities = txn.open_table(SM_ENTITIES)?;
-        for key in keys {
-            let k = codec::encode(key)?;
-            match self.region.entity(key) {
-                Some(e) => entities.insert(k.as_slice(), codec::encode(&e)?.as_slice())?,
-                None => entities.remove(k.as_slice())?,
+        Ok(())
+    }
+
+    /// Entities as stored: encoded key and value, `None` for one to delete.
+    pub(super) fn encode_entities(
+        entities: impl IntoIterator<Item = (EntityKey, Option<Entity>)>,
+    ) -> Result<EncodedEntities, DbError> {
+        entities
+            .into_iter()
+            .map(|(key, entity)| Ok((codec::encode(&key)?, entity.map(|e| codec::encode(&e)).transpose()?)))
+            .collect()
+    }
+
+    /// Write encoded entities into `txn`.
+    pub(super) fn persist_entities(
+        txn: &WriteTransaction,
+        entities: &EncodedEntities,
+    ) -> Result<(), DbError> {
+        let mut table = txn.open_table(SM_ENTITIES)?;
+        for (key, value) in entities {
+            match value {
+                Some(v) => table.insert(key.as_slice(), v.as_slice())?,
+                None => table.remove(key.as_slice())?,
             };
         }
         Ok(())
     }
 }
+
+/// Encoded entity keys and values (`None`: delete the key).
+pub(super) type EncodedEntities = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// Read access to the state machine shared with the API layer.
 #[derive(Clone, Default)]
@@ -108,6 +123,7 @@ impl SharedState {
 pub struct StateMachineStore {
     db: Arc<Database>,
     state: SharedState,
+    persister: Arc<Persister>,
 }
 
 /// A snapshot's contents: the cluster bookkeeping (with an empty region) and every entity of the
@@ -152,7 +168,8 @@ struct StoredSnapshot {
 
 impl StateMachineStore {
     pub(super) fn new(db: Arc<Database>, state: ClusterState) -> Self {
-        Self { db, state: SharedState(Arc::new(RwLock::new(state))) }
+        let persister = Arc::new(Persister::start(db.clone()));
+        Self { db, state: SharedState(Arc::new(RwLock::new(state))), persister }
     }
 
     /// Shared read access to the state, for the API.
@@ -226,30 +243,28 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = openraft::Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let started = std::time::Instant::now();
         let mut touched = HashSet::new();
         let mut responses = Vec::new();
-        let snapshot_of_state = {
+        let changes = {
             let mut state = self.state.write();
             for entry in entries {
                 responses.push(apply_entry(&mut state, &entry, &mut touched));
             }
-            state.clone_for_persist(&touched)
+            state.changes(touched)
         };
-        let last = snapshot_of_state.last_applied;
-        let db = self.db.clone();
-        // Not fsynced: entities and `last_applied` go in one transaction, so after a crash the
-        // stored state is the one of some earlier `last_applied`, and openraft re-applies the
-        // entries after it from the durable log (the next log append makes this commit durable).
-        blocking(move || {
-            let txn = begin_write_lazy(&db)?;
-            snapshot_of_state.persist(&txn, touched.iter())?;
-            txn.commit()?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| {
+        let last = changes.bookkeeping.last_applied;
+        let applied_us = started.elapsed().as_micros() as u64;
+        // Stored in the background, without an fsync: see `persister`.
+        self.persister.write(changes).await.map_err(|e| {
             storage_error(last.map_or(ErrorSubject::StateMachine, ErrorSubject::Apply), ErrorVerb::Write, e)
         })?;
+        tracing::debug!(
+            last = last.map(|l| l.index),
+            applied_us,
+            total_us = started.elapsed().as_micros() as u64,
+            "entries applied"
+        );
         Ok(responses)
     }
 
@@ -274,13 +289,20 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .map_err(|e| storage_error(subject(), ErrorVerb::Read, e))?;
         tracing::info!(snapshot = %meta.snapshot_id, last = ?meta.last_log_id, "installing snapshot");
         let meta_bytes = codec::encode(meta).map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
+        // Everything applied before the snapshot is stored first, so nothing older lands after it.
+        self.persister.flush().await.map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
         let db = self.db.clone();
-        let to_write = new_state.clone();
+        let bookkeeping = new_state.bookkeeping_only();
+        let entities = ClusterState::encode_entities(new_state.region.keys().into_iter().map(|k| {
+            let e = new_state.region.entity(&k);
+            (k, e)
+        }))
+        .map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
         blocking(move || {
             let txn = db.begin_write()?;
             txn.open_table(SM_ENTITIES)?.retain(|_, _| false)?;
-            let keys = to_write.region.keys();
-            to_write.persist(&txn, keys.iter())?;
+            bookkeeping.persist_meta(&txn)?;
+            ClusterState::persist_entities(&txn, &entities)?;
             {
                 let mut t = txn.open_table(SNAPSHOT)?;
                 t.insert(SNAPSHOT_META, meta_bytes.as_slice())?;
@@ -312,6 +334,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        // The snapshot is read from storage: store everything applied so far first.
+        self.persister
+            .flush()
+            .await
+            .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
         let db = self.db.clone();
         let (image_meta, data) = blocking(move || {
             let image = SnapshotImage::read(&db)?;
@@ -335,22 +362,28 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
 }
 
 impl ClusterState {
-    /// A copy holding what [`ClusterState::persist`] needs for `touched` entities.
-    fn clone_for_persist(&self, touched: &HashSet<EntityKey>) -> ClusterState {
-        let mut region = Region::default();
-        for key in touched {
-            if let Some(e) = self.region.entity(key) {
-                region.restore(e);
-            }
-        }
+    /// Everything but the region (which is left empty).
+    fn bookkeeping_only(&self) -> ClusterState {
         ClusterState {
             last_applied: self.last_applied,
             membership: self.membership.clone(),
             retired_nodes: self.retired_nodes.clone(),
             revoked_certificates: self.revoked_certificates.clone(),
             retiring_nodes: self.retiring_nodes.clone(),
-            region,
+            region: Region::default(),
         }
+    }
+
+    /// What the persister must store after applying entries that touched `touched`.
+    fn changes(&self, touched: HashSet<EntityKey>) -> Changes {
+        let entities = touched
+            .into_iter()
+            .map(|key| {
+                let entity = self.region.entity(&key);
+                (key, entity)
+            })
+            .collect();
+        Changes { bookkeeping: self.bookkeeping_only(), entities }
     }
 
     /// Retire every node whose removal was requested and which the applied membership no longer

@@ -67,3 +67,27 @@ async fn a_group_entry_applies_like_one_entry_per_write_and_survives_reopening()
     let reopened = open(group_dir.path()).expect("reopen").state_machine;
     assert_eq!(*reopened.shared().read(), applied);
 }
+
+/// Builds a fresh store on a real redb file for openraft's storage conformance suite; the
+/// temporary directory lives as long as the store.
+struct TempStore;
+
+impl openraft::testing::StoreBuilder<TypeConfig, super::LogStore, super::StateMachineStore, tempfile::TempDir>
+    for TempStore
+{
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, super::LogStore, super::StateMachineStore), crate::types::StorageError>
+    {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opened = open(dir.path()).expect("open");
+        Ok((dir, opened.log, opened.state_machine))
+    }
+}
+
+/// openraft's own storage tests (append, truncate, purge, reads of every range, vote,
+/// snapshots) pass on the store with its in-memory entry cache and background state writer.
+#[test]
+fn the_store_passes_openraft_storage_suite() {
+    openraft::testing::Suite::test_all(TempStore).expect("openraft storage suite");
+}

@@ -111,6 +111,7 @@ pub fn source_of(req_extensions: &axum::http::Extensions) -> Option<IpAddr> {
 /// Middleware: authenticate the bearer token or answer 401.
 /// Under `/fhir` the refusal is an OperationOutcome.
 pub async fn require_auth(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
     let source = source_of(req.extensions());
     let auth = {
         let state = app.node.state().read();
@@ -118,8 +119,11 @@ pub async fn require_auth(State(app): State<AppState>, mut req: Request, next: N
     };
     match auth {
         Ok(auth) => {
+            let auth_us = started.elapsed().as_micros() as u64;
             req.extensions_mut().insert(auth);
-            next.run(req).await
+            let response = next.run(req).await;
+            tracing::debug!(auth_us, us = started.elapsed().as_micros() as u64, "request served");
+            response
         }
         Err(e) if req.uri().path().starts_with("/fhir") => super::fhir::outcome_response(e),
         Err(e) => e.into_response(),
