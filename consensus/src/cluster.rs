@@ -483,7 +483,11 @@ impl ClusterNode {
                 Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
                     Err(Local::NotLeader(f.leader_id.zip(f.leader_node)))
                 }
-                Err(RaftError::APIError(e)) => Err(Local::Failed(ClusterError::Raft(e.to_string()))),
+                // A leader that could not hear from a quorum this round (followers just
+                // restarted, or busy replaying their log) is asked again until the deadline.
+                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(_))) => {
+                    Err(Local::NotLeader(None))
+                }
                 Err(RaftError::Fatal(_)) => Err(Local::Failed(ClusterError::ShuttingDown)),
             },
             ForwardRequest::AddLearner { node_id, info } => self.add_learner_local(node_id, info).await,
