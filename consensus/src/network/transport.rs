@@ -67,6 +67,25 @@ pub trait BulkHandler: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
+/// Fingerprints of the certificates each peer presented, by node id (recorded once per
+/// connection, when it is made or accepted).
+#[derive(Default)]
+struct SeenCertificates(std::sync::Mutex<HashMap<NodeId, BTreeSet<String>>>);
+
+impl SeenCertificates {
+    fn remember(&self, id: NodeId, conn: &quinn::Connection) {
+        if let Ok(cert) = peer_certificate(conn) {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(id).or_default().insert(fingerprint(&cert));
+        }
+    }
+
+    fn of(&self, id: NodeId) -> Vec<String> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&id).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
+}
+
 /// The client configs the endpoint dials with, swapped together on certificate rotation.
 #[derive(Clone)]
 struct Clients {
@@ -79,7 +98,7 @@ struct Clients {
 pub struct Transport {
     endpoint: quinn::Endpoint,
     connections: Connections,
-    seen_certificates: std::sync::Mutex<HashMap<NodeId, BTreeSet<String>>>,
+    seen_certificates: Arc<SeenCertificates>,
     clients: std::sync::RwLock<Clients>,
     bulk: OnceLock<Arc<dyn BulkHandler>>,
 }
@@ -114,15 +133,7 @@ impl Transport {
 
     /// Fingerprints of the certificates node `id` has presented to this node.
     pub fn certificates_seen(&self, id: NodeId) -> Vec<String> {
-        let map = self.seen_certificates.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&id).map(|s| s.iter().cloned().collect()).unwrap_or_default()
-    }
-
-    fn remember(&self, id: NodeId, conn: &quinn::Connection) {
-        if let Ok(cert) = peer_certificate(conn) {
-            let mut map = self.seen_certificates.lock().unwrap_or_else(|p| p.into_inner());
-            map.entry(id).or_default().insert(fingerprint(&cert));
-        }
+        self.seen_certificates.of(id)
     }
 
     fn clients(&self) -> Clients {
@@ -162,24 +173,25 @@ impl Transport {
 
     async fn connection(&self, target: NodeId, addr: &str) -> Result<quinn::Connection, TransportError> {
         let (endpoint, client, peer) = (self.endpoint.clone(), self.clients().raft, addr.to_owned());
+        let seen = self.seen_certificates.clone();
         let dial = move || -> Dial {
             Box::pin(async move {
                 let sock = resolve(&peer).await?;
                 let connecting =
                     endpoint.connect_with(client, sock, &node_dns_name(target)).map_err(|e| e.to_string())?;
-                connecting.await.map_err(|e| {
+                let conn = connecting.await.map_err(|e| {
                     tracing::warn!(target_node = target, addr = %peer, error = %e, "QUIC handshake with peer failed");
                     e.to_string()
-                })
+                })?;
+                seen.remember(target, &conn);
+                Ok(conn)
             })
         };
-        let conn = self.connections.get(target, dial).await.map_err(|reason| TransportError::Connect {
+        self.connections.get(target, dial).await.map_err(|reason| TransportError::Connect {
             target,
             addr: addr.to_owned(),
             reason,
-        })?;
-        self.remember(target, &conn);
-        Ok(conn)
+        })
     }
 
     /// Send `request` to node `target` at `addr` and wait up to `timeout` for its answer.
@@ -243,7 +255,7 @@ impl Transport {
                 let alpn = negotiated_alpn(&conn).unwrap_or_default();
                 match (alpn.as_slice() == ALPN_RAFT, peer, bulk) {
                     (true, PeerIdentity::Node(id), _) => {
-                        me.remember(id, &conn);
+                        me.seen_certificates.remember(id, &conn);
                         serve_connection(conn, id, handler)
                             .instrument(tracing::debug_span!("peer", peer = id))
                             .await
