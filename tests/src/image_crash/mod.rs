@@ -132,9 +132,10 @@ struct Run {
     violations: Vec<String>,
 }
 
-/// A file about to be sent: path, SOP Instance UID, SHA-256.
+/// A file about to be sent: path, Study and SOP Instance UIDs, SHA-256.
 struct File {
     path: PathBuf,
+    study: String,
     sop: String,
     sha256: String,
 }
@@ -219,12 +220,15 @@ impl Run {
         self.settle(&studies_of(&studies), name).await
     }
 
-    /// Kill node `id` -9, check what its data directory and the others show, keep it down for
-    /// `down_ms` and start it again from its data directory.
-    async fn kill_and_restart(&mut self, id: u64, down_ms: u64, studies: &BTreeSet<String>, name: &str) {
+    /// Kill node `id` -9 and check what its data directory and the others show.
+    async fn kill(&mut self, id: u64, studies: &BTreeSet<String>, name: &str) {
         self.cluster.kill9(id);
         self.kills += 1;
         self.check(&format!("{name}, node {id} just killed"), studies, false).await;
+    }
+
+    /// Keep node `id` down for `down_ms`, then start it again from its data directory.
+    async fn restart(&mut self, id: u64, down_ms: u64) {
         tokio::time::sleep(Duration::from_millis(down_ms)).await;
         self.cluster.restart(id);
         self.cluster.wait_alive().await;
@@ -250,15 +254,10 @@ impl Run {
             upload_cmd(&self.cluster, a, case, &paths, &slow).spawn().map_err(|e| e.to_string())?;
         let held_at_kill = self.wait_metric(a, accepted, base + step.at).await? - base;
         tokio::time::sleep(Duration::from_millis(step.delay_ms)).await;
-        let studies = studies_of(files);
-        self.cluster.kill9(a);
+        self.kill(a, &studies_of(files), name).await;
         let _ = first.start_kill();
         let _ = first.wait().await;
-        self.kills += 1;
-        self.check(&format!("{name}, node {a} just killed"), &studies, false).await;
-        tokio::time::sleep(Duration::from_millis(step.down_ms)).await;
-        self.cluster.restart(a);
-        self.cluster.wait_alive().await;
+        self.restart(a, step.down_ms).await;
 
         let chunk = ["--chunk-kib", &chunk_kib, "--commit"];
         let out = retry("the second upload", || upload_cmd(&self.cluster, a, case, &paths, &chunk).output())
@@ -286,8 +285,8 @@ impl Run {
         let first = storescu(port, &paths).spawn().map_err(|e| format!("storescu: {e}"))?;
         self.wait_metric(a, recorded, base + step.at).await?;
         tokio::time::sleep(Duration::from_millis(step.delay_ms)).await;
-        let studies = studies_of(files);
-        self.kill_and_restart(a, step.down_ms, &studies, name).await;
+        self.kill(a, &studies_of(files), name).await;
+        self.restart(a, step.down_ms).await;
         let _ = first.wait_with_output().await;
         retry("storescu after the restart", || storescu(port, &paths).output()).await?;
         Ok(())
@@ -320,13 +319,11 @@ impl Run {
         self.wait_metric(a, recorded, base + step.at).await?;
         tokio::time::sleep(Duration::from_millis(step.delay_ms)).await;
         let studies = studies_of(files);
-        self.cluster.kill9(a);
-        self.kills += 1;
+        self.kill(a, &studies, name).await;
         let mut acked = BTreeSet::new();
         for client in clients {
             acked.extend(client.await.unwrap_or_default());
         }
-        self.check(&format!("{name}, node {a} just killed"), &studies, false).await;
         let recorded = manifests(&self.cluster, &studies).await?;
         for f in files.iter().filter(|f| acked.contains(&f.sop)) {
             let kept = recorded.values().any(|m| {
@@ -342,9 +339,7 @@ impl Run {
                 );
             }
         }
-        tokio::time::sleep(Duration::from_millis(step.down_ms)).await;
-        self.cluster.restart(a);
-        self.cluster.wait_alive().await;
+        self.restart(a, step.down_ms).await;
         for f in files {
             let bytes = std::fs::read(&f.path).map_err(|e| e.to_string())?;
             let sent = retry_async("STOW-RS after the restart", || {
@@ -386,7 +381,8 @@ impl Run {
         tokio::time::sleep(Duration::from_millis(step.delay_ms)).await;
         let digests: Vec<String> = files.iter().map(|f| f.sha256.clone()).collect();
         let partial_at_kill = !self.stores_all(step.victim, &digests);
-        self.kill_and_restart(step.victim, step.down_ms, &studies_of(files), name).await;
+        self.kill(step.victim, &studies_of(files), name).await;
+        self.restart(step.victim, step.down_ms).await;
         let chunks = files.iter().map(|f| size_of(&f.path).div_ceil(FETCH_CHUNK)).sum();
         Ok(FetchExpectation { before, chunks, partial_at_kill })
     }
@@ -566,18 +562,19 @@ fn synthesize(
         .flat_map(|s| s.files)
         .map(|path| {
             let info = inspect(&path).expect("synthetic file inspects");
-            File { path, sop: info.sop_instance_uid, sha256: info.sha256.to_hex() }
+            File {
+                path,
+                study: info.study_instance_uid,
+                sop: info.sop_instance_uid,
+                sha256: info.sha256.to_hex(),
+            }
         })
         .collect()
 }
 
 /// The Study Instance UIDs of `files`.
 fn studies_of(files: &[File]) -> BTreeSet<String> {
-    files.iter().map(|f| study_of(&f.path)).collect()
-}
-
-fn study_of(path: &Path) -> String {
-    inspect(path).expect("synthetic file inspects").study_instance_uid
+    files.iter().map(|f| f.study.clone()).collect()
 }
 
 fn size_of(path: &Path) -> u64 {
