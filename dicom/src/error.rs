@@ -221,6 +221,19 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A file handed over to be stored is not the size it was inspected at.
+    #[error(
+        "{path} holds {actual} bytes but was inspected at {expected}: it changed while being \
+         stored; nothing was stored, send it again"
+    )]
+    Changed {
+        /// The file.
+        path: PathBuf,
+        /// Its size when it was inspected.
+        expected: u64,
+        /// Its size now.
+        actual: u64,
+    },
     /// No object with this digest is in the store.
     #[error("object {digest} is not in this store; fetch it again from a node that holds it")]
     NotFound {

@@ -83,6 +83,15 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<InstanceInfo, IngestError> {
 /// Inspect a file: accept it as a DICOM Part 10 instance Yilian can file and describe it, or
 /// refuse it with the reason.
 pub fn inspect_with(path: impl AsRef<Path>, limits: &IngestLimits) -> Result<InstanceInfo, IngestError> {
+    inspect_with_header(path, limits).map(|(info, _)| info)
+}
+
+/// [`inspect_with`], also returning the attributes it parsed (file meta group and data set up to
+/// the pixel data), so a caller that needs them does not parse the file a second time.
+pub fn inspect_with_header(
+    path: impl AsRef<Path>,
+    limits: &IngestLimits,
+) -> Result<(InstanceInfo, DefaultDicomObject), IngestError> {
     let path = path.as_ref();
     let io = |source| IngestError::Io { path: path.to_owned(), source };
     let file = File::open(path).map_err(io)?;
@@ -197,7 +206,7 @@ pub fn inspect_with(path: impl AsRef<Path>, limits: &IngestLimits) -> Result<Ins
         }
     };
 
-    Ok(InstanceInfo {
+    let info = InstanceInfo {
         sop_class_uid,
         sop_class_name: class.name,
         sop_instance_uid,
@@ -212,7 +221,8 @@ pub fn inspect_with(path: impl AsRef<Path>, limits: &IngestLimits) -> Result<Ins
         size,
         sha256: report.sha256,
         pixel_data: report.pixel_location,
-    })
+    };
+    Ok((info, obj))
 }
 
 /// Names of storage SOP classes that exist but are not accepted, for a clearer refusal.

@@ -38,6 +38,6 @@ pub use catalog::{Catalog, CatalogRecord};
 pub use dicom_core::Tag;
 pub use digest::Digest;
 pub use error::{CatalogError, IngestError, StoreError, SynthError, WebError};
-pub use ingest::{inspect, inspect_with, IngestLimits, InstanceInfo};
+pub use ingest::{inspect, inspect_with, inspect_with_header, IngestLimits, InstanceInfo};
 pub use store::{Put, Store};
 pub use synth::{generate, SynthKind, SynthOptions, SynthSummary};

@@ -85,6 +85,42 @@ impl Store {
         self.put_reader(file)
     }
 
+    /// Move the file at `src` into the store under `digest`, without copying it: fsync it,
+    /// rename it to its final name and fsync the directory. The caller vouches that `digest`
+    /// is the SHA-256 of the file's bytes (e.g. from [`crate::inspect`]) and that nothing else
+    /// writes the file. An object already stored leaves `src` where it is (deduplicated); a
+    /// file on another filesystem is copied (and hashed again) instead. Refused when the file's
+    /// size is not `size`.
+    pub fn adopt_file(&self, src: impl AsRef<Path>, digest: &Digest, size: u64) -> Result<Put, StoreError> {
+        let src = src.as_ref();
+        let file = File::open(src).map_err(io("open", src))?;
+        let actual = file.metadata().map_err(io("inspect", src))?.len();
+        if actual != size {
+            return Err(StoreError::Changed { path: src.to_owned(), expected: size, actual });
+        }
+        let final_path = self.path_of(digest);
+        if self.already_stored(&final_path, size) {
+            return Ok(Put { digest: *digest, size, deduplicated: true });
+        }
+        file.sync_all().map_err(io("fsync", src))?;
+        drop(file);
+        let fan = self.fan_dir(&final_path)?;
+        make_read_only(src)?;
+        match fs::rename(src, &final_path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+                let put = self.put_file(src)?;
+                if put.digest != *digest {
+                    return Err(StoreError::Corrupt { digest: *digest, actual: put.digest });
+                }
+                return Ok(put);
+            }
+            Err(source) => return Err(StoreError::Io { op: "rename into place", path: final_path, source }),
+        }
+        sync_dir(fan)?;
+        Ok(Put { digest: *digest, size, deduplicated: false })
+    }
+
     /// Store everything `reader` yields. Memory use is one 1 MiB buffer, whatever the size.
     pub fn put_reader(&self, mut reader: impl Read) -> Result<Put, StoreError> {
         let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
@@ -125,25 +161,31 @@ impl Store {
 
     /// Move a complete temp file to its final name, or drop it if the object is already there.
     fn publish(&self, tmp_path: &Path, final_path: &Path, size: u64) -> Result<bool, StoreError> {
-        if let Ok(existing) = fs::metadata(final_path) {
-            // Same name means same content; a size mismatch means the stored copy is damaged,
-            // so the fresh copy replaces it.
-            if existing.is_file() && existing.len() == size {
-                fs::remove_file(tmp_path).map_err(io("remove temp file", tmp_path))?;
-                return Ok(true);
-            }
+        if self.already_stored(final_path, size) {
+            fs::remove_file(tmp_path).map_err(io("remove temp file", tmp_path))?;
+            return Ok(true);
         }
+        let fan = self.fan_dir(final_path)?;
+        make_read_only(tmp_path)?;
+        fs::rename(tmp_path, final_path).map_err(io("rename into place", final_path))?;
+        sync_dir(fan)?;
+        Ok(false)
+    }
+
+    /// Whether a complete object is stored at `final_path`. Same name means same content; a
+    /// size mismatch means the stored copy is damaged, so a fresh copy replaces it.
+    fn already_stored(&self, final_path: &Path, size: u64) -> bool {
+        fs::metadata(final_path).is_ok_and(|existing| existing.is_file() && existing.len() == size)
+    }
+
+    /// The fan-out directory `final_path` goes in, created (durably) if missing.
+    fn fan_dir<'p>(&'p self, final_path: &'p Path) -> Result<&'p Path, StoreError> {
         let fan = final_path.parent().unwrap_or(&self.objects);
         if !fan.is_dir() {
             fs::create_dir_all(fan).map_err(io("create directory", fan))?;
             sync_dir(&self.objects)?;
         }
-        let mut perms = fs::metadata(tmp_path).map_err(io("inspect", tmp_path))?.permissions();
-        perms.set_readonly(true);
-        fs::set_permissions(tmp_path, perms).map_err(io("make read-only", tmp_path))?;
-        fs::rename(tmp_path, final_path).map_err(io("rename into place", final_path))?;
-        sync_dir(fan)?;
-        Ok(false)
+        Ok(fan)
     }
 
     /// Where the object with this digest is (or would be) stored.
@@ -216,6 +258,13 @@ impl Store {
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
     move |source| StoreError::Io { op, path: path.to_owned(), source }
+}
+
+/// Objects are never written after they are stored.
+fn make_read_only(path: &Path) -> Result<(), StoreError> {
+    let mut perms = fs::metadata(path).map_err(io("inspect", path))?.permissions();
+    perms.set_readonly(true);
+    fs::set_permissions(path, perms).map_err(io("make read-only", path))
 }
 
 /// fsync a directory so a rename or unlink in it is durable.

@@ -200,3 +200,42 @@ fn ingested_files_are_stored_under_their_ingest_digest() {
         assert_eq!(stored, info);
     }
 }
+
+#[test]
+fn adopting_a_file_moves_it_in_under_its_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let data = pattern(300_000, 7);
+    let digest = Digest::of_bytes(&data);
+    let src = dir.path().join("incoming.part");
+    std::fs::write(&src, &data).unwrap();
+
+    let put = store.adopt_file(&src, &digest, data.len() as u64).unwrap();
+    assert_eq!(put, yilian_dicom::Put { digest, size: data.len() as u64, deduplicated: false });
+    assert!(!src.exists(), "the file was moved, not copied");
+    assert_eq!(std::fs::read(store.locate(&digest).unwrap()).unwrap(), data);
+    assert!(std::fs::metadata(store.path_of(&digest)).unwrap().permissions().readonly());
+
+    // The same bytes again: the stored object is kept and the new file left to its owner.
+    std::fs::write(&src, &data).unwrap();
+    let again = store.adopt_file(&src, &digest, data.len() as u64).unwrap();
+    assert!(again.deduplicated);
+    assert!(src.exists());
+    assert_eq!(assert_objects_are_complete(&dir.path().join("store")), 1);
+    assert_eq!(tmp_entries(&store), 0);
+}
+
+#[test]
+fn adopting_a_file_whose_size_changed_is_refused_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let data = pattern(50_000, 9);
+    let digest = Digest::of_bytes(&data);
+    let src = dir.path().join("incoming.part");
+    std::fs::write(&src, &data[..40_000]).unwrap();
+
+    let err = store.adopt_file(&src, &digest, data.len() as u64).unwrap_err();
+    assert!(err.to_string().contains("changed while being stored"), "{err}");
+    assert!(!store.contains(&digest));
+    assert!(src.exists(), "a refused file stays with its owner");
+}

@@ -191,6 +191,8 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 /// A request whose data set is still arriving.
 struct Pending {
     context_id: u8,
+    /// When the command arrived, for the timing log.
+    since: std::time::Instant,
     request: Request,
     target: Target,
 }
@@ -326,7 +328,12 @@ impl<S: InstanceSink> Association<'_, S> {
             }
             (C_STORE_RQ, true) => {
                 let target = self.start_store(context, &request).await;
-                self.pending = Some(Pending { context_id: context.id, request, target });
+                self.pending = Some(Pending {
+                    context_id: context.id,
+                    since: std::time::Instant::now(),
+                    request,
+                    target,
+                });
                 return Ok(());
             }
             (C_STORE_RQ, false) => Refusal::cannot_understand("C-STORE-RQ without a data set"),
@@ -338,7 +345,12 @@ impl<S: InstanceSink> Association<'_, S> {
         };
         info!(command = request.field, status = refusal.status, comment = %refusal.comment, "request refused");
         if request.has_data_set {
-            self.pending = Some(Pending { context_id: context.id, request, target: Target::Refuse(refusal) });
+            self.pending = Some(Pending {
+                context_id: context.id,
+                since: std::time::Instant::now(),
+                request,
+                target: Target::Refuse(refusal),
+            });
             Ok(())
         } else {
             self.respond(wire, context.id, &request, refusal.status, Some(&refusal.comment)).await
@@ -380,14 +392,15 @@ impl<S: InstanceSink> Association<'_, S> {
         pending: Pending,
     ) -> Result<(), AssociationError> {
         let request = pending.request;
+        let receive = pending.since.elapsed();
         let refusal = match pending.target {
             Target::Refuse(refusal) => refusal,
-            Target::Store(instance) => match instance.finish().await {
-                Err(e) => {
+            Target::Store(instance) => match timed(instance.finish()).await {
+                (Err(e), _) => {
                     error!(error = %e, "cannot write a received instance to disk");
                     Refusal::out_of_resources("cannot write the instance to disk; retry later")
                 }
-                Ok(file) => {
+                (Ok(file), flush) => {
                     let received = ReceivedInstance {
                         path: file.path().to_owned(),
                         calling_ae: self.calling_ae.clone(),
@@ -397,19 +410,22 @@ impl<S: InstanceSink> Association<'_, S> {
                         sop_instance_uid: request.sop_instance_uid.clone(),
                         transfer_syntax: context.transfer_syntax.to_owned(),
                     };
-                    match self.shared.sink.store(received).await {
-                        Ok(reply) => {
+                    match timed(self.shared.sink.store(received)).await {
+                        (Ok(reply), filed) => {
                             file.keep();
                             self.stored += 1;
                             debug!(
                                 sop_class = sop::sop_class(&request.sop_class_uid).map_or("?", |c| c.name),
                                 sop_instance_uid = %request.sop_instance_uid,
                                 comment = reply.comment.as_deref().unwrap_or(""),
+                                receive_ms = receive.as_secs_f64() * 1e3,
+                                flush_ms = flush.as_secs_f64() * 1e3,
+                                sink_ms = filed.as_secs_f64() * 1e3,
                                 "instance stored"
                             );
                             return self.respond(wire, context.id, &request, SUCCESS, None).await;
                         }
-                        Err(refusal) => refusal,
+                        (Err(refusal), _) => refusal,
                     }
                 }
             },
@@ -446,6 +462,13 @@ impl<S: InstanceSink> Association<'_, S> {
         }
         Ok(())
     }
+}
+
+/// Run `work` and measure how long it took.
+async fn timed<T>(work: impl std::future::Future<Output = T>) -> (T, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let out = work.await;
+    (out, started.elapsed())
 }
 
 /// The refusal for an instance that could not be written.

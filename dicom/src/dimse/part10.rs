@@ -117,10 +117,10 @@ impl PartialInstance {
         Ok(())
     }
 
-    /// Flush and fsync the file; the returned guard still deletes it unless kept.
+    /// Flush the file to the operating system (not fsynced: the sink makes durable what it
+    /// keeps); the returned guard still deletes it unless kept.
     pub(crate) async fn finish(mut self) -> io::Result<TempFile> {
         self.out.flush().await?;
-        self.out.get_mut().sync_all().await?;
         Ok(self.file)
     }
 }

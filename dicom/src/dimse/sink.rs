@@ -7,8 +7,9 @@ use std::path::PathBuf;
 /// One instance received by C-STORE, complete on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedInstance {
-    /// A complete Part-10 file in the SCP's temp directory, fsynced. The sink takes ownership:
-    /// it moves or deletes the file. If the sink refuses the instance and leaves the file, the
+    /// A complete Part-10 file in the SCP's temp directory, written but not fsynced: the sink
+    /// makes durable what it keeps before it answers. The sink takes ownership: it moves or
+    /// deletes the file. If the sink refuses the instance and leaves the file, the
     /// SCP deletes it.
     pub path: PathBuf,
     /// The sender's AE title.

@@ -19,11 +19,13 @@ use manifest_batch::{Lane, ManifestBatcher, ManifestFailure};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use yilian_consensus::ClusterNode;
-use yilian_dicom::catalog::{catalog_attributes, read_header, tag_key};
+use yilian_dicom::catalog::{catalog_attributes, tag_key};
 use yilian_dicom::deid::Deidentifier;
 use yilian_dicom::{
-    inspect, Catalog, CatalogError, CatalogRecord, Digest, InstanceInfo, Store, StoreError, Tag,
+    inspect_with_header, Catalog, CatalogError, CatalogRecord, Digest, IngestLimits, InstanceInfo, Store,
+    StoreError, Tag,
 };
 use yilian_referral::{Actor, CaseId, InstanceRecord, Provenance};
 
@@ -173,15 +175,15 @@ impl Imaging {
         let parts = self.parts.clone();
         let case = case.clone();
         blocking(move || {
-            parts.store.verify(&digest).map_err(IngestRefusal::from)?;
-            let path = parts.store.path_of(&digest);
-            let info = inspect(&path)?;
+            let path = parts.store.locate(&digest).map_err(IngestRefusal::from)?;
+            let (info, header) = inspect_with_header(&path, &IngestLimits::default())?;
             if info.sha256 != digest {
                 return Err(IngestRefusal::Interrupted {
                     reason: format!("stored object {digest} hashes differently; it will be fetched again"),
                 });
             }
-            let attributes = catalog_attributes(&read_header(&path)?);
+            let attributes = catalog_attributes(&header);
+            drop(header);
             let sop = info.sop_instance_uid.clone();
             let record = catalog_record(&info, &case, attributes);
             parts.catalog.put(&record)?;
@@ -214,7 +216,7 @@ impl Imaging {
         Ok(self.parts.store.path_of(&record.digest()?))
     }
 
-    /// The one ingest pipeline: validate the file at `tmp` ([`inspect`]), resolve its case,
+    /// The one ingest pipeline: validate the file at `tmp` ([`inspect_with_header`]), resolve its case,
     /// store it (deduplicated), record it in the study's replicated manifest as `by`, and
     /// only then catalogue it. The file at `tmp` is left in place.
     pub async fn ingest_file(
@@ -250,11 +252,20 @@ impl Imaging {
         let parts = self.parts.clone();
         let path = tmp.to_owned();
         let study = study.map(str::to_owned);
+        let started = Instant::now();
         let (stored, record) =
             blocking(move || prepare_blocking(&node, &parts, &path, target, study.as_deref())).await?;
+        let prepared = Instant::now();
         self.record_in_manifest(&stored, derived_from, by).await?;
+        let recorded = Instant::now();
         let parts = self.parts.clone();
         blocking(move || parts.catalog.put(&record).map_err(IngestRefusal::from)).await?;
+        tracing::debug!(
+            store_ms = ms(prepared - started),
+            manifest_ms = ms(recorded - prepared),
+            catalog_ms = ms(recorded.elapsed()),
+            "instance ingest timings"
+        );
         tracing::info!(
             case = %stored.case_id,
             sop_class = stored.info.sop_class_name,
@@ -303,6 +314,11 @@ impl Imaging {
     }
 }
 
+/// A duration in milliseconds, for timing logs.
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, IngestRefusal> + Send + 'static,
 ) -> Result<T, IngestRefusal> {
@@ -319,8 +335,9 @@ fn prepare_blocking(
     target: CaseTarget,
     study: Option<&str>,
 ) -> Result<(StoredInstance, CatalogRecord), IngestRefusal> {
-    let info = inspect(tmp)?;
-    let attributes = catalog_attributes(&read_header(tmp)?);
+    let (info, header) = inspect_with_header(tmp, &IngestLimits::default())?;
+    let attributes = catalog_attributes(&header);
+    drop(header);
     let uids = InstanceUids {
         sop_class_uid: info.sop_class_uid.clone(),
         sop_instance_uid: info.sop_instance_uid.clone(),
@@ -345,12 +362,7 @@ fn prepare_blocking(
     if node.state().read().region.case(&case_id).is_err() {
         return Err(IngestRefusal::UnknownCase { case_id: case_id.0, uids });
     }
-    let put = parts.store.put_file(tmp)?;
-    if put.digest != info.sha256 {
-        return Err(IngestRefusal::Interrupted {
-            reason: "the file changed while it was being ingested".into(),
-        });
-    }
+    let put = parts.store.adopt_file(tmp, &info.sha256, info.size)?;
     let record = catalog_record(&info, &case_id, attributes);
     Ok((StoredInstance { case_id, info, deduplicated: put.deduplicated }, record))
 }

@@ -4,6 +4,7 @@
 //! side can answer from what it already holds; Yilian files each instance under the case its
 //! Accession Number names.
 
+use crate::dcmtk::Nagle;
 use crate::{dcmtk, orthanc, yilian, Settings};
 use std::path::PathBuf;
 use yilian_dicom::synth::{generate, SynthKind, SynthOptions};
@@ -31,7 +32,8 @@ fn study(
     Ok((files, bytes))
 }
 
-/// Run the scenario and return its rows.
+/// Run the scenario and return its rows: for each DCMTK TCP setting (storescu sends to both
+/// sides, and Orthanc's DICOM side is DCMTK), 1 and 4 associations.
 pub async fn run(s: &Settings, http: &reqwest::Client) -> anyhow::Result<Vec<Row>> {
     let slices: u32 = if s.quick { 40 } else { 150 };
     let dimse_port = free_port();
@@ -39,32 +41,57 @@ pub async fn run(s: &Settings, http: &reqwest::Client) -> anyhow::Result<Vec<Row
     let ours = yilian::YilianCluster::start(1, &extra).await?;
     ours.wait_writable(http, 1).await?;
     let case = harness::submit(&ours.cluster.api(1), "bench-ingest").await?;
-    let peer = orthanc::Orthanc::start(http).await?;
     let mut rows = Vec::new();
-    for associations in [1usize, 4] {
-        let (mut y, mut o, mut y_mb, mut o_mb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for run in 0..s.runs {
-            let dir = tempfile::Builder::new().prefix("yilian-bench-ingest-").tempdir()?;
-            let seed = 1000 + associations as u64 * 100 + run as u64;
-            let (files, bytes) = study(dir.path(), &case, seed, slices)?;
-            let took = dcmtk::store("YILIAN", dimse_port, &files, associations).await?.as_secs_f64();
-            y.push(files.len() as f64 / took);
-            y_mb.push(bytes as f64 / 1e6 / took);
-            let took =
-                dcmtk::store(orthanc::AE_TITLE, peer.dicom_port, &files, associations).await?.as_secs_f64();
-            o.push(files.len() as f64 / took);
-            o_mb.push(bytes as f64 / 1e6 / took);
-            eprintln!(
-                "  ingest {associations} assoc run {}: {} files, Yilian {:.0}/s, Orthanc {:.0}/s",
-                run + 1,
-                files.len(),
-                y[run],
-                o[run]
-            );
+    for nagle in Nagle::BOTH {
+        let peer = orthanc::Orthanc::start(http, nagle).await?;
+        let peer_name = format!("{PEER}{}", nagle.peer_suffix());
+        for associations in [1usize, 4] {
+            let (mut y, mut o, mut y_mb, mut o_mb) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for run in 0..s.runs {
+                let dir = tempfile::Builder::new().prefix("yilian-bench-ingest-").tempdir()?;
+                let seed =
+                    1000 + associations as u64 * 100 + run as u64 + 10 * u64::from(nagle == Nagle::Off);
+                let (files, bytes) = study(dir.path(), &case, seed, slices)?;
+                let took =
+                    dcmtk::store("YILIAN", dimse_port, &files, associations, nagle).await?.as_secs_f64();
+                y.push(files.len() as f64 / took);
+                y_mb.push(bytes as f64 / 1e6 / took);
+                let took = dcmtk::store(orthanc::AE_TITLE, peer.dicom_port, &files, associations, nagle)
+                    .await?
+                    .as_secs_f64();
+                o.push(files.len() as f64 / took);
+                o_mb.push(bytes as f64 / 1e6 / took);
+                eprintln!(
+                    "  ingest {associations} assoc{} run {}: {} files, Yilian {:.0}/s, Orthanc {:.0}/s",
+                    nagle.peer_suffix(),
+                    run + 1,
+                    files.len(),
+                    y[run],
+                    o[run]
+                );
+            }
+            let metric = |m: &str| {
+                format!("{m}, CT {slices}×512² 16-bit, {associations} assoc, storescu{}", nagle.peer_suffix())
+            };
+            rows.push(Row::compare(
+                "ingest",
+                metric("C-STORE instances/s"),
+                "/s",
+                Better::Higher,
+                &y,
+                &peer_name,
+                &o,
+            ));
+            rows.push(Row::compare(
+                "ingest",
+                metric("C-STORE MB/s"),
+                "MB/s",
+                Better::Higher,
+                &y_mb,
+                &peer_name,
+                &o_mb,
+            ));
         }
-        let metric = |m: &str| format!("{m}, CT {slices}×512² 16-bit, {associations} assoc");
-        rows.push(Row::compare("ingest", metric("C-STORE instances/s"), "/s", Better::Higher, &y, PEER, &o));
-        rows.push(Row::compare("ingest", metric("C-STORE MB/s"), "MB/s", Better::Higher, &y_mb, PEER, &o_mb));
     }
     Ok(rows)
 }

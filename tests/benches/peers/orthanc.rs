@@ -1,6 +1,7 @@
 //! An Orthanc 1.10 server on loopback (Debian `orthanc`) with its own temp storage and index
 //! directories and ports, default storage settings, no plugins; killed on drop.
 
+use crate::dcmtk::Nagle;
 use crate::etcd::wait_ok;
 use crate::peers::ORTHANC;
 use anyhow::Context;
@@ -24,8 +25,9 @@ pub struct Orthanc {
 }
 
 impl Orthanc {
-    /// Start Orthanc and wait until its REST API answers.
-    pub async fn start(http: &reqwest::Client) -> anyhow::Result<Self> {
+    /// Start Orthanc (its DICOM side is DCMTK's, TCP set up as `nagle` says) and wait until
+    /// its REST API answers.
+    pub async fn start(http: &reqwest::Client, nagle: Nagle) -> anyhow::Result<Self> {
         let program = ORTHANC.require()?;
         let dir = tempfile::Builder::new().prefix("yilian-bench-orthanc-").tempdir()?;
         let (dicom_port, http_port) = (free_port(), free_port());
@@ -44,7 +46,9 @@ impl Orthanc {
         let path = dir.path().join("orthanc.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
         let log = std::fs::File::create(dir.path().join("orthanc.log"))?;
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        nagle.apply(&mut command);
+        let child = command
             .arg(&path)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

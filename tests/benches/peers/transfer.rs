@@ -6,6 +6,7 @@
 //! bounded queue (tbf-like). DCMTK: storescu → storescp with the same files, direct and through
 //! the TCP [`shaper`] at the same rate. The same runs time Yilian's first image at node 2.
 
+use crate::dcmtk::Nagle;
 use crate::peers::STORESCP;
 use crate::prefetch::{self, Staged};
 use crate::yilian::YilianCluster;
@@ -29,11 +30,13 @@ struct StoreScp {
 }
 
 impl StoreScp {
-    async fn start() -> anyhow::Result<Self> {
+    async fn start(nagle: Nagle) -> anyhow::Result<Self> {
         let program = STORESCP.require()?;
         let dir = tempfile::Builder::new().prefix("yilian-bench-storescp-").tempdir()?;
         let port = free_port();
-        let child = tokio::process::Command::new(program)
+        let mut command = std::process::Command::new(program);
+        nagle.apply(&mut command);
+        let child = tokio::process::Command::from(command)
             .args(["-aet", "STORESCP", "-od"])
             .arg(dir.path())
             .arg(port.to_string())
@@ -87,14 +90,15 @@ async fn prefetch_once(ours: &YilianCluster, staged: &Staged) -> anyhow::Result<
     Ok((first?.as_secs_f64(), copy?.as_secs_f64()))
 }
 
-/// DCMTK storescu → storescp of `files`, direct or through the TCP shaper; seconds.
-async fn dcmtk_once(files: &[std::path::PathBuf], shaped: bool) -> anyhow::Result<f64> {
-    let scp = StoreScp::start().await?;
+/// DCMTK storescu → storescp of `files`, direct or through the TCP shaper, both programs' TCP
+/// set up as `nagle` says; seconds.
+async fn dcmtk_once(files: &[std::path::PathBuf], shaped: bool, nagle: Nagle) -> anyhow::Result<f64> {
+    let scp = StoreScp::start(nagle).await?;
     let took = if shaped {
         let link = shaper::start(format!("127.0.0.1:{}", scp.port).parse()?, LINK_MBIT).await?;
-        dcmtk::store("STORESCP", link.port, files, 1).await?
+        dcmtk::store("STORESCP", link.port, files, 1, nagle).await?
     } else {
-        dcmtk::store("STORESCP", scp.port, files, 1).await?
+        dcmtk::store("STORESCP", scp.port, files, 1, nagle).await?
     };
     Ok(took.as_secs_f64())
 }
@@ -103,7 +107,8 @@ async fn dcmtk_once(files: &[std::path::PathBuf], shaped: bool) -> anyhow::Resul
 #[derive(Default)]
 struct Runs {
     yilian_s: Vec<f64>,
-    dcmtk_s: Vec<f64>,
+    /// DCMTK's seconds, per [`Nagle::BOTH`] setting.
+    dcmtk_s: [Vec<f64>; 2],
     first_image_s: Vec<f64>,
     mb: f64,
 }
@@ -119,16 +124,20 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
             let staged =
                 prefetch::stage(ours, 1, 7000 + run as u64 * 2 + u64::from(is_shaped), slices).await?;
             let (first, copy) = prefetch_once(ours, &staged).await?;
-            let peer = dcmtk_once(&staged.files, is_shaped).await?;
+            for (i, nagle) in Nagle::BOTH.into_iter().enumerate() {
+                runs.dcmtk_s[i].push(dcmtk_once(&staged.files, is_shaped, nagle).await?);
+            }
             runs.mb = staged.bytes as f64 / 1e6;
             runs.yilian_s.push(copy);
             runs.first_image_s.push(first);
-            runs.dcmtk_s.push(peer);
             eprintln!(
-                "  transfer run {} ({}): {:.0} MB, Yilian {copy:.2} s (first image {first:.3} s), DCMTK {peer:.2} s",
+                "  transfer run {} ({}): {:.0} MB, Yilian {copy:.2} s (first image {first:.3} s), DCMTK {:.2} s, \
+                 with TCP_NODELAY=1 {:.2} s",
                 run + 1,
                 if is_shaped { "shaped link" } else { "loopback" },
-                runs.mb
+                runs.mb,
+                runs.dcmtk_s[0][run],
+                runs.dcmtk_s[1][run],
             );
         }
     }
@@ -138,35 +147,50 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
         |secs: &[f64], mb: f64| secs.iter().map(|t| 100.0 * (mb * 8.0 / t) / LINK_MBIT).collect::<Vec<_>>();
     let (lmb, smb) = (loopback.mb, link.mb);
     let on_link = |m: &str| metric(&format!("{LINK_MBIT} Mbit/s link {m}"), smb);
-    Ok(vec![
-        Row::compare(
-            "transfer",
-            metric("loopback seconds", lmb),
-            "s",
-            Better::Lower,
-            &loopback.yilian_s,
-            PEER,
-            &loopback.dcmtk_s,
-        ),
-        Row::compare(
-            "transfer",
-            metric("loopback MB/s", lmb),
-            "MB/s",
-            Better::Higher,
-            &mbs(&loopback.yilian_s, lmb),
-            PEER,
-            &mbs(&loopback.dcmtk_s, lmb),
-        ),
-        Row::compare("transfer", on_link("seconds"), "s", Better::Lower, &link.yilian_s, PEER, &link.dcmtk_s),
-        Row::compare(
-            "transfer",
-            metric(&format!("goodput share of a {LINK_MBIT} Mbit/s link"), smb),
-            "%",
-            Better::Higher,
-            &share(&link.yilian_s, smb),
-            PEER,
-            &share(&link.dcmtk_s, smb),
-        ),
+    let mut rows = Vec::new();
+    for (i, nagle) in Nagle::BOTH.into_iter().enumerate() {
+        let peer = format!("{PEER}{}", nagle.peer_suffix());
+        let (loop_peer, link_peer) = (&loopback.dcmtk_s[i], &link.dcmtk_s[i]);
+        rows.extend([
+            Row::compare(
+                "transfer",
+                metric("loopback seconds", lmb),
+                "s",
+                Better::Lower,
+                &loopback.yilian_s,
+                &peer,
+                loop_peer,
+            ),
+            Row::compare(
+                "transfer",
+                metric("loopback MB/s", lmb),
+                "MB/s",
+                Better::Higher,
+                &mbs(&loopback.yilian_s, lmb),
+                &peer,
+                &mbs(loop_peer, lmb),
+            ),
+            Row::compare(
+                "transfer",
+                on_link("seconds"),
+                "s",
+                Better::Lower,
+                &link.yilian_s,
+                &peer,
+                link_peer,
+            ),
+            Row::compare(
+                "transfer",
+                metric(&format!("goodput share of a {LINK_MBIT} Mbit/s link"), smb),
+                "%",
+                Better::Higher,
+                &share(&link.yilian_s, smb),
+                &peer,
+                &share(link_peer, smb),
+            ),
+        ]);
+    }
+    rows.extend([
         Row::alone(
             "first-image",
             metric("assigned → first image served, loopback", lmb),
@@ -181,5 +205,6 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
             Better::Lower,
             &link.first_image_s,
         ),
-    ])
+    ]);
+    Ok(rows)
 }
