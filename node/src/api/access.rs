@@ -7,9 +7,10 @@
 use super::auth::Authenticated;
 use super::{ApiError, ApiState};
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use yilian_consensus::cluster::now_ms;
-use yilian_consensus::ClusterNode;
+use yilian_consensus::{ClusterError, ClusterNode};
 use yilian_referral::region::MAX_ACCESS_RECORDS;
 use yilian_referral::{
     AccessError, AccessRecord, Actor, AuditAction, AuditOutcome, Basis, Case, CaseId, CaseOperation, Change,
@@ -21,6 +22,12 @@ type Job = (Vec<AccessRecord>, oneshot::Sender<Result<(), ApiError>>);
 
 /// Requests queued for the audit writer before callers wait.
 const QUEUE: usize = 1024;
+
+/// How long access records whose outcome is unknown are sent again.
+const RETRY_UNKNOWN_FOR: Duration = Duration::from_secs(10);
+
+/// Pause before sending them again.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// Writes access records to the replicated audit trail, batching concurrent requests into one
 /// Raft command.
@@ -76,7 +83,7 @@ async fn write_batches(node: std::sync::Arc<ClusterNode>, mut rx: mpsc::Receiver
 async fn write(node: &ClusterNode, batch: Vec<Job>) {
     let records: Vec<AccessRecord> = batch.iter().flat_map(|(r, _)| r.iter().cloned()).collect();
     let command = Command::new(Actor::system(), Change::RecordAccess(records));
-    let answer = match node.write(command).await {
+    let answer = match write_until_known(node, command).await {
         Ok(Ok(Outcome::Recorded { .. })) => Ok(()),
         Ok(Ok(other)) => Err(format!("unexpected answer {other:?}")),
         Ok(Err(e)) => Err(e.to_string()),
@@ -91,6 +98,25 @@ async fn write(node: &ClusterNode, batch: Vec<Job>) {
                 "the access could not be audited, so it is refused ({e}); try again"
             ))
         }));
+    }
+}
+
+/// Write access records, sending them again while the outcome is unknown (a forward cut off by a
+/// lost connection, e.g. when a partition heals): an access recorded twice is harmless, a read
+/// refused because its record's fate is unknown is not.
+async fn write_until_known(
+    node: &ClusterNode,
+    command: Command,
+) -> Result<Result<Outcome, yilian_referral::DomainError>, ClusterError> {
+    let deadline = Instant::now() + RETRY_UNKNOWN_FOR;
+    loop {
+        match node.write(command.clone()).await {
+            Err(ClusterError::OutcomeUnknown(reason)) if Instant::now() < deadline => {
+                tracing::info!(%reason, "access records' outcome unknown; sending them again");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            answer => return answer,
+        }
     }
 }
 
