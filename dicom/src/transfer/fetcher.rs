@@ -161,7 +161,9 @@ impl FetchConfig {
         }
         if let Some(w) = &self.receive_window {
             if w.max == 0 || w.queue_target.is_zero() {
-                return fail("the adaptive receive window needs a positive maximum and queueing target".into());
+                return fail(
+                    "the adaptive receive window needs a positive maximum and queueing target".into(),
+                );
             }
         }
         if self.request_timeout.is_zero() {

@@ -98,7 +98,8 @@ struct State {
 impl Adaptive {
     /// Adaptation following `cfg`.
     pub(crate) fn new(cfg: ReceiveWindow) -> Self {
-        let state = State { rule: WindowRule::new(&cfg), conn: None, next_step: Instant::now(), blocked_seen: 0 };
+        let state =
+            State { rule: WindowRule::new(&cfg), conn: None, next_step: Instant::now(), blocked_seen: 0 };
         Adaptive { cfg, state: Mutex::new(state) }
     }
 
