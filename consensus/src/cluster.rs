@@ -284,11 +284,13 @@ impl ClusterNode {
     }
 
     /// Open an image-transfer connection to cluster member `target`, which may have at most
-    /// `receive_window` bytes in flight to this node.
+    /// `receive_window` bytes in flight to this node (the connection's window, which the caller
+    /// may adjust later) and `stream_window` on each stream.
     pub async fn connect_bulk(
         &self,
         target: NodeId,
         receive_window: u32,
+        stream_window: u32,
     ) -> Result<quinn::Connection, ClusterError> {
         let status = self.status();
         let addr = status
@@ -301,7 +303,7 @@ impl ClusterNode {
                 ClusterError::BadRequest(format!("node {target} is not a member of this cluster"))
             })?;
         self.transport
-            .connect_bulk(target, &addr, receive_window)
+            .connect_bulk(target, &addr, receive_window, stream_window)
             .await
             .map_err(|e| ClusterError::Unreachable(e.to_string()))
     }

@@ -154,13 +154,14 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
 }
 
 /// Transport settings for the receiving end of an image fetch: the source may have at most
-/// `receive_window` bytes in flight to this side, on the connection and on each stream. That
+/// `receive_window` bytes in flight to this side on the connection (the fetcher may change it
+/// later with `quinn::Connection::set_receive_window`) and `stream_window` on each stream. That
 /// bounds the queue the fetch builds in a link (which Raft messages on the same link wait
 /// behind) to `receive_window` / link rate, and the fetch's rate to `receive_window` / round trip.
-pub fn fetch_transport_config(receive_window: u32) -> Arc<quinn::TransportConfig> {
+pub fn fetch_transport_config(receive_window: u32, stream_window: u32) -> Arc<quinn::TransportConfig> {
     let mut t = base_transport_config();
     t.receive_window(quinn::VarInt::from_u32(receive_window));
-    t.stream_receive_window(quinn::VarInt::from_u32(receive_window));
+    t.stream_receive_window(quinn::VarInt::from_u32(stream_window));
     Arc::new(t)
 }
 

@@ -16,9 +16,9 @@ use yilian_dicom::transfer::chunking::hash_file_chunks;
 use yilian_dicom::transfer::protocol::{exchange, BeginUpload, UploadRequest, UploadResponse};
 use yilian_dicom::transfer::{
     serve_fetch_connection, serve_upload_connection, upload_file_with, ChunkList, ChunkSource, Connector,
-    FetchConfig, FetchEvent, FetchJob, Fetcher, SourceError, SourceId, StoreChunkSource, UploadError,
-    UploadLimits, UploadMeta, UploadOptions, UploadReceiver, UploadSink, ALPN_DICOM, PRIORITY_ROUTINE,
-    PRIORITY_STAT,
+    FetchConfig, FetchEvent, FetchJob, Fetcher, ReceiveWindow, SourceError, SourceId, StoreChunkSource,
+    UploadError, UploadLimits, UploadMeta, UploadOptions, UploadReceiver, UploadSink, ALPN_DICOM,
+    PRIORITY_ROUTINE, PRIORITY_STAT,
 };
 use yilian_dicom::{generate, Digest, Store, SynthKind, SynthOptions};
 
@@ -477,6 +477,25 @@ async fn bandwidth_cap_paces_every_chunk() {
     assert_eq!(c.throttled_bytes, bytes, "every chunk went through the token bucket");
     assert!(c.throttle_waits > 0, "the cap made requests wait: {c:?}");
     assert!(c.throttle_wait_micros > 0);
+    fetcher.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_receive_window_fetches_every_object_whole() {
+    let n = node();
+    let objects = study(&n.root.join("synth"), &n.src, 8, 8, 256);
+    let tls = tls();
+    let server = fetch_server(&tls, Arc::new(StoreChunkSource::new(n.src.clone(), 16)));
+    let conn = connector(&tls, &[("a", &server)]);
+    // A queueing target far below loopback noise makes the window shrink as well as grow.
+    let window = ReceiveWindow { max: 1 << 20, queue_target: Duration::from_micros(1) };
+    let cfg = FetchConfig { receive_window: Some(window), ..config() };
+    let (fetcher, mut rx) = Fetcher::open(&n.root.join("fetch"), n.dst.clone(), conn, cfg).await.unwrap();
+    fetcher.submit(job("adaptive", PRIORITY_ROUTINE, &objects, &["a"])).await.unwrap();
+    let events = events_until_done(&mut rx, &["adaptive"]).await;
+    assert_eq!(completed(&events), vec!["adaptive"]);
+    assert_identical(&n.src, &n.dst, &objects);
+    assert_eq!(fetcher.counters().chunks_corrupt, 0);
     fetcher.shutdown().await;
 }
 

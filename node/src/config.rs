@@ -273,10 +273,23 @@ key = "n.key"
     }
 
     #[test]
-    fn fetch_window_defaults_to_256_kib_and_is_bounded() {
+    fn fetch_window_defaults_to_4_mib_adapting_from_256_kib_and_is_bounded() {
         let dir = tempfile::tempdir().expect("tempdir");
         let plain = NodeConfig::load(&write(dir.path(), GOOD)).expect("load");
-        assert_eq!(plain.imaging.fetch_window_bytes(), 256 * 1024);
+        assert_eq!(plain.imaging.fetch_window_bytes(), 4096 * 1024);
+        assert_eq!(plain.imaging.fetch_window_start_bytes(), 256 * 1024);
+        let adaptive = plain.imaging.adaptive_fetch_window().expect("adaptive by default");
+        assert_eq!(adaptive.queue_target, std::time::Duration::from_millis(5));
+        let fixed = NodeConfig::load(&write(
+            dir.path(),
+            &format!("{GOOD}\n[imaging]\nfetch_window_kb = 256\nfetch_queue_ms = 0\n"),
+        ))
+        .expect("load");
+        assert!(fixed.imaging.adaptive_fetch_window().is_none());
+        assert_eq!(fixed.imaging.fetch_window_start_bytes(), 256 * 1024);
+        let text = format!("{GOOD}\n[imaging]\nfetch_queue_ms = 1001\n");
+        let err = NodeConfig::load(&write(dir.path(), &text)).expect_err("out of range");
+        assert!(err.to_string().contains("fetch_queue_ms"), "{err}");
         let set =
             NodeConfig::load(&write(dir.path(), &format!("{GOOD}\n[imaging]\nfetch_window_kb = 1024\n")))
                 .expect("load");

@@ -148,17 +148,19 @@ impl Transport {
     }
 
     /// Open a new image-transfer connection to node `target` at `addr`, letting it have at most
-    /// `receive_window` bytes in flight to this node ([`fetch_transport_config`]).
+    /// `receive_window` bytes in flight to this node, `stream_window` per stream
+    /// ([`fetch_transport_config`]).
     pub async fn connect_bulk(
         &self,
         target: NodeId,
         addr: &str,
         receive_window: u32,
+        stream_window: u32,
     ) -> Result<quinn::Connection, TransportError> {
         let fail = |reason: String| TransportError::Connect { target, addr: addr.to_owned(), reason };
         let sock = resolve(addr).await.map_err(fail)?;
         let mut client = self.clients().dicom;
-        client.transport_config(fetch_transport_config(receive_window));
+        client.transport_config(fetch_transport_config(receive_window, stream_window));
         self.endpoint
             .connect_with(client, sock, &node_dns_name(target))
             .map_err(|e| fail(e.to_string()))?

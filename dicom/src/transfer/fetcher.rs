@@ -4,6 +4,7 @@
 use super::error::FetchError;
 use super::protocol::{SourceId, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
 use super::shared::{Shared, BLOCKING_PERMITS};
+use super::window::ReceiveWindow;
 use crate::digest::Digest;
 use crate::store::Store;
 use serde::{Deserialize, Serialize};
@@ -113,6 +114,10 @@ pub struct FetchConfig {
     pub request_timeout: Duration,
     /// Largest object accepted in a job (default 64 GiB).
     pub max_object_size: u64,
+    /// Adapt each source connection's receive window to the link's round trip; `None` leaves
+    /// the window the [`Connector`] opened it with (the default). The connector should open
+    /// connections with [`ReceiveWindow::start`] and allow streams [`ReceiveWindow::max`].
+    pub receive_window: Option<ReceiveWindow>,
 }
 
 impl Default for FetchConfig {
@@ -126,6 +131,7 @@ impl Default for FetchConfig {
             backoff_max: Duration::from_secs(30),
             request_timeout: Duration::from_secs(60),
             max_object_size: 64 << 30,
+            receive_window: None,
         }
     }
 }
@@ -152,6 +158,13 @@ impl FetchConfig {
             return fail(
                 "backoff delays must be positive with the maximum at least the initial delay".into(),
             );
+        }
+        if let Some(w) = &self.receive_window {
+            if w.max == 0 || w.queue_target.is_zero() {
+                return fail(
+                    "the adaptive receive window needs a positive maximum and queueing target".into(),
+                );
+            }
         }
         if self.request_timeout.is_zero() {
             return fail("request timeout is 0; give a positive duration".into());

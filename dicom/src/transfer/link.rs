@@ -6,6 +6,7 @@ use super::fetcher::{Connector, FetchConfig};
 use super::protocol::SourceId;
 use super::shared::Counters;
 use super::throttle::TokenBucket;
+use super::window::Adaptive;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ pub(crate) struct Link {
     backoff: std::sync::Mutex<Backoff>,
     /// Caps the bytes per second requested from this source.
     pub(crate) throttle: Option<TokenBucket>,
+    /// Adapts the connection's receive window to the link, if configured.
+    window: Option<Adaptive>,
 }
 
 impl Link {
@@ -31,6 +34,14 @@ impl Link {
             conn: tokio::sync::Mutex::new(None),
             backoff: std::sync::Mutex::new(Backoff::new(cfg.backoff_initial, cfg.backoff_max)),
             throttle,
+            window: cfg.receive_window.map(Adaptive::new),
+        }
+    }
+
+    /// Note that an answer arrived on `conn`: the receive window may be adjusted.
+    pub(crate) fn answered(&self, conn: &quinn::Connection) {
+        if let Some(window) = &self.window {
+            window.observe(conn);
         }
     }
 

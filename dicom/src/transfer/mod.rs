@@ -26,6 +26,7 @@ mod state;
 mod throttle;
 mod upload;
 mod upload_client;
+mod window;
 mod worker;
 
 pub use error::{FetchError, SourceError, StateError, UploadError};
@@ -38,3 +39,4 @@ pub use server::serve_fetch_connection;
 pub use source::{ChunkSource, StoreChunkSource, DEFAULT_CACHED_LISTS};
 pub use upload::{serve_upload_connection, UploadCounters, UploadLimits, UploadReceiver, UploadSink};
 pub use upload_client::{upload_file, upload_file_with, UploadOptions, UploadOutcome};
+pub use window::{ReceiveWindow, MIN_WINDOW, START_WINDOW};

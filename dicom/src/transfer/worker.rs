@@ -93,6 +93,7 @@ async fn fetch_list<C: Connector>(
         }
     };
     link.succeeded();
+    link.answered(conn);
     shared.counters.chunk_lists_fetched.fetch_add(1, Ordering::Relaxed);
     let job = item.job.clone();
     let to_store = list.clone();
@@ -158,6 +159,7 @@ async fn fetch_chunk<C: Connector>(
         }
     };
     link.succeeded();
+    link.answered(conn);
     match shared.blocking(move |_| write_if_valid(&partial, offset, len, &hash, &bytes)).await {
         Ok(true) => {}
         Ok(false) => {

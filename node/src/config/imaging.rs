@@ -1,6 +1,8 @@
 //! The `[imaging]` table: the DIMSE listener, the readers this node serves, and transfer limits.
 
 use serde::Deserialize;
+use std::time::Duration;
+use yilian_dicom::transfer::ReceiveWindow;
 use yilian_referral::FacilityId;
 
 /// Imaging settings of a node.
@@ -19,18 +21,25 @@ pub struct ImagingSettings {
     /// Per-source bandwidth cap for prefetches in megabits per second; unlimited when unset.
     pub link_rate_limit_mbit: Option<u64>,
     /// Most image bytes a source may have in flight to this node during a prefetch, in KiB
-    /// (the QUIC receive window of fetch connections): bounds the queue a prefetch builds in a
-    /// link, which Raft traffic on the same link waits behind, to this / link rate.
+    /// (the largest QUIC receive window of fetch connections): bounds the queue a prefetch
+    /// builds in a link, which Raft traffic on the same link waits behind, to this / link rate.
     pub fetch_window_kb: u32,
+    /// Queueing delay a prefetch may add to a link, in milliseconds: the fetch window follows
+    /// the link's round trip, up to `fetch_window_kb`, so what the prefetch queues in the link
+    /// stays about this long. 0 keeps the window fixed at `fetch_window_kb`.
+    pub fetch_queue_ms: u32,
     /// Largest object accepted by any ingest path, in megabytes.
     pub max_object_mb: u64,
 }
 
-/// Default `fetch_window_kb`: 21 ms of queue at 100 Mbit/s, and up to ~100 Mbit/s per source
-/// over round trips up to 20 ms.
-pub const DEFAULT_FETCH_WINDOW_KB: u32 = 256;
+/// Default `fetch_window_kb`: ~100 Mbit/s per source over round trips up to 300 ms.
+pub const DEFAULT_FETCH_WINDOW_KB: u32 = 4096;
 /// Largest `fetch_window_kb` (64 MiB).
 const MAX_FETCH_WINDOW_KB: u32 = 64 * 1024;
+/// Default `fetch_queue_ms`.
+pub const DEFAULT_FETCH_QUEUE_MS: u32 = 5;
+/// Largest `fetch_queue_ms`.
+const MAX_FETCH_QUEUE_MS: u32 = 1000;
 
 impl Default for ImagingSettings {
     fn default() -> Self {
@@ -41,6 +50,7 @@ impl Default for ImagingSettings {
             streams_per_link: 4,
             link_rate_limit_mbit: None,
             fetch_window_kb: DEFAULT_FETCH_WINDOW_KB,
+            fetch_queue_ms: DEFAULT_FETCH_QUEUE_MS,
             max_object_mb: 2048,
         }
     }
@@ -64,6 +74,9 @@ impl ImagingSettings {
         if !(16..=MAX_FETCH_WINDOW_KB).contains(&self.fetch_window_kb) {
             return Some(("imaging.fetch_window_kb", "must be 16 to 65536 (KiB)"));
         }
+        if self.fetch_queue_ms > MAX_FETCH_QUEUE_MS {
+            return Some(("imaging.fetch_queue_ms", "must be 0 (fixed window) to 1000 (ms)"));
+        }
         if self.max_object_mb == 0 {
             return Some(("imaging.max_object_mb", "must be greater than 0"));
         }
@@ -75,9 +88,22 @@ impl ImagingSettings {
         self.link_rate_limit_mbit.map(|m| m * 1_000_000 / 8)
     }
 
-    /// The fetch window in bytes.
+    /// The largest fetch window in bytes.
     pub fn fetch_window_bytes(&self) -> u32 {
         self.fetch_window_kb.min(MAX_FETCH_WINDOW_KB) * 1024
+    }
+
+    /// How fetch windows adapt to the link; `None` when `fetch_queue_ms` is 0 (fixed window).
+    pub fn adaptive_fetch_window(&self) -> Option<ReceiveWindow> {
+        (self.fetch_queue_ms > 0).then(|| ReceiveWindow {
+            max: self.fetch_window_bytes(),
+            queue_target: Duration::from_millis(u64::from(self.fetch_queue_ms.min(MAX_FETCH_QUEUE_MS))),
+        })
+    }
+
+    /// The receive window a fetch connection opens with, in bytes.
+    pub fn fetch_window_start_bytes(&self) -> u32 {
+        self.adaptive_fetch_window().map_or(self.fetch_window_bytes(), |w| w.start())
     }
 
     /// The object size limit in bytes.

@@ -79,14 +79,16 @@ impl TransferStats {
 /// Reaches other nodes' image stores through the cluster's QUIC endpoint.
 struct NodeConnector {
     node: Arc<ClusterNode>,
-    /// Most bytes a source may have in flight to this node (`[imaging] fetch_window_kb`).
+    /// Bytes a source may have in flight to this node when a connection opens.
     receive_window: u32,
+    /// Most bytes a source may have in flight on one stream (`[imaging] fetch_window_kb`).
+    stream_window: u32,
 }
 
 impl Connector for NodeConnector {
     async fn connect(&self, source: &SourceId) -> Result<quinn::Connection, String> {
         let id: u64 = source.0.parse().map_err(|_| format!("source `{source}` is not a node id"))?;
-        self.node.connect_bulk(id, self.receive_window).await.map_err(|e| e.to_string())
+        self.node.connect_bulk(id, self.receive_window, self.stream_window).await.map_err(|e| e.to_string())
     }
 }
 
@@ -109,11 +111,13 @@ impl Prefetch {
             bandwidth_per_source: settings.link_rate_limit_bytes(),
             max_object_size: settings.max_object_bytes(),
             backoff_max: Duration::from_secs(10),
+            receive_window: settings.adaptive_fetch_window(),
             ..FetchConfig::default()
         };
         let connector = Arc::new(NodeConnector {
             node: imaging.node().clone(),
-            receive_window: settings.fetch_window_bytes(),
+            receive_window: settings.fetch_window_start_bytes(),
+            stream_window: settings.fetch_window_bytes(),
         });
         let (fetcher, events) =
             Fetcher::open(&data_dir.join("transfers"), imaging.shared_store(), connector, cfg).await?;
