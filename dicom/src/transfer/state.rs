@@ -147,8 +147,26 @@ impl StateDb {
 
     /// Forget one partial object (after it is stored, or to restart it).
     pub(crate) fn forget_partial(&self, group: &str, digest: &Digest) -> Result<(), StateError> {
+        self.finish_partial(group, digest, None)
+    }
+
+    /// Forget one partial object and, in the same transaction, record `done` (key, message) as
+    /// accepted, so a crash leaves either the partial (to resume) or the completion record.
+    pub(crate) fn finish_partial(
+        &self,
+        group: &str,
+        digest: &Digest,
+        done: Option<(&str, &str)>,
+    ) -> Result<(), StateError> {
         let hex = digest.to_hex();
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        if let Some((key, message)) = done {
+            let bytes = self.encode(&message)?;
+            tx.open_table(DONE)
+                .map_err(|e| self.err(e))?
+                .insert(key, bytes.as_slice())
+                .map_err(|e| self.err(e))?;
+        }
         tx.open_table(LISTS)
             .map_err(|e| self.err(e))?
             .remove((group, hex.as_str()))
@@ -188,11 +206,6 @@ impl StateDb {
             None => Ok(None),
         }
     }
-
-    /// Record that the object under `key` was accepted with `message`.
-    pub(crate) fn put_done(&self, key: &str, message: &str) -> Result<(), StateError> {
-        self.put(DONE, key, &message)
-    }
 }
 
 #[cfg(test)]
@@ -222,5 +235,23 @@ mod tests {
         assert!(db.partials("job-a").expect("partials").is_empty());
         assert_eq!(db.partials("job-ab").expect("partials").len(), 1);
         assert!(db.jobs::<String>().expect("jobs").is_empty());
+    }
+
+    #[test]
+    fn finishing_a_partial_records_it_done_in_the_same_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.redb");
+        let digest = Digest::of_bytes(b"file");
+        let list = ChunkList { size: 10, chunk_size: 4096, hashes: vec![Digest::of_bytes(b"c")] };
+        {
+            let db = StateDb::open(&path).expect("open");
+            db.put_list("uploads", &digest, &list).expect("list");
+            db.put_bitmap("uploads", &digest, &[1]).expect("bitmap");
+            db.finish_partial("uploads", &digest, Some(("key", "stored"))).expect("finish");
+        }
+        let db = StateDb::open(&path).expect("reopen");
+        assert!(db.partials("uploads").expect("partials").is_empty());
+        assert_eq!(db.done("key").expect("done"), Some("stored".to_owned()));
+        assert_eq!(db.done("other").expect("done"), None);
     }
 }

@@ -135,6 +135,7 @@ impl UploadReceiver {
                 _ => db.forget_partial(GROUP, &digest)?,
             }
         }
+        remove_strays(&partial_dir, &partials)?;
         Ok(UploadReceiver {
             db: Arc::new(db),
             partial_dir,
@@ -331,17 +332,28 @@ impl UploadReceiver {
         };
         let key = done_key(&digest, &meta)?;
         let message = verdict.clone().ok();
+        // The partial and the completion record change in one transaction, and the file goes
+        // only after it: a crash at any point leaves a resumable partial or a completed file.
         self.blocking(move |db| {
-            remove_if_present(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
-            db.forget_partial(GROUP, &digest).map_err(|e| e.to_string())?;
-            match message {
-                Some(m) => db.put_done(&key, &m).map_err(|e| e.to_string()),
-                None => Ok(()),
-            }
+            let done = message.as_deref().map(|m| (key.as_str(), m));
+            db.finish_partial(GROUP, &digest, done).map_err(|e| e.to_string())?;
+            remove_if_present(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))
         })
         .await?;
         verdict.map(|message| UploadResponse::Stored { message })
     }
+}
+
+/// Remove files in `dir` that are no partial's (left by a crash after their upload finished).
+fn remove_strays(dir: &Path, partials: &HashMap<Digest, Partial>) -> Result<(), StateError> {
+    let err = |e: std::io::Error| StateError { path: dir.to_owned(), reason: e.to_string() };
+    for entry in std::fs::read_dir(dir).map_err(err)? {
+        let path = entry.map_err(err)?.path();
+        if !partials.values().any(|p| p.path == path) {
+            remove_if_present(&path).map_err(err)?;
+        }
+    }
+    Ok(())
 }
 
 /// Key under which an accepted (file, case, uploader) is remembered (the token is not part of

@@ -3,7 +3,7 @@
 //! bearer token that may write to the case).
 
 use super::prefetch::Prefetch;
-use super::{CaseTarget, Imaging, Requester};
+use super::{CaseTarget, Imaging, Intake, Requester};
 use crate::api::access::authorize_case;
 use crate::api::auth::{authenticate_token, Authenticated};
 use crate::api::ApiState;
@@ -124,7 +124,9 @@ impl UploadSink for UploadToCase {
         let auth = self.authenticate(&meta)?;
         let by = Requester { actor: auth.actor.clone(), provenance: auth.provenance() };
         let target = CaseTarget::Explicit(CaseId(meta.case_id.clone()));
-        match self.imaging().ingest_file(&file, target, &by).await {
+        // The upload receiver keeps the assembled file until the file is recorded as done, so a
+        // crash before that resumes from it: the store takes a copy.
+        match self.imaging().ingest_file(&file, Intake::Copy, target, &by).await {
             Ok(stored) => Ok(format!(
                 "stored {} {} in study {} of case {}{}",
                 stored.info.sop_class_name,

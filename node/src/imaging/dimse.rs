@@ -1,7 +1,7 @@
 //! The node's DIMSE listener: C-STORE instances from modalities and PACS go through the one
 //! ingest pipeline (case named by the Accession Number), C-ECHO is answered.
 
-use super::{CaseTarget, Imaging, IngestRefusal};
+use super::{CaseTarget, Imaging, IngestRefusal, Intake};
 use crate::config::ImagingSettings;
 use anyhow::Context;
 use std::future::Future;
@@ -27,7 +27,9 @@ impl InstanceSink for DimseSink {
                 id: format!("dimse:{}", received.calling_ae.trim()),
                 facility: None,
             };
-            let result = imaging.ingest_file(&received.path, CaseTarget::FromAccession, &actor.into()).await;
+            let result = imaging
+                .ingest_file(&received.path, Intake::Move, CaseTarget::FromAccession, &actor.into())
+                .await;
             let _ = tokio::fs::remove_file(&received.path).await;
             match result {
                 Ok(stored) if stored.deduplicated => {

@@ -201,7 +201,7 @@ impl Imaging {
         derived_from: &str,
         by: &Requester,
     ) -> Result<StoredInstance, IngestRefusal> {
-        self.ingest(tmp, CaseTarget::Explicit(case.clone()), None, Some(derived_from), by).await
+        self.ingest(tmp, Intake::Copy, CaseTarget::Explicit(case.clone()), None, Some(derived_from), by).await
     }
 
     /// A fresh path in the incoming directory for a file being received (same file system as
@@ -216,16 +216,17 @@ impl Imaging {
         Ok(self.parts.store.path_of(&record.digest()?))
     }
 
-    /// The one ingest pipeline: validate the file at `tmp` ([`inspect_with_header`]), resolve its case,
-    /// store it (deduplicated), record it in the study's replicated manifest as `by`, and
-    /// only then catalogue it. The file at `tmp` is left in place.
+    /// The one ingest pipeline: validate the file at `tmp` ([`inspect_with_header`]), resolve
+    /// its case, store it (deduplicated; copied or moved in as `intake` says), record it in the
+    /// study's replicated manifest as `by`, and only then catalogue it.
     pub async fn ingest_file(
         &self,
         tmp: &Path,
+        intake: Intake,
         target: CaseTarget,
         by: &Requester,
     ) -> Result<StoredInstance, IngestRefusal> {
-        self.ingest_file_in_study(tmp, target, None, by).await
+        self.ingest_file_in_study(tmp, intake, target, None, by).await
     }
 
     /// [`Imaging::ingest_file`] for a request addressed to one study: an instance of another
@@ -233,16 +234,18 @@ impl Imaging {
     pub async fn ingest_file_in_study(
         &self,
         tmp: &Path,
+        intake: Intake,
         target: CaseTarget,
         study: Option<&str>,
         by: &Requester,
     ) -> Result<StoredInstance, IngestRefusal> {
-        self.ingest(tmp, target, study, None, by).await
+        self.ingest(tmp, intake, target, study, None, by).await
     }
 
     async fn ingest(
         &self,
         tmp: &Path,
+        intake: Intake,
         target: CaseTarget,
         study: Option<&str>,
         derived_from: Option<&str>,
@@ -254,7 +257,8 @@ impl Imaging {
         let study = study.map(str::to_owned);
         let started = Instant::now();
         let (stored, record) =
-            blocking(move || prepare_blocking(&node, &parts, &path, target, study.as_deref())).await?;
+            blocking(move || prepare_blocking(&node, &parts, &path, intake, target, study.as_deref()))
+                .await?;
         let prepared = Instant::now();
         self.record_in_manifest(&stored, derived_from, by).await?;
         let recorded = Instant::now();
@@ -314,6 +318,17 @@ impl Imaging {
     }
 }
 
+/// What ingest does with the file it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intake {
+    /// The caller keeps the file (an upload that may resume from it, a copy it still needs):
+    /// the store takes a copy and the file is left in place.
+    Copy,
+    /// The caller hands the file over (a received temp file it would delete next): the store
+    /// moves it in without writing it again; the file may be gone afterwards.
+    Move,
+}
+
 /// A duration in milliseconds, for timing logs.
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -332,6 +347,7 @@ fn prepare_blocking(
     node: &ClusterNode,
     parts: &Parts,
     tmp: &Path,
+    intake: Intake,
     target: CaseTarget,
     study: Option<&str>,
 ) -> Result<(StoredInstance, CatalogRecord), IngestRefusal> {
@@ -362,7 +378,18 @@ fn prepare_blocking(
     if node.state().read().region.case(&case_id).is_err() {
         return Err(IngestRefusal::UnknownCase { case_id: case_id.0, uids });
     }
-    let put = parts.store.adopt_file(tmp, &info.sha256, info.size)?;
+    let put = match intake {
+        Intake::Move => parts.store.adopt_file(tmp, &info.sha256, info.size)?,
+        Intake::Copy => {
+            let put = parts.store.put_file(tmp)?;
+            if put.digest != info.sha256 {
+                return Err(IngestRefusal::Interrupted {
+                    reason: "the file changed while it was being ingested".into(),
+                });
+            }
+            put
+        }
+    };
     let record = catalog_record(&info, &case_id, attributes);
     Ok((StoredInstance { case_id, info, deduplicated: put.deduplicated }, record))
 }

@@ -7,7 +7,7 @@ use super::body::dicom_json;
 use super::{base_url, ApiError, AppState};
 use crate::api::access::authorize_case;
 use crate::api::auth::Authenticated;
-use crate::imaging::{CaseTarget, Imaging, IngestRefusal, Requester};
+use crate::imaging::{CaseTarget, Imaging, IngestRefusal, Intake, Requester};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::Response;
@@ -187,7 +187,7 @@ where
             outcome.failed.push(refused(reason::OUT_OF_RESOURCES, format!("part {count}: {e}")));
             continue;
         }
-        match imaging.ingest_file_in_study(&tmp.0, target.clone(), study, by).await {
+        match imaging.ingest_file_in_study(&tmp.0, Intake::Move, target.clone(), study, by).await {
             Ok(s) => outcome.stored.push((
                 s.info.sop_class_uid,
                 s.info.sop_instance_uid,
