@@ -157,15 +157,13 @@ impl Transport {
         receive_window: u32,
         stream_window: u32,
     ) -> Result<quinn::Connection, TransportError> {
-        let fail = |reason: String| TransportError::Connect { target, addr: addr.to_owned(), reason };
-        let sock = resolve(addr).await.map_err(fail)?;
         let mut client = self.clients().dicom;
         client.transport_config(fetch_transport_config(receive_window, stream_window));
-        self.endpoint
-            .connect_with(client, sock, &node_dns_name(target))
-            .map_err(|e| fail(e.to_string()))?
-            .await
-            .map_err(|e| fail(e.to_string()))
+        handshake(&self.endpoint, client, target, addr).await.map_err(|reason| TransportError::Connect {
+            target,
+            addr: addr.to_owned(),
+            reason,
+        })
     }
 
     /// The address the endpoint is bound to.
@@ -178,12 +176,9 @@ impl Transport {
         let seen = self.seen_certificates.clone();
         let dial = move || -> Dial {
             Box::pin(async move {
-                let sock = resolve(&peer).await?;
-                let connecting =
-                    endpoint.connect_with(client, sock, &node_dns_name(target)).map_err(|e| e.to_string())?;
-                let conn = connecting.await.map_err(|e| {
+                let conn = handshake(&endpoint, client, target, &peer).await.map_err(|e| {
                     tracing::warn!(target_node = target, addr = %peer, error = %e, "QUIC handshake with peer failed");
-                    e.to_string()
+                    e
                 })?;
                 seen.remember(target, &conn);
                 Ok(conn)
@@ -280,6 +275,19 @@ impl Transport {
     pub fn close(&self) {
         self.endpoint.close(quinn::VarInt::from_u32(0), b"shutting down");
     }
+}
+
+/// Resolve `addr` and open a QUIC connection to node `target` there with `client`.
+async fn handshake(
+    endpoint: &quinn::Endpoint,
+    client: quinn::ClientConfig,
+    target: NodeId,
+    addr: &str,
+) -> Result<quinn::Connection, String> {
+    let sock = resolve(addr).await?;
+    let connecting =
+        endpoint.connect_with(client, sock, &node_dns_name(target)).map_err(|e| e.to_string())?;
+    connecting.await.map_err(|e| e.to_string())
 }
 
 async fn resolve(addr: &str) -> Result<SocketAddr, String> {

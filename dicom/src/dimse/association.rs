@@ -197,6 +197,13 @@ struct Pending {
     target: Target,
 }
 
+impl Pending {
+    /// A request whose data set starts arriving now.
+    fn new(context_id: u8, request: Request, target: Target) -> Self {
+        Pending { context_id, since: std::time::Instant::now(), request, target }
+    }
+}
+
 /// Where the data set of a pending request goes.
 enum Target {
     /// Into a Part-10 temp file.
@@ -328,12 +335,7 @@ impl<S: InstanceSink> Association<'_, S> {
             }
             (C_STORE_RQ, true) => {
                 let target = self.start_store(context, &request).await;
-                self.pending = Some(Pending {
-                    context_id: context.id,
-                    since: std::time::Instant::now(),
-                    request,
-                    target,
-                });
+                self.pending = Some(Pending::new(context.id, request, target));
                 return Ok(());
             }
             (C_STORE_RQ, false) => Refusal::cannot_understand("C-STORE-RQ without a data set"),
@@ -345,12 +347,7 @@ impl<S: InstanceSink> Association<'_, S> {
         };
         info!(command = request.field, status = refusal.status, comment = %refusal.comment, "request refused");
         if request.has_data_set {
-            self.pending = Some(Pending {
-                context_id: context.id,
-                since: std::time::Instant::now(),
-                request,
-                target: Target::Refuse(refusal),
-            });
+            self.pending = Some(Pending::new(context.id, request, Target::Refuse(refusal)));
             Ok(())
         } else {
             self.respond(wire, context.id, &request, refusal.status, Some(&refusal.comment)).await

@@ -16,6 +16,7 @@ pub use prefetch::TransferStats;
 pub use refusal::{IngestRefusal, InstanceUids};
 
 use manifest_batch::{Lane, ManifestBatcher, ManifestFailure};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -176,14 +177,12 @@ impl Imaging {
         let case = case.clone();
         blocking(move || {
             let path = parts.store.locate(&digest).map_err(IngestRefusal::from)?;
-            let (info, header) = inspect_with_header(&path, &IngestLimits::default())?;
+            let (info, attributes) = inspect_for_catalog(&path)?;
             if info.sha256 != digest {
                 return Err(IngestRefusal::Interrupted {
                     reason: format!("stored object {digest} hashes differently; it will be fetched again"),
                 });
             }
-            let attributes = catalog_attributes(&header);
-            drop(header);
             let sop = info.sop_instance_uid.clone();
             let record = catalog_record(&info, &case, attributes);
             parts.catalog.put(&record)?;
@@ -351,9 +350,7 @@ fn prepare_blocking(
     target: CaseTarget,
     study: Option<&str>,
 ) -> Result<(StoredInstance, CatalogRecord), IngestRefusal> {
-    let (info, header) = inspect_with_header(tmp, &IngestLimits::default())?;
-    let attributes = catalog_attributes(&header);
-    drop(header);
+    let (info, attributes) = inspect_for_catalog(tmp)?;
     let uids = InstanceUids {
         sop_class_uid: info.sop_class_uid.clone(),
         sop_instance_uid: info.sop_instance_uid.clone(),
@@ -394,12 +391,14 @@ fn prepare_blocking(
     Ok((StoredInstance { case_id, info, deduplicated: put.deduplicated }, record))
 }
 
+/// Validate the file at `path` and read its catalog attributes, parsing it once.
+fn inspect_for_catalog(path: &Path) -> Result<(InstanceInfo, BTreeMap<u32, String>), IngestRefusal> {
+    let (info, header) = inspect_with_header(path, &IngestLimits::default())?;
+    Ok((info, catalog_attributes(&header)))
+}
+
 /// The catalog record of an inspected, stored instance of `case`.
-fn catalog_record(
-    info: &InstanceInfo,
-    case: &CaseId,
-    attributes: std::collections::BTreeMap<u32, String>,
-) -> CatalogRecord {
+fn catalog_record(info: &InstanceInfo, case: &CaseId, attributes: BTreeMap<u32, String>) -> CatalogRecord {
     CatalogRecord {
         study_instance_uid: info.study_instance_uid.clone(),
         series_instance_uid: info.series_instance_uid.clone(),
