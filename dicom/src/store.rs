@@ -123,9 +123,33 @@ impl Store {
 
     /// Store everything `reader` yields. Memory use is one 1 MiB buffer, whatever the size.
     pub fn put_reader(&self, mut reader: impl Read) -> Result<Put, StoreError> {
+        self.put_via_temp(|tmp_path| self.write_temp(&mut reader, tmp_path))
+    }
+
+    /// Store `bytes` under `digest` without hashing them again: the caller vouches that `digest`
+    /// is their SHA-256 (it has just checked them against it, as a fetched object is).
+    pub fn put_verified(&self, bytes: &[u8], digest: &Digest) -> Result<Put, StoreError> {
+        self.put_via_temp(|tmp_path| {
+            let mut out = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(tmp_path)
+                .map_err(io("create temp file", tmp_path))?;
+            out.write_all(bytes).map_err(io("write", tmp_path))?;
+            out.sync_all().map_err(io("fsync", tmp_path))?;
+            Ok((*digest, bytes.len() as u64))
+        })
+    }
+
+    /// Write a durable temp file with `write` (which returns the content's digest and size),
+    /// then move it into place; the temp file is removed if anything fails.
+    fn put_via_temp(
+        &self,
+        write: impl FnOnce(&Path) -> Result<(Digest, u64), StoreError>,
+    ) -> Result<Put, StoreError> {
         let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
         let tmp_path = self.tmp.join(format!("put-{}-{n}.part", std::process::id()));
-        let result = self.write_temp(&mut reader, &tmp_path).and_then(|(digest, size)| {
+        let result = write(&tmp_path).and_then(|(digest, size)| {
             let final_path = self.path_of(&digest);
             self.publish(&tmp_path, &final_path, size).map(|deduplicated| Put { digest, size, deduplicated })
         });

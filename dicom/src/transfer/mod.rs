@@ -7,7 +7,10 @@
 //!   checked against the source's chunk list, written at its offset into a partial file, fsynced,
 //!   and only then recorded in a redb bitmap, so a stopped process or a dropped link resumes from
 //!   the last verified chunk. A whole object is checked against its manifest digest before it
-//!   enters the [`Store`](crate::Store). STAT jobs overtake routine ones chunk by chunk.
+//!   enters the [`Store`](crate::Store). An object that fits in one chunk (a typical CT or MR
+//!   slice) is fetched in one request, checked against its manifest digest and stored directly:
+//!   no chunk list, partial file or progress record, as there is nothing smaller to resume from.
+//!   STAT jobs overtake routine ones chunk by chunk.
 //! - **clinic upload**: [`upload_file`] sends a file to a node ([`serve_upload_connection`]),
 //!   sending only the chunks the node does not already hold, and returns the node's per-file
 //!   verdict from its [`UploadSink`].

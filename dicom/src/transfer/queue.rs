@@ -58,9 +58,21 @@ pub(crate) struct ObjRun {
     pub(crate) excluded: HashSet<SourceId>,
     /// Times the object was started over because the whole did not match its digest.
     pub(crate) restarts: u32,
+    /// Fits in one chunk: fetched in one request, checked against the manifest digest and put
+    /// straight into the store, with no chunk list, partial file or recorded progress (there is
+    /// nothing smaller to resume from).
+    pub(crate) whole: bool,
 }
 
 impl ObjRun {
+    /// Treat the object as one chunk whose hash is the object's own digest: the only chunk list
+    /// a source could send for it. Only for objects of 1 to `chunk_size` bytes.
+    pub(crate) fn fetch_whole(&mut self, chunk_size: u32) {
+        self.list = Some(ChunkList { size: self.size, chunk_size, hashes: vec![self.digest] });
+        self.bitmap = Bitmap::new(1);
+        self.whole = true;
+    }
+
     /// An object with nothing received yet.
     pub(crate) fn new(digest: Digest, size: u64, partial: PathBuf) -> Self {
         ObjRun {
@@ -77,6 +89,7 @@ impl ObjRun {
             failures: HashMap::new(),
             excluded: HashSet::new(),
             restarts: 0,
+            whole: false,
         }
     }
 

@@ -262,7 +262,10 @@ impl<C: Connector> Shared<C> {
         let paths: Vec<PathBuf> =
             record.job.objects.iter().map(|(d, _)| self.partial_path(&record.job.id, d)).collect();
         let objects = record.job.objects.clone();
-        let objects = self.blocking(move |_| Ok(prepare_objects(&store, objects, paths, &partials))).await?;
+        let chunk_size = self.cfg.chunk_size;
+        let objects = self
+            .blocking(move |_| Ok(prepare_objects(&store, objects, paths, &partials, chunk_size)))
+            .await?;
         let job_id = record.job.id.clone();
         let sources = record.job.sources.clone();
         let mut resumed = 0u64;
@@ -413,12 +416,14 @@ impl<C: Connector> Shared<C> {
 }
 
 /// The objects of a job as found on disk: already stored, partly received (with a usable
-/// chunk list, bitmap and partial file), or not started.
+/// chunk list, bitmap and partial file), or not started (an object that fits in one chunk is
+/// then fetched whole).
 fn prepare_objects(
     store: &Store,
     objects: Vec<(Digest, u64)>,
     paths: Vec<PathBuf>,
     partials: &HashMap<Digest, PartialRecord>,
+    chunk_size: u32,
 ) -> Vec<ObjRun> {
     objects
         .into_iter()
@@ -429,7 +434,12 @@ fn prepare_objects(
                 obj.stored = true;
                 return obj;
             }
-            let Some(record) = partials.get(&digest) else { return obj };
+            let Some(record) = partials.get(&digest) else {
+                if (1..=u64::from(chunk_size)).contains(&size) {
+                    obj.fetch_whole(chunk_size);
+                }
+                return obj;
+            };
             let n = record.list.hashes.len() as u32;
             let usable = record.list.size == size
                 && chunk_count(size, record.list.chunk_size) == u64::from(n)

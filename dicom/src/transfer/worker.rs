@@ -12,6 +12,7 @@ use super::protocol::{exchange, FetchRequest, FetchResponse, DIGEST_WIRE_BYTES, 
 use super::queue::{WorkItem, WorkKind};
 use super::shared::Shared;
 use crate::digest::Digest;
+use crate::store::Store;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -140,9 +141,9 @@ async fn fetch_chunk<C: Connector>(
         let list = o.list.as_ref()?;
         let hash = *list.hashes.get(index as usize)?;
         let (offset, len) = chunk_span(o.size, list.chunk_size, index);
-        Some((o.digest, list.chunk_size, hash, offset, len, o.partial.clone()))
+        Some((o.digest, list.chunk_size, hash, offset, len, o.partial.clone(), o.whole))
     });
-    let Some((digest, chunk_size, hash, offset, len, partial)) = found else { return };
+    let Some((digest, chunk_size, hash, offset, len, partial, whole)) = found else { return };
     if let Some(throttle) = &link.throttle {
         throttle.acquire(len as u64).await;
     }
@@ -160,7 +161,14 @@ async fn fetch_chunk<C: Connector>(
     };
     link.succeeded();
     link.answered(conn);
-    match shared.blocking(move |_| write_if_valid(&partial, offset, len, &hash, &bytes)).await {
+    let written = match whole {
+        true => {
+            let store = shared.store.clone();
+            shared.blocking(move |_| store_if_valid(&store, len, &digest, &bytes)).await
+        }
+        false => shared.blocking(move |_| write_if_valid(&partial, offset, len, &hash, &bytes)).await,
+    };
+    match written {
         Ok(true) => {}
         Ok(false) => {
             shared.counters.chunks_corrupt.fetch_add(1, Ordering::Relaxed);
@@ -169,7 +177,28 @@ async fn fetch_chunk<C: Connector>(
         }
         Err(e) => return shared.fail_job(&item.job, format!("object {digest}: {e}")).await,
     }
+    if whole {
+        count_chunk(shared, len as u64);
+        if let Some(obj) = shared.sched().obj_mut(&item.job, item.obj) {
+            obj.bitmap.set(index);
+        }
+        return object_stored(shared, &item.job, item.obj, digest).await;
+    }
     record_chunk(shared, item, index, len as u64).await;
+}
+
+fn count_chunk<C: Connector>(shared: &Shared<C>, len: u64) {
+    shared.counters.chunks_fetched.fetch_add(1, Ordering::Relaxed);
+    shared.counters.bytes_fetched.fetch_add(len, Ordering::Relaxed);
+}
+
+/// Put an object fetched whole into the store, if it has the expected length and digest.
+fn store_if_valid(store: &Store, len: usize, digest: &Digest, bytes: &[u8]) -> Result<bool, FetchError> {
+    if bytes.len() != len || Digest::of_bytes(bytes) != *digest {
+        return Ok(false);
+    }
+    store.put_verified(bytes, digest)?;
+    Ok(true)
 }
 
 /// Write a chunk at its offset and fsync, if it has the expected length and hash.
@@ -221,8 +250,7 @@ async fn record_chunk<C: Connector>(shared: &Arc<Shared<C>>, item: WorkItem, ind
         }
     }
     drop(commit_order);
-    shared.counters.chunks_fetched.fetch_add(1, Ordering::Relaxed);
-    shared.counters.bytes_fetched.fetch_add(len, Ordering::Relaxed);
+    count_chunk(shared, len);
     if last {
         finalize(shared, &item.job, item.obj).await;
     }

@@ -80,6 +80,9 @@ struct Cli {
     /// Runs per measurement (default 3, or 2 with --quick).
     #[arg(long)]
     runs: Option<usize>,
+    /// Client counts for `writes` (default 1, 16, 64 and 256), e.g. `--clients 64` to profile one.
+    #[arg(long, value_delimiter = ',')]
+    clients: Vec<usize>,
     /// Where to write the JSON report.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench/report.json"))]
     out: PathBuf,
@@ -98,6 +101,8 @@ pub struct Settings {
     pub warmup: Duration,
     /// Length of each measured window.
     pub window: Duration,
+    /// Client counts the `writes` scenario runs at.
+    pub clients: Vec<usize>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -140,6 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         runs: cli.runs.unwrap_or(if cli.quick { 2 } else { 3 }).max(1),
         warmup: Duration::from_millis(if cli.quick { 500 } else { 1000 }),
         window: Duration::from_secs(if cli.quick { 2 } else { 5 }),
+        clients: if cli.clients.is_empty() { vec![1, 16, 64, 256] } else { cli.clients.clone() },
     };
     let http =
         reqwest::Client::builder().pool_max_idle_per_host(1024).timeout(Duration::from_secs(30)).build()?;

@@ -38,7 +38,6 @@ impl Series {
 
 /// Run the scenario and return its rows.
 pub async fn run(s: &Settings, http: &reqwest::Client) -> anyhow::Result<Vec<Row>> {
-    let levels: &[usize] = &[1, 16, 64, 256];
     let etcd_cluster = EtcdCluster::start(3, http).await?;
     let etcd_urls = Arc::new(etcd_cluster.client_urls());
     let ours = YilianCluster::start(3, "").await?;
@@ -47,7 +46,7 @@ pub async fn run(s: &Settings, http: &reqwest::Client) -> anyhow::Result<Vec<Row
     let token = Arc::new(ours.nurse_token.clone());
     let value = Arc::new(vec![b'x'; RECORD_BYTES]);
     let mut rows = Vec::new();
-    for &clients in levels {
+    for &clients in &s.clients {
         let (mut y, mut e) = (Series::default(), Series::default());
         for run in 0..s.runs {
             let (b, t, h) = (bases.clone(), token.clone(), http.clone());
