@@ -12,7 +12,8 @@ pub(super) struct Indexes {
     deadlines: BTreeSet<(u64, CaseId)>,
     open_by_owner: BTreeMap<SpecialistId, BTreeSet<CaseId>>,
     load_by_owner: BTreeMap<SpecialistId, Load>,
-    open_by_patient: BTreeMap<PatientKey, BTreeSet<CaseId>>,
+    /// A patient's open cases that have an owner, by owner.
+    owned_by_patient: BTreeMap<PatientKey, BTreeMap<SpecialistId, BTreeSet<CaseId>>>,
     unrouted: BTreeSet<CaseId>,
 }
 
@@ -28,8 +29,9 @@ impl Indexes {
             if self.open_by_owner.entry(owner.clone()).or_default().insert(case.id.clone()) {
                 self.load_by_owner.entry(owner.clone()).or_default().add(case);
             }
+            let owners = self.owned_by_patient.entry(case.patient.clone()).or_default();
+            owners.entry(owner.clone()).or_default().insert(case.id.clone());
         }
-        self.open_by_patient.entry(case.patient.clone()).or_default().insert(case.id.clone());
         if case.is_unrouted() {
             self.unrouted.insert(case.id.clone());
         }
@@ -51,8 +53,13 @@ impl Indexes {
                     }
                 }
             }
+            if let Some(owners) = self.owned_by_patient.get_mut(&case.patient) {
+                remove_from(owners, owner, &case.id);
+                if owners.is_empty() {
+                    self.owned_by_patient.remove(&case.patient);
+                }
+            }
         }
-        remove_from(&mut self.open_by_patient, &case.patient, &case.id);
         self.unrouted.remove(&case.id);
     }
 
@@ -80,8 +87,17 @@ impl Indexes {
         self.open_by_owner.get(specialist).is_some_and(|set| set.contains(case))
     }
 
-    pub(super) fn open_cases_of_patient(&self, patient: &PatientKey) -> impl Iterator<Item = &CaseId> {
-        self.open_by_patient.get(patient).into_iter().flatten()
+    /// The owners of `patient`'s open cases other than `except`, each once, in the order of
+    /// their earliest such case: the order a walk over the patient's open cases meets them in,
+    /// without walking every case (a patient can have many open cases with one reader).
+    pub(super) fn owners_of_patient(&self, patient: &PatientKey, except: &CaseId) -> Vec<&SpecialistId> {
+        let Some(owners) = self.owned_by_patient.get(patient) else { return Vec::new() };
+        let mut earliest: Vec<(&CaseId, &SpecialistId)> = owners
+            .iter()
+            .filter_map(|(owner, cases)| cases.iter().find(|id| *id != except).map(|id| (id, owner)))
+            .collect();
+        earliest.sort();
+        earliest.into_iter().map(|(_, owner)| owner).collect()
     }
 
     pub(super) fn unrouted(&self) -> Vec<CaseId> {

@@ -121,13 +121,9 @@ impl Region {
     pub(super) fn choose_reader(&self, case: &Case, from_step: u32) -> Option<(SpecialistId, u32)> {
         let ladder = self.ladder(case);
         let step_of = |f: &FacilityId| ladder.iter().position(|step| step.contains(f)).map(|p| p as u32);
-        // A patient's open cases stay with one reader. Many of them share an owner, and whether
-        // an owner fits does not change while choosing, so each owner is looked at once.
-        let mut looked_at: Vec<&SpecialistId> = Vec::new();
-        for other in self.index.open_cases_of_patient(&case.patient).filter(|id| **id != case.id) {
-            let owner = self.cases.get(other).and_then(|c| c.owner.as_ref());
-            let Some(owner) = owner.filter(|o| !looked_at.contains(o)) else { continue };
-            looked_at.push(owner);
+        // A patient's open cases stay with one reader: the owner of their earliest other open
+        // case that fits, each owner looked at once.
+        for owner in self.index.owners_of_patient(&case.patient, &case.id) {
             if let Some(s) = self.specialists.get(owner) {
                 if let Some(step) = step_of(&s.facility).filter(|st| *st >= from_step) {
                     if self.routable(case, s) {

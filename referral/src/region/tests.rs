@@ -97,7 +97,10 @@ fn indexes_follow_owner_deadline_and_unrouted_state() {
     assert_eq!(r.index.load_of(&rad).open, 1);
     assert_eq!(r.load(&rad, &routed).open, 0, "the case being routed does not count");
     assert_eq!(r.index.unrouted(), vec![waiting.clone()]);
-    assert_eq!(r.index.open_cases_of_patient(&PatientKey("b".repeat(64))).count(), 1);
+    let patient_a = PatientKey("a".repeat(64));
+    assert_eq!(r.index.owners_of_patient(&patient_a, &waiting), vec![&rad]);
+    assert!(r.index.owners_of_patient(&patient_a, &routed).is_empty(), "the case itself is left out");
+    assert!(r.index.owners_of_patient(&PatientKey("b".repeat(64)), &routed).is_empty(), "not owned yet");
 
     // Deadlines are due inclusively, earliest first: the routed offer lapses at +2 h, the
     // waiting case's accept clock at +4 h.
@@ -115,7 +118,7 @@ fn indexes_follow_owner_deadline_and_unrouted_state() {
     assert_eq!(r.index.load_of(&rad), rescanned_load(&r, &rad));
     assert_eq!(r.index.load_of(&rad).open, 1);
     assert!(r.index.unrouted().is_empty());
-    assert_eq!(r.index.open_cases_of_patient(&PatientKey("a".repeat(64))).count(), 0);
+    assert!(r.index.owners_of_patient(&patient_a, &waiting).is_empty(), "a closed case has no owner here");
     assert_eq!(r.index.due(offer_due), Vec::<CaseId>::new(), "the closed case has no deadline");
 
     // Indexes are derived: a region rebuilt from its entities has the same ones.
