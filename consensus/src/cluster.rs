@@ -313,6 +313,12 @@ impl ClusterNode {
         &self.state
     }
 
+    /// This node's Raft metrics as they change; every applied entry changes `last_applied`, so
+    /// a task can wait for new state (`changed().await`) instead of polling [`Self::state`].
+    pub fn metrics(&self) -> tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, NodeInfo>> {
+        self.raft.metrics()
+    }
+
     /// Form a new cluster from `members` (call on one pristine node).
     pub async fn initialize(&self, members: BTreeMap<NodeId, NodeInfo>) -> Result<(), ClusterError> {
         if !members.contains_key(&self.id) {

@@ -21,8 +21,11 @@ use yilian_dicom::transfer::{
 use yilian_dicom::Digest;
 use yilian_referral::{Actor, Change, Command, FacilityId, Priority};
 
-/// How often the loop looks for work.
+/// How often the loop looks for work whatever happens (retries, de-identified copies, reports).
 const PLAN_EVERY: Duration = Duration::from_millis(500);
+/// How soon after new entries are applied the loop looks for work again: a case offered to one
+/// of this node's readers starts its prefetch within this, not within [`PLAN_EVERY`].
+const PLAN_ON_CHANGE_EVERY: Duration = Duration::from_millis(50);
 /// How long a failed job waits before it is submitted again.
 const RETRY_FAILED_AFTER: Duration = Duration::from_secs(5);
 /// Prefix of prefetch job ids; the rest is the Study Instance UID.
@@ -163,6 +166,11 @@ impl Worker {
     ) {
         let mut tick = tokio::time::interval(PLAN_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut soon = tokio::time::interval(PLAN_ON_CHANGE_EVERY);
+        soon.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let metrics = self.imaging.node().metrics();
+        let applied = || metrics.borrow().last_applied.map(|l| l.index);
+        let mut planned_at = applied();
         loop {
             tokio::select! {
                 changed = stopped.changed() => {
@@ -172,9 +180,17 @@ impl Worker {
                 }
                 Some(event) = events.recv() => self.on_event(event).await,
                 _ = tick.tick() => {
+                    planned_at = applied();
                     self.plan().await;
                     self.deidentifications.start_wanted(&self.imaging);
                     self.report();
+                }
+                _ = soon.tick() => {
+                    let now = applied();
+                    if now != planned_at {
+                        planned_at = now;
+                        self.plan().await;
+                    }
                 }
             }
         }

@@ -306,18 +306,17 @@ impl Region {
         facilities.iter().find_map(|f| self.facilities.get(f)).map(|f| f.region.clone())
     }
 
-    /// Open cases offered to or owned by a reader at one of `facilities`.
+    /// Open cases offered to or owned by a reader at one of `facilities` (from the index of each
+    /// reader's open cases, without scanning every case).
     fn cases_read_at<'a>(
         &'a self,
         facilities: &'a [crate::facility::FacilityId],
     ) -> impl Iterator<Item = &'a Case> + 'a {
-        self.cases.values().filter(move |c| {
-            c.is_open()
-                && c.owner
-                    .as_ref()
-                    .and_then(|o| self.specialists.get(o))
-                    .is_some_and(|s| facilities.contains(&s.facility))
-        })
+        self.specialists
+            .values()
+            .filter(move |s| facilities.contains(&s.facility))
+            .flat_map(move |s| self.index.open_cases_of(&s.id))
+            .filter_map(move |id| self.cases.get(id))
     }
 
     /// What node `node`, serving readers at `facilities`, should prefetch: every study of a

@@ -4,7 +4,9 @@
 //! node 2 once its case is assigned to a reader node 2 serves ([`prefetch`]); through the link,
 //! every node sits behind the harness's UDP relay pacing each direction at the link rate with a
 //! bounded queue (tbf-like). DCMTK: storescu → storescp with the same files, direct and through
-//! the TCP [`shaper`] at the same rate. The same runs time Yilian's first image at node 2.
+//! the TCP [`shaper`] at the same rate. The same runs time Yilian's first image at node 2, and
+//! DCMTK's first instance stored by storescp (a push from the start of storescu, listed every
+//! 5 ms: the nearest DCMTK has to "first image").
 
 use crate::dcmtk::Nagle;
 use crate::peers::STORESCP;
@@ -24,7 +26,7 @@ const PEER: &str = "DCMTK storescu→storescp";
 
 /// A storescp receiving into a temp directory; killed on drop.
 struct StoreScp {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     child: tokio::process::Child,
     port: u16,
 }
@@ -51,7 +53,7 @@ impl StoreScp {
             async move { tokio::net::TcpStream::connect(a).await.map(drop).map_err(Into::into) }
         })
         .await?;
-        Ok(Self { _dir: dir, child, port })
+        Ok(Self { dir, child, port })
     }
 }
 
@@ -90,17 +92,77 @@ async fn prefetch_once(ours: &YilianCluster, staged: &Staged) -> anyhow::Result<
     Ok((first?.as_secs_f64(), copy?.as_secs_f64()))
 }
 
+/// What one DCMTK transfer took, seconds from starting storescu: (first instance stored by
+/// storescp, all stored).
+struct DcmtkRun {
+    first_s: f64,
+    all_s: f64,
+}
+
 /// DCMTK storescu → storescp of `files`, direct or through the TCP shaper, both programs' TCP
-/// set up as `nagle` says; seconds.
-async fn dcmtk_once(files: &[std::path::PathBuf], shaped: bool, nagle: Nagle) -> anyhow::Result<f64> {
+/// set up as `nagle` says.
+async fn dcmtk_once(files: &[std::path::PathBuf], shaped: bool, nagle: Nagle) -> anyhow::Result<DcmtkRun> {
     let scp = StoreScp::start(nagle).await?;
+    let watch = FileWatch::start(scp.dir.path().to_owned());
     let took = if shaped {
         let link = shaper::start(format!("127.0.0.1:{}", scp.port).parse()?, LINK_MBIT).await?;
         dcmtk::store("STORESCP", link.port, files, 1, nagle).await?
     } else {
         dcmtk::store("STORESCP", scp.port, files, 1, nagle).await?
     };
-    Ok(took.as_secs_f64())
+    let first = watch.first_complete().await?.context("storescp stored no file")?;
+    Ok(DcmtkRun { first_s: first.as_secs_f64(), all_s: took.as_secs_f64() })
+}
+
+/// Watches the files appearing in a directory, to tell when the first of them was complete.
+struct FileWatch {
+    dir: std::path::PathBuf,
+    started: std::time::Instant,
+    stop: tokio::sync::oneshot::Sender<()>,
+    seen: tokio::task::JoinHandle<std::collections::HashMap<std::ffi::OsString, (u64, std::time::Instant)>>,
+}
+
+impl FileWatch {
+    /// How often the directory is listed: the resolution of the first-file time.
+    const POLL: Duration = Duration::from_millis(5);
+
+    /// Start listing `dir` every [`Self::POLL`], noting when each file first had each size.
+    fn start(dir: std::path::PathBuf) -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let listed = dir.clone();
+        let seen = tokio::spawn(async move {
+            let mut seen = std::collections::HashMap::new();
+            while stopped.try_recv().is_err() {
+                for entry in std::fs::read_dir(&listed).into_iter().flatten().flatten() {
+                    let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                    let now = std::time::Instant::now();
+                    let noted = seen.entry(entry.file_name()).or_insert((size, now));
+                    if noted.0 != size {
+                        *noted = (size, now);
+                    }
+                }
+                tokio::time::sleep(Self::POLL).await;
+            }
+            seen
+        });
+        Self { dir, started: std::time::Instant::now(), stop, seen }
+    }
+
+    /// Once every file is written: how long after the start the earliest file reached its final
+    /// size (within [`Self::POLL`]).
+    async fn first_complete(self) -> anyhow::Result<Option<Duration>> {
+        let _ = self.stop.send(());
+        let seen = self.seen.await?;
+        let mut first = None;
+        for entry in std::fs::read_dir(&self.dir)?.flatten() {
+            let size = entry.metadata()?.len();
+            if let Some((_, at)) = seen.get(&entry.file_name()).filter(|(noted, _)| *noted == size) {
+                let after = at.saturating_duration_since(self.started);
+                first = Some(first.map_or(after, |f: Duration| f.min(after)));
+            }
+        }
+        Ok(first)
+    }
 }
 
 /// Per-run values of one link kind.
@@ -109,6 +171,8 @@ struct Runs {
     yilian_s: Vec<f64>,
     /// DCMTK's seconds, per [`Nagle::BOTH`] setting.
     dcmtk_s: [Vec<f64>; 2],
+    /// DCMTK's seconds to the first instance stored, per [`Nagle::BOTH`] setting.
+    dcmtk_first_s: [Vec<f64>; 2],
     first_image_s: Vec<f64>,
     mb: f64,
 }
@@ -125,19 +189,23 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
                 prefetch::stage(ours, 1, 7000 + run as u64 * 2 + u64::from(is_shaped), slices).await?;
             let (first, copy) = prefetch_once(ours, &staged).await?;
             for (i, nagle) in Nagle::BOTH.into_iter().enumerate() {
-                runs.dcmtk_s[i].push(dcmtk_once(&staged.files, is_shaped, nagle).await?);
+                let dcmtk = dcmtk_once(&staged.files, is_shaped, nagle).await?;
+                runs.dcmtk_s[i].push(dcmtk.all_s);
+                runs.dcmtk_first_s[i].push(dcmtk.first_s);
             }
             runs.mb = staged.bytes as f64 / 1e6;
             runs.yilian_s.push(copy);
             runs.first_image_s.push(first);
             eprintln!(
-                "  transfer run {} ({}): {:.0} MB, Yilian {copy:.2} s (first image {first:.3} s), DCMTK {:.2} s, \
-                 with TCP_NODELAY=1 {:.2} s",
+                "  transfer run {} ({}): {:.0} MB, Yilian {copy:.2} s (first image {first:.3} s), DCMTK {:.2} s \
+                 (first {:.3} s), with TCP_NODELAY=1 {:.2} s (first {:.3} s)",
                 run + 1,
                 if is_shaped { "shaped link" } else { "loopback" },
                 runs.mb,
                 runs.dcmtk_s[0][run],
+                runs.dcmtk_first_s[0][run],
                 runs.dcmtk_s[1][run],
+                runs.dcmtk_first_s[1][run],
             );
         }
     }
@@ -190,21 +258,28 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
             ),
         ]);
     }
-    rows.extend([
-        Row::alone(
-            "first-image",
-            metric("assigned → first image served, loopback", lmb),
-            "s",
-            Better::Lower,
-            &loopback.first_image_s,
-        ),
-        Row::alone(
-            "first-image",
-            metric(&format!("assigned → first image served, {LINK_MBIT} Mbit/s link"), smb),
-            "s",
-            Better::Lower,
-            &link.first_image_s,
-        ),
-    ]);
+    for (i, nagle) in Nagle::BOTH.into_iter().enumerate() {
+        let peer = format!("{PEER}{}, push: storescu start → first instance stored", nagle.peer_suffix());
+        rows.extend([
+            Row::compare(
+                "first-image",
+                metric("assigned → first image served, loopback", lmb),
+                "s",
+                Better::Lower,
+                &loopback.first_image_s,
+                &peer,
+                &loopback.dcmtk_first_s[i],
+            ),
+            Row::compare(
+                "first-image",
+                metric(&format!("assigned → first image served, {LINK_MBIT} Mbit/s link"), smb),
+                "s",
+                Better::Lower,
+                &link.first_image_s,
+                &peer,
+                &link.dcmtk_first_s[i],
+            ),
+        ]);
+    }
     Ok(rows)
 }
