@@ -130,11 +130,7 @@ impl Store {
     /// is their SHA-256 (it has just checked them against it, as a fetched object is).
     pub fn put_verified(&self, bytes: &[u8], digest: &Digest) -> Result<Put, StoreError> {
         self.put_via_temp(|tmp_path| {
-            let mut out = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(tmp_path)
-                .map_err(io("create temp file", tmp_path))?;
+            let mut out = create_temp(tmp_path)?;
             out.write_all(bytes).map_err(io("write", tmp_path))?;
             out.sync_all().map_err(io("fsync", tmp_path))?;
             Ok((*digest, bytes.len() as u64))
@@ -160,11 +156,7 @@ impl Store {
     }
 
     fn write_temp(&self, reader: &mut impl Read, tmp_path: &Path) -> Result<(Digest, u64), StoreError> {
-        let mut out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(tmp_path)
-            .map_err(io("create temp file", tmp_path))?;
+        let mut out = create_temp(tmp_path)?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; CHUNK];
         let mut size = 0u64;
@@ -289,6 +281,11 @@ fn make_read_only(path: &Path) -> Result<(), StoreError> {
     let mut perms = fs::metadata(path).map_err(io("inspect", path))?.permissions();
     perms.set_readonly(true);
     fs::set_permissions(path, perms).map_err(io("make read-only", path))
+}
+
+/// Create a new temp file for writing (never an existing one).
+fn create_temp(tmp_path: &Path) -> Result<File, StoreError> {
+    OpenOptions::new().write(true).create_new(true).open(tmp_path).map_err(io("create temp file", tmp_path))
 }
 
 /// fsync a directory so a rename or unlink in it is durable.

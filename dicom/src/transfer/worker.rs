@@ -13,7 +13,7 @@ use super::queue::{WorkItem, WorkKind};
 use super::shared::Shared;
 use crate::digest::Digest;
 use crate::store::Store;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -161,14 +161,11 @@ async fn fetch_chunk<C: Connector>(
     };
     link.succeeded();
     link.answered(conn);
-    let written = match whole {
-        true => {
-            let store = shared.store.clone();
-            shared.blocking(move |_| store_if_valid(&store, len, &digest, &bytes)).await
-        }
-        false => shared.blocking(move |_| write_if_valid(&partial, offset, len, &hash, &bytes)).await,
+    let keep = match whole {
+        true => Keep::Store(shared.store.clone()),
+        false => Keep::Partial { path: partial, offset },
     };
-    match written {
+    match shared.blocking(move |_| keep_if_valid(&bytes, len, &hash, &keep)).await {
         Ok(true) => {}
         Ok(false) => {
             shared.counters.chunks_corrupt.fetch_add(1, Ordering::Relaxed);
@@ -179,44 +176,43 @@ async fn fetch_chunk<C: Connector>(
     }
     if whole {
         count_chunk(shared, len as u64);
-        if let Some(obj) = shared.sched().obj_mut(&item.job, item.obj) {
-            obj.bitmap.set(index);
-        }
         return object_stored(shared, &item.job, item.obj, digest).await;
     }
     record_chunk(shared, item, index, len as u64).await;
 }
 
+/// Count one verified chunk of `len` bytes.
 fn count_chunk<C: Connector>(shared: &Shared<C>, len: u64) {
     shared.counters.chunks_fetched.fetch_add(1, Ordering::Relaxed);
     shared.counters.bytes_fetched.fetch_add(len, Ordering::Relaxed);
 }
 
-/// Put an object fetched whole into the store, if it has the expected length and digest.
-fn store_if_valid(store: &Store, len: usize, digest: &Digest, bytes: &[u8]) -> Result<bool, FetchError> {
-    if bytes.len() != len || Digest::of_bytes(bytes) != *digest {
-        return Ok(false);
-    }
-    store.put_verified(bytes, digest)?;
-    Ok(true)
+/// Where a verified chunk goes.
+enum Keep {
+    /// At `offset` of the object's partial file, fsynced.
+    Partial { path: PathBuf, offset: u64 },
+    /// Into the store as the whole object: the chunk is all of it, and its hash is the object's
+    /// digest ([`ObjRun::fetch_whole`](super::queue::ObjRun::fetch_whole)).
+    Store(Arc<Store>),
 }
 
-/// Write a chunk at its offset and fsync, if it has the expected length and hash.
-fn write_if_valid(
-    partial: &Path,
-    offset: u64,
-    len: usize,
-    hash: &Digest,
-    bytes: &[u8],
-) -> Result<bool, FetchError> {
+/// Keep a chunk as `keep` says, if it has the expected length and hash.
+fn keep_if_valid(bytes: &[u8], len: usize, hash: &Digest, keep: &Keep) -> Result<bool, FetchError> {
     if bytes.len() != len || Digest::of_bytes(bytes) != *hash {
         return Ok(false);
     }
-    write_chunk_durably(partial, offset, bytes).map_err(|source| FetchError::Io {
-        op: "write chunk to",
-        path: partial.to_owned(),
-        source,
-    })?;
+    match keep {
+        Keep::Store(store) => {
+            store.put_verified(bytes, hash)?;
+        }
+        Keep::Partial { path, offset } => {
+            write_chunk_durably(path, *offset, bytes).map_err(|source| FetchError::Io {
+                op: "write chunk to",
+                path: path.clone(),
+                source,
+            })?;
+        }
+    }
     Ok(true)
 }
 
