@@ -435,6 +435,11 @@ fn node_log_filter() -> String {
 }
 
 impl TestNode {
+    /// The process id of the running node process, if it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The node's data directory.
     pub fn data_dir(&self) -> PathBuf {
         self.config.parent().map(|p| p.join("data")).unwrap_or_default()

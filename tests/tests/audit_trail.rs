@@ -4,16 +4,14 @@
 
 mod support;
 
-use redb::{Database, ReadableTable, TableDefinition};
+use redb::{Database, ReadableTable};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use support::python_peer::{validate_fhir, FHIR_VALIDATOR};
 use support::*;
 use yilian_consensus::codec;
+use yilian_consensus::store::{DB_FILE, SM_ENTITIES};
 use yilian_referral::{Entity, EntityKey};
-
-/// The state machine's entity table, as the node stores it.
-const SM_ENTITIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_entities");
 
 fn cli(token: &str, args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(node_binary())
@@ -31,8 +29,8 @@ fn data_dir(cluster: &TestCluster, id: u64) -> PathBuf {
 
 /// Rewrite (or, with `None`, delete) audit event `seq` straight in the database file.
 fn tamper(dir: &Path, seq: u64, change: Option<&dyn Fn(&mut yilian_referral::AuditEvent)>) {
-    let db = Database::open(dir.join("raft.redb")).expect("open the stopped node's database");
-    let key = codec::encode(&EntityKey::Audit(seq)).expect("key");
+    let db = Database::open(dir.join(DB_FILE)).expect("open the stopped node's database");
+    let key = codec::encode_key(&EntityKey::Audit(seq)).expect("key");
     let txn = db.begin_write().expect("write txn");
     {
         let mut table = txn.open_table(SM_ENTITIES).expect("table");

@@ -4,10 +4,13 @@ use super::{ClusterState, LogStore, StateMachineStore};
 use crate::codec::{self, CodecError};
 use crate::types::StorageError;
 use openraft::{AnyError, ErrorSubject, ErrorVerb};
-use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
+};
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use yilian_referral::EntityKey;
 
 /// Log entries by index.
 pub(super) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
@@ -15,8 +18,15 @@ pub(super) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_l
 pub(super) const LOG_META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_log_meta");
 /// State machine metadata: last applied log id, membership, retired node ids.
 pub(super) const SM_META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
-/// State machine entities (facilities, specialists, cases), keyed by encoded `EntityKey`.
-pub(super) const SM_ENTITIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_entities");
+/// State machine entities (facilities, specialists, cases, audit events, ...), keyed by
+/// `codec::encode_key(&EntityKey)`, whose byte order follows the ids' order: a new case or audit
+/// event lands in the tree's last leaf. Public for offline tools and tests that inspect a
+/// stopped node's file.
+pub const SM_ENTITIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_entities_ordered");
+/// The entity table of earlier builds, keyed by `codec::encode(&EntityKey)` (little-endian
+/// integers, so consecutive audit events were scattered over the tree). Moved into
+/// [`SM_ENTITIES`] when a node opens its database.
+const LEGACY_SM_ENTITIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_entities");
 /// The latest snapshot: its metadata and data.
 pub(super) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
 
@@ -94,7 +104,52 @@ fn create_tables(db: &Database) -> Result<(), DbError> {
     txn.open_table(SM_META)?;
     txn.open_table(SM_ENTITIES)?;
     txn.open_table(SNAPSHOT)?;
+    let moved = migrate_legacy_entities(&txn)?;
     txn.commit()?;
+    if moved > 0 {
+        tracing::info!(entities = moved, "moved the state machine's entities to ordered keys");
+    }
+    Ok(())
+}
+
+/// Move every entity of a database written by an earlier build into [`SM_ENTITIES`] under its
+/// ordered key, and drop the old table, in the caller's transaction. Returns how many moved.
+fn migrate_legacy_entities(txn: &WriteTransaction) -> Result<u64, DbError> {
+    let exists = txn.list_tables()?.any(|t| t.name() == LEGACY_SM_ENTITIES.name());
+    if !exists {
+        return Ok(0);
+    }
+    let mut moved = 0;
+    {
+        let legacy = txn.open_table(LEGACY_SM_ENTITIES)?;
+        let mut entities = txn.open_table(SM_ENTITIES)?;
+        for item in legacy.iter()? {
+            let (key, value) = item?;
+            let key: EntityKey = codec::decode(key.value())?;
+            entities.insert(codec::encode_key(&key)?.as_slice(), value.value())?;
+            moved += 1;
+        }
+    }
+    txn.delete_table(LEGACY_SM_ENTITIES)?;
+    Ok(moved)
+}
+
+/// Every stored entity's encoded value, from [`SM_ENTITIES`] and, in a file an earlier build
+/// wrote and no node has opened since (read offline), from the legacy table.
+pub(super) fn entity_values(
+    txn: &ReadTransaction,
+    mut each: impl FnMut(&[u8]) -> Result<(), DbError>,
+) -> Result<(), DbError> {
+    for definition in [SM_ENTITIES, LEGACY_SM_ENTITIES] {
+        let table = match txn.open_table(definition) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for item in table.iter()? {
+            each(item?.1.value())?;
+        }
+    }
     Ok(())
 }
 

@@ -15,7 +15,7 @@ mod log_store;
 mod persister;
 mod state_machine;
 
-pub use db::{load_state, open, Opened, StoreOpenError};
+pub use db::{load_state, open, Opened, StoreOpenError, DB_FILE, SM_ENTITIES};
 pub use log_store::LogStore;
 pub use state_machine::{ClusterState, SharedState, StateMachineStore};
 

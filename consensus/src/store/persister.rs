@@ -1,84 +1,120 @@
 //! Writes what the state machine applied to redb in the background, off the commit → answer
 //! path.
 //!
-//! The state machine applies entries in memory and answers at once; the changed entities and the
-//! new `last_applied` go to this writer, which merges everything queued since its last commit
-//! into one non-durable transaction. Nothing acknowledged depends on it: the log is durable, and
-//! after a crash the stored state is that of some earlier `last_applied` (entities and
-//! `last_applied` are always one transaction), from which openraft re-applies the log.
+//! The state machine applies entries in memory and answers at once; while it still holds the
+//! state's write lock it marks the entities it touched as dirty here. A writer thread commits
+//! at most every [`COMMIT_EVERY`]: it takes the state's read lock, takes the dirty set, copies
+//! those entities and the bookkeeping (whose `last_applied` covers exactly the entries that made
+//! them dirty), and stores them in one non-durable transaction. An entity touched by many entries
+//! in between is copied and stored once, and nothing is cloned on the apply path. Nothing
+//! acknowledged depends on the writer: the log is durable, and after a crash the stored state is
+//! that of some earlier `last_applied` (entities and `last_applied` are always one transaction),
+//! from which openraft re-applies the log.
 
 use super::db::{begin_write_lazy, DbError};
-use super::state_machine::ClusterState;
+use super::state_machine::{ClusterState, SharedState};
 use redb::Database;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use tokio::sync::{mpsc, oneshot};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 use yilian_referral::{Entity, EntityKey};
 
-/// Batches of changes that may wait for the writer before `apply` waits for it in turn.
-const QUEUED_BATCHES: usize = 64;
+/// Shortest time between two commits of the applied state while entries keep being applied.
+/// Longer merges more changes per commit (an entity touched by several entries is written once,
+/// and the tree's upper pages are rewritten once); a crash re-applies at most this much of the
+/// log more on restart.
+const COMMIT_EVERY: Duration = Duration::from_millis(20);
 
-/// The result of one applied batch: the bookkeeping as of its last entry (with an empty region)
-/// and every entity it touched, `None` for one that no longer exists.
-pub(super) struct Changes {
-    pub(super) bookkeeping: ClusterState,
-    pub(super) entities: Vec<(EntityKey, Option<Entity>)>,
+/// What is waiting to be stored, guarded by [`Shared::pending`].
+#[derive(Default)]
+struct Pending {
+    /// Entities touched since the last commit.
+    keys: HashSet<EntityKey>,
+    /// Whether anything was applied since the last commit (an entry may touch no entity but
+    /// still moves `last_applied`).
+    applied: bool,
+    /// Callers waiting until everything applied before they asked is committed.
+    barriers: Vec<oneshot::Sender<()>>,
+    /// The owner is gone: commit what is pending and stop.
+    stopping: bool,
 }
 
-enum Job {
-    Write(Box<Changes>),
-    /// Answered once everything queued before it is committed.
-    Barrier(oneshot::Sender<()>),
+struct Shared {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    failure: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Handle of the background writer; the last clone of the state machine drops it, which lets
-/// the writer finish what is queued and waits for it, so the database closes cleanly.
+/// the writer store what is pending and waits for it, so the database closes cleanly.
 pub(super) struct Persister {
-    queue: Option<mpsc::Sender<Job>>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
-    failure: Arc<Mutex<Option<String>>>,
 }
 
 impl Persister {
-    /// Start the writer for `db`.
-    pub(super) fn start(db: Arc<Database>) -> Self {
-        let (queue, jobs) = mpsc::channel(QUEUED_BATCHES);
-        let failure = Arc::new(Mutex::new(None));
-        let failed = failure.clone();
+    /// Start the writer that stores `state` into `db`.
+    pub(super) fn start(db: Arc<Database>, state: SharedState) -> Self {
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+            failure: Mutex::new(None),
+        });
+        let writer = shared.clone();
         let thread = std::thread::Builder::new()
             .name("yilian-sm-writer".into())
-            .spawn(move || run(&db, jobs, &failed))
+            .spawn(move || run(&db, &state, &writer))
             .map_err(
                 |e| tracing::error!(error = %e, "cannot start the state machine writer; applies will fail"),
             )
             .ok();
-        Self { queue: Some(queue), thread, failure }
+        Self { shared, thread }
     }
 
-    /// Queue `changes`; waits only while the writer is [`QUEUED_BATCHES`] batches behind.
-    pub(super) async fn write(&self, changes: Changes) -> Result<(), DbError> {
+    /// Mark `touched` as changed by entries just applied. Must be called while the caller still
+    /// holds the state's write lock, so that the writer never sees a `last_applied` whose
+    /// changes it has not been told about.
+    pub(super) fn record(&self, touched: impl IntoIterator<Item = EntityKey>) -> Result<(), DbError> {
         self.check()?;
-        self.send(Job::Write(Box::new(changes))).await
+        let mut pending = self.shared.pending();
+        pending.keys.extend(touched);
+        if !pending.applied {
+            pending.applied = true;
+            self.shared.wake.notify_one();
+        }
+        Ok(())
     }
 
-    /// Wait until everything queued so far is committed.
+    /// Wait until everything applied so far is committed.
     pub(super) async fn flush(&self) -> Result<(), DbError> {
+        let stopped = || DbError::Background("the state machine writer stopped".into());
+        if self.thread.is_none() {
+            return Err(stopped());
+        }
         let (done, committed) = oneshot::channel();
-        self.send(Job::Barrier(done)).await?;
-        committed.await.map_err(|_| DbError::Background("the state machine writer stopped".into()))?;
+        {
+            let mut pending = self.shared.pending();
+            pending.barriers.push(done);
+            self.shared.wake.notify_one();
+        }
+        committed.await.map_err(|_| stopped())?;
         self.check()
     }
 
-    async fn send(&self, job: Job) -> Result<(), DbError> {
-        let stopped = || DbError::Background("the state machine writer stopped".into());
-        let queue = self.queue.as_ref().ok_or_else(stopped)?;
-        queue.send(job).await.map_err(|_| stopped())
-    }
-
     /// The writer's first failure, if any: the state machine must stop then, as a failed apply.
-    fn check(&self) -> Result<(), DbError> {
-        match self.failure.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+    pub(super) fn check(&self) -> Result<(), DbError> {
+        if self.thread.is_none() {
+            return Err(DbError::Background("the state machine writer could not start".into()));
+        }
+        match self.shared.failure.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             Some(reason) => Err(DbError::Background(reason.clone())),
             None => Ok(()),
         }
@@ -87,57 +123,95 @@ impl Persister {
 
 impl Drop for Persister {
     fn drop(&mut self) {
-        self.queue = None;
+        self.shared.pending().stopping = true;
+        self.shared.wake.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-/// The writer loop: take every queued job, commit their merged changes once, answer barriers.
-fn run(db: &Database, mut jobs: mpsc::Receiver<Job>, failure: &Mutex<Option<String>>) {
-    while let Some(first) = jobs.blocking_recv() {
-        let mut merged = Merged::default();
-        let mut barriers = Vec::new();
-        let mut next = Some(first);
-        while let Some(job) = next {
-            match job {
-                Job::Write(changes) => merged.add(*changes),
-                Job::Barrier(done) => barriers.push(done),
+/// The writer loop: wait for something to store, commit it, answer the barriers it covered.
+fn run(db: &Database, state: &SharedState, shared: &Shared) {
+    let mut last_commit = Instant::now() - COMMIT_EVERY;
+    loop {
+        let stopping = wait_for_work(shared, last_commit);
+        last_commit = Instant::now();
+        let (changes, barriers) = take_changes(state, shared);
+        if let Some(changes) = changes {
+            let entities = changes.entities.len();
+            if let Err(e) = changes.commit(db) {
+                tracing::error!(error = %e, "cannot store the applied state; the node must stop");
+                shared.failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| e.to_string());
             }
-            next = jobs.try_recv().ok();
+            tracing::debug!(entities, us = last_commit.elapsed().as_micros() as u64, "applied state stored");
         }
-        let started = std::time::Instant::now();
-        let entities = merged.entities.len();
-        if let Err(e) = merged.commit(db) {
-            tracing::error!(error = %e, "cannot store the applied state; the node must stop");
-            failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| e.to_string());
-        }
-        tracing::debug!(entities, us = started.elapsed().as_micros() as u64, "applied state stored");
         for done in barriers {
             let _ = done.send(());
         }
+        if stopping {
+            return;
+        }
     }
 }
 
-/// Several batches of changes as one: the newest bookkeeping and each entity's newest value.
-#[derive(Default)]
-struct Merged {
-    bookkeeping: Option<ClusterState>,
-    entities: HashMap<EntityKey, Option<Entity>>,
+/// Block until the writer should commit: a barrier or the owner's drop asks now, or entries were
+/// applied and [`COMMIT_EVERY`] has passed since `last_commit`. Returns whether it is stopping.
+fn wait_for_work(shared: &Shared, last_commit: Instant) -> bool {
+    let mut pending = shared.pending();
+    loop {
+        if pending.stopping {
+            return true;
+        }
+        if !pending.barriers.is_empty() {
+            return false;
+        }
+        if pending.applied {
+            let due = last_commit + COMMIT_EVERY;
+            let now = Instant::now();
+            if now >= due {
+                return false;
+            }
+            pending = shared.wake.wait_timeout(pending, due - now).unwrap_or_else(|p| p.into_inner()).0;
+        } else {
+            pending = shared.wake.wait(pending).unwrap_or_else(|p| p.into_inner());
+        }
+    }
 }
 
-impl Merged {
-    fn add(&mut self, changes: Changes) {
-        self.bookkeeping = Some(changes.bookkeeping);
-        self.entities.extend(changes.entities);
+/// Take what is pending and copy it out of the state, under the state's read lock so that the
+/// entities and `last_applied` agree; `None` when nothing was applied since the last commit.
+fn take_changes(state: &SharedState, shared: &Shared) -> (Option<Changes>, Vec<oneshot::Sender<()>>) {
+    let state = state.read();
+    let mut pending = shared.pending();
+    let barriers = std::mem::take(&mut pending.barriers);
+    if !std::mem::take(&mut pending.applied) {
+        return (None, barriers);
     }
+    let keys = std::mem::take(&mut pending.keys);
+    drop(pending);
+    let entities = keys
+        .into_iter()
+        .map(|key| {
+            let entity = state.region.entity(&key);
+            (key, entity)
+        })
+        .collect();
+    (Some(Changes { bookkeeping: state.bookkeeping_only(), entities }), barriers)
+}
 
+/// The state to store: the bookkeeping as of the last applied entry (with an empty region) and
+/// every entity touched since the last commit, `None` for one that no longer exists.
+struct Changes {
+    bookkeeping: ClusterState,
+    entities: Vec<(EntityKey, Option<Entity>)>,
+}
+
+impl Changes {
     fn commit(self, db: &Database) -> Result<(), DbError> {
-        let Some(bookkeeping) = self.bookkeeping else { return Ok(()) };
         let encoded = ClusterState::encode_entities(self.entities)?;
         let txn = begin_write_lazy(db)?;
-        bookkeeping.persist_meta(&txn)?;
+        self.bookkeeping.persist_meta(&txn)?;
         ClusterState::persist_entities(&txn, &encoded)?;
         txn.commit()?;
         Ok(())

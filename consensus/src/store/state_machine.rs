@@ -1,14 +1,14 @@
 //! The replicated state machine: the referral region plus cluster bookkeeping, persisted in redb.
 
-use super::db::{blocking, read_meta, storage_error, DbError, SM_ENTITIES, SM_META, SNAPSHOT};
-use super::persister::{Changes, Persister};
+use super::db::{blocking, entity_values, read_meta, storage_error, DbError, SM_ENTITIES, SM_META, SNAPSHOT};
+use super::persister::Persister;
 use crate::codec;
 use crate::types::{LogId, NodeId, Request, Response, StorageError, StoredMembership, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, SnapshotMeta};
 use redb::{Database, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use yilian_referral::{Entity, EntityKey, Region};
@@ -44,10 +44,10 @@ impl ClusterState {
     pub(super) fn load(db: &Database) -> Result<Self, DbError> {
         let txn = db.begin_read()?;
         let mut state = Self::bookkeeping(&txn.open_table(SM_META)?)?;
-        for item in txn.open_table(SM_ENTITIES)?.iter()? {
-            let (_, v) = item?;
-            state.region.restore(codec::decode(v.value())?);
-        }
+        entity_values(&txn, |value| {
+            state.region.restore(codec::decode(value)?);
+            Ok(())
+        })?;
         Ok(state)
     }
 
@@ -80,7 +80,9 @@ impl ClusterState {
     ) -> Result<EncodedEntities, DbError> {
         entities
             .into_iter()
-            .map(|(key, entity)| Ok((codec::encode(&key)?, entity.map(|e| codec::encode(&e)).transpose()?)))
+            .map(|(key, entity)| {
+                Ok((codec::encode_key(&key)?, entity.map(|e| codec::encode(&e)).transpose()?))
+            })
             .collect()
     }
 
@@ -142,10 +144,10 @@ impl SnapshotImage {
         let txn = db.begin_read()?;
         let bookkeeping = ClusterState::bookkeeping(&txn.open_table(SM_META)?)?;
         let mut entities = Vec::new();
-        for item in txn.open_table(SM_ENTITIES)?.iter()? {
-            let (_, v) = item?;
-            entities.push(v.value().to_vec());
-        }
+        entity_values(&txn, |value| {
+            entities.push(value.to_vec());
+            Ok(())
+        })?;
         Ok(SnapshotImage { bookkeeping, entities })
     }
 
@@ -168,8 +170,9 @@ struct StoredSnapshot {
 
 impl StateMachineStore {
     pub(super) fn new(db: Arc<Database>, state: ClusterState) -> Self {
-        let persister = Arc::new(Persister::start(db.clone()));
-        Self { db, state: SharedState(Arc::new(RwLock::new(state))), persister }
+        let state = SharedState(Arc::new(RwLock::new(state)));
+        let persister = Arc::new(Persister::start(db.clone(), state.clone()));
+        Self { db, state, persister }
     }
 
     /// Shared read access to the state, for the API.
@@ -197,7 +200,7 @@ impl StateMachineStore {
 fn apply_entry(
     state: &mut ClusterState,
     entry: &openraft::Entry<TypeConfig>,
-    touched: &mut HashSet<EntityKey>,
+    touched: &mut Vec<EntityKey>,
 ) -> Response {
     state.last_applied = Some(entry.log_id);
     match &entry.payload {
@@ -244,25 +247,23 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let started = std::time::Instant::now();
-        let mut touched = HashSet::new();
+        let mut touched = Vec::new();
         let mut responses = Vec::new();
-        let changes = {
+        let last = {
             let mut state = self.state.write();
             for entry in entries {
                 responses.push(apply_entry(&mut state, &entry, &mut touched));
             }
-            state.changes(touched)
+            // Stored in the background, without an fsync: see `persister`.
+            self.persister.record(touched).map_err(|e| {
+                let subject = state.last_applied.map_or(ErrorSubject::StateMachine, ErrorSubject::Apply);
+                storage_error(subject, ErrorVerb::Write, e)
+            })?;
+            state.last_applied
         };
-        let last = changes.bookkeeping.last_applied;
-        let applied_us = started.elapsed().as_micros() as u64;
-        // Stored in the background, without an fsync: see `persister`.
-        self.persister.write(changes).await.map_err(|e| {
-            storage_error(last.map_or(ErrorSubject::StateMachine, ErrorSubject::Apply), ErrorVerb::Write, e)
-        })?;
         tracing::debug!(
             last = last.map(|l| l.index),
-            applied_us,
-            total_us = started.elapsed().as_micros() as u64,
+            applied_us = started.elapsed().as_micros() as u64,
             "entries applied"
         );
         Ok(responses)
@@ -363,7 +364,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
 
 impl ClusterState {
     /// Everything but the region (which is left empty).
-    fn bookkeeping_only(&self) -> ClusterState {
+    pub(super) fn bookkeeping_only(&self) -> ClusterState {
         ClusterState {
             last_applied: self.last_applied,
             membership: self.membership.clone(),
@@ -372,18 +373,6 @@ impl ClusterState {
             retiring_nodes: self.retiring_nodes.clone(),
             region: Region::default(),
         }
-    }
-
-    /// What the persister must store after applying entries that touched `touched`.
-    fn changes(&self, touched: HashSet<EntityKey>) -> Changes {
-        let entities = touched
-            .into_iter()
-            .map(|key| {
-                let entity = self.region.entity(&key);
-                (key, entity)
-            })
-            .collect();
-        Changes { bookkeeping: self.bookkeeping_only(), entities }
     }
 
     /// Retire every node whose removal was requested and which the applied membership no longer
@@ -426,7 +415,7 @@ mod tests {
     }
 
     fn apply(state: &mut ClusterState, index: u64, payload: EntryPayload<TypeConfig>) {
-        apply_entry(state, &entry(index, payload), &mut HashSet::new());
+        apply_entry(state, &entry(index, payload), &mut Vec::new());
     }
 
     #[test]

@@ -91,3 +91,67 @@ impl openraft::testing::StoreBuilder<TypeConfig, super::LogStore, super::StateMa
 fn the_store_passes_openraft_storage_suite() {
     openraft::testing::Suite::test_all(TempStore).expect("openraft storage suite");
 }
+
+/// A database written by a build that keyed entities with `codec::encode` (little-endian
+/// integers) is read offline as it is, and moved to ordered keys when a node opens it.
+#[tokio::test]
+async fn entities_stored_by_an_earlier_build_are_read_and_moved_to_ordered_keys() {
+    use redb::{ReadableTable, TableDefinition, TableHandle};
+    use yilian_referral::EntityKey;
+    const LEGACY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_entities");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(dir.path()).expect("open").state_machine;
+    let registrations: Vec<StampedCommand> = (0..300)
+        .map(|i| StampedCommand { at_ms: 1_000 + i, command: register(&format!("F{i:03}")) })
+        .collect();
+    store.apply(vec![entry(1, Request::Referrals(registrations))]).await.expect("apply");
+    let applied = store.shared().read().clone();
+    assert!(applied.region.keys().iter().filter(|k| matches!(k, EntityKey::Audit(_))).count() >= 300);
+    drop(store);
+
+    // Rewrite the file as the earlier build left it.
+    {
+        let db = redb::Database::open(dir.path().join(super::DB_FILE)).expect("reopen file");
+        let txn = db.begin_write().expect("write");
+        {
+            let current = txn.open_table(super::SM_ENTITIES).expect("table");
+            let mut legacy = txn.open_table(LEGACY).expect("legacy table");
+            for item in current.iter().expect("iter") {
+                let (key, value) = item.expect("row");
+                let key: EntityKey = crate::codec::decode_key(key.value()).expect("ordered key");
+                legacy
+                    .insert(crate::codec::encode(&key).expect("key").as_slice(), value.value())
+                    .expect("put");
+            }
+        }
+        txn.delete_table(super::SM_ENTITIES).expect("drop");
+        txn.commit().expect("commit");
+    }
+
+    assert_eq!(
+        super::load_state(dir.path()).expect("read offline"),
+        applied,
+        "offline read of the old layout"
+    );
+
+    let reopened = open(dir.path()).expect("open migrates").state_machine;
+    assert_eq!(*reopened.shared().read(), applied);
+    drop(reopened);
+    let db = redb::Database::open(dir.path().join(super::DB_FILE)).expect("reopen file");
+    let txn = db.begin_read().expect("read");
+    let tables: Vec<String> = txn.list_tables().expect("tables").map(|t| t.name().to_owned()).collect();
+    assert!(!tables.contains(&LEGACY.name().to_owned()), "the old table is dropped: {tables:?}");
+    let audit_order: Vec<u64> = txn
+        .open_table(super::SM_ENTITIES)
+        .expect("table")
+        .iter()
+        .expect("iter")
+        .filter_map(|item| match crate::codec::decode_key(item.expect("row").0.value()).expect("key") {
+            EntityKey::Audit(seq) => Some(seq),
+            _ => None,
+        })
+        .collect();
+    assert!(audit_order.len() >= 300);
+    assert!(audit_order.windows(2).all(|w| w[0] < w[1]), "audit events are stored in sequence order");
+}

@@ -102,6 +102,11 @@ impl EtcdCluster {
         Ok(())
     }
 
+    /// Process ids of the running members.
+    pub fn pids(&self) -> Vec<u32> {
+        self.members.iter().filter_map(|m| m.child.as_ref().map(Child::id)).collect()
+    }
+
     /// Client URL of every member, in member order.
     pub fn client_urls(&self) -> Vec<String> {
         self.members.iter().map(|m| m.client_url.clone()).collect()

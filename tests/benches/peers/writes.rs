@@ -6,7 +6,7 @@ use crate::etcd::{self, EtcdCluster};
 use crate::yilian::{self, YilianCluster};
 use crate::Settings;
 use std::sync::Arc;
-use yilian_tests::load::{closed_loop, LoadResult};
+use yilian_tests::load::{closed_loop, closed_loop_metered, LoadResult};
 use yilian_tests::report::{Better, Row};
 
 /// Size of one record in bytes: the JSON body of a case submission, and etcd's value.
@@ -19,6 +19,7 @@ struct Series {
     writes: Vec<f64>,
     p50: Vec<f64>,
     p99: Vec<f64>,
+    cpu_ms: Vec<f64>,
     reads: Vec<f64>,
     read_p99: Vec<f64>,
 }
@@ -28,6 +29,7 @@ impl Series {
         self.writes.push(r.per_second());
         self.p50.push(r.percentile_ms(50.0));
         self.p99.push(r.percentile_ms(99.0));
+        self.cpu_ms.extend(r.cpu_ms_per_op());
     }
 
     fn add_reads(&mut self, r: &LoadResult) {
@@ -42,6 +44,7 @@ pub async fn run(s: &Settings, http: &reqwest::Client) -> anyhow::Result<Vec<Row
     let etcd_urls = Arc::new(etcd_cluster.client_urls());
     let ours = YilianCluster::start(3, "").await?;
     ours.wait_writable(http, 1).await?;
+    let (our_pids, etcd_pids) = (ours.pids(), etcd_cluster.pids());
     let bases = Arc::new(ours.bases());
     let token = Arc::new(ours.nurse_token.clone());
     let value = Arc::new(vec![b'x'; RECORD_BYTES]);
@@ -50,7 +53,7 @@ pub async fn run(s: &Settings, http: &reqwest::Client) -> anyhow::Result<Vec<Row
         let (mut y, mut e) = (Series::default(), Series::default());
         for run in 0..s.runs {
             let (b, t, h) = (bases.clone(), token.clone(), http.clone());
-            let r = closed_loop(clients, s.warmup, s.window, move |c, seq| {
+            let r = closed_loop_metered(&our_pids, clients, s.warmup, s.window, move |c, seq| {
                 let (b, t, h) = (b.clone(), t.clone(), h.clone());
                 async move {
                     let body = yilian::case_body(RECORD_BYTES, seq);
@@ -60,7 +63,7 @@ pub async fn run(s: &Settings, http: &reqwest::Client) -> anyhow::Result<Vec<Row
             .await?;
             y.add_writes(&r);
             let (u, v, h) = (etcd_urls.clone(), value.clone(), http.clone());
-            let r = closed_loop(clients, s.warmup, s.window, move |c, seq| {
+            let r = closed_loop_metered(&etcd_pids, clients, s.warmup, s.window, move |c, seq| {
                 let (u, v, h) = (u.clone(), v.clone(), h.clone());
                 async move { etcd::put(&h, &u[c % u.len()], &format!("case/{run}/{c}/{seq}"), &v).await }
             })
@@ -81,13 +84,15 @@ pub async fn run(s: &Settings, http: &reqwest::Client) -> anyhow::Result<Vec<Row
             .await?;
             e.add_reads(&r);
             eprintln!(
-                "  writes @{clients:>3} clients run {}: Yilian {:.0} w/s p99 {:.1} ms, etcd {:.0} w/s p99 {:.1} ms; \
-                 reads Yilian {:.0}/s, etcd {:.0}/s",
+                "  writes @{clients:>3} clients run {}: Yilian {:.0} w/s p99 {:.1} ms {:.3} CPU ms/write, \
+                 etcd {:.0} w/s p99 {:.1} ms {:.3} CPU ms/write; reads Yilian {:.0}/s, etcd {:.0}/s",
                 run + 1,
                 y.writes[run],
                 y.p99[run],
+                y.cpu_ms.get(run).copied().unwrap_or(f64::NAN),
                 e.writes[run],
                 e.p99[run],
+                e.cpu_ms.get(run).copied().unwrap_or(f64::NAN),
                 y.reads[run],
                 e.reads[run]
             );
@@ -98,6 +103,7 @@ pub async fn run(s: &Settings, http: &reqwest::Client) -> anyhow::Result<Vec<Row
         rows.push(row("writes/s", "/s", Better::Higher, &y.writes, &e.writes));
         rows.push(row("write p50", "ms", Better::Lower, &y.p50, &e.p50));
         rows.push(row("write p99", "ms", Better::Lower, &y.p99, &e.p99));
+        rows.push(row("server CPU per write (all members)", "ms", Better::Lower, &y.cpu_ms, &e.cpu_ms));
         rows.push(row("linearizable reads/s", "/s", Better::Higher, &y.reads, &e.reads));
         rows.push(row("read p99", "ms", Better::Lower, &y.read_p99, &e.read_p99));
     }

@@ -48,6 +48,11 @@ impl YilianCluster {
         self.cluster.nodes.keys().map(|id| self.base(*id)).collect()
     }
 
+    /// Process ids of the running node processes.
+    pub fn pids(&self) -> Vec<u32> {
+        self.cluster.nodes.values().filter_map(|n| n.pid()).collect()
+    }
+
     /// The node that leads now.
     pub async fn leader(&self) -> u64 {
         let running = self.cluster.running();
