@@ -180,6 +180,15 @@ impl StateMachineStore {
         self.state.clone()
     }
 
+    /// Wait until everything applied so far is stored (not yet fsynced: the next durable commit
+    /// on the database does that).
+    pub async fn stored(&self) -> Result<(), StorageError> {
+        self.persister
+            .flush()
+            .await
+            .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Write, e))
+    }
+
     async fn save_snapshot(&self, snapshot: StoredSnapshot) -> Result<(), DbError> {
         let meta = codec::encode(&snapshot.meta)?;
         let db = self.db.clone();
