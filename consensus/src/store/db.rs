@@ -27,11 +27,13 @@ pub const SM_ENTITIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_
 /// integers, so consecutive audit events were scattered over the tree). Moved into
 /// [`SM_ENTITIES`] when a node opens its database.
 const LEGACY_SM_ENTITIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_entities");
-/// The latest snapshot: its metadata and data.
+/// The latest snapshot: its metadata and the file holding its data.
 pub(super) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
 
 /// File name of the database inside a node's data directory.
 pub const DB_FILE: &str = "raft.redb";
+/// Directory of snapshot data files inside a node's data directory.
+const SNAPSHOT_DIR: &str = "snapshots";
 
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +82,9 @@ pub fn open(data_dir: &Path) -> Result<Opened, StoreOpenError> {
     let corrupt = |reason: String| StoreOpenError::Corrupt { path: path.clone(), reason };
     create_tables(&db).map_err(|e| corrupt(e.to_string()))?;
     let state = ClusterState::load(&db).map_err(|e| corrupt(e.to_string()))?;
-    Ok(Opened { log: LogStore::new(db.clone()), state_machine: StateMachineStore::new(db, state) })
+    let state_machine = StateMachineStore::open(db.clone(), state, data_dir.join(SNAPSHOT_DIR))
+        .map_err(|e| corrupt(e.to_string()))?;
+    Ok(Opened { log: LogStore::new(db), state_machine })
 }
 
 /// Read the replicated state stored under `data_dir` without starting a node (the node must be
@@ -173,6 +177,8 @@ pub(super) enum DbError {
     Join(#[from] tokio::task::JoinError),
     #[error("storing the applied state failed: {0}")]
     Background(String),
+    #[error("snapshot file: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 macro_rules! impl_from_redb {

@@ -13,6 +13,7 @@
 mod db;
 mod log_store;
 mod persister;
+mod snapshot_file;
 mod state_machine;
 
 pub use db::{load_state, open, Opened, StoreOpenError, DB_FILE, SM_ENTITIES};

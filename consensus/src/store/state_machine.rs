@@ -2,6 +2,7 @@
 
 use super::db::{blocking, entity_values, read_meta, storage_error, DbError, SM_ENTITIES, SM_META, SNAPSHOT};
 use super::persister::Persister;
+use super::snapshot_file::SnapshotDir;
 use crate::codec;
 use crate::types::{LogId, NodeId, Request, Response, StorageError, StoredMembership, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -10,6 +11,7 @@ use redb::{Database, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use yilian_referral::{Entity, EntityKey, Region};
 
@@ -19,7 +21,14 @@ const RETIRED: &str = "retired_nodes";
 const REVOKED: &str = "revoked_certificates";
 const RETIRING: &str = "retiring_nodes";
 const SNAPSHOT_META: &str = "meta";
+/// Where the snapshot's data is: a [`SnapshotFile`].
+const SNAPSHOT_FILE: &str = "file";
+/// The snapshot's data itself, as builds before snapshot files stored it; read if no file is
+/// named, removed when the next snapshot is stored.
 const SNAPSHOT_DATA: &str = "data";
+
+/// Metadata of a snapshot.
+type Meta = SnapshotMeta<NodeId, crate::types::NodeInfo>;
 
 /// Everything the state machine holds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -126,6 +135,7 @@ pub struct StateMachineStore {
     db: Arc<Database>,
     state: SharedState,
     persister: Arc<Persister>,
+    snapshots: SnapshotDir,
 }
 
 /// A snapshot's contents: the cluster bookkeeping (with an empty region) and every entity of the
@@ -161,18 +171,54 @@ impl SnapshotImage {
     }
 }
 
-/// A snapshot as stored and sent: metadata plus the encoded [`SnapshotImage`].
+/// The file holding the current snapshot's data (the encoded [`SnapshotImage`]), recorded in
+/// the snapshot table beside its metadata.
 #[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta<NodeId, crate::types::NodeInfo>,
-    data: Vec<u8>,
+struct SnapshotFile {
+    name: String,
+    len: u64,
+}
+
+impl SnapshotFile {
+    /// Read the current snapshot's metadata and file record from the snapshot table.
+    fn current(
+        table: &impl ReadableTable<&'static str, &'static [u8]>,
+    ) -> Result<(Option<Meta>, Option<Self>), DbError> {
+        Ok((read_meta(table, SNAPSHOT_META)?, read_meta(table, SNAPSHOT_FILE)?))
+    }
+
+    /// Write `data` to its file, durably, before anything names it.
+    fn write(snapshots: &SnapshotDir, meta: &Meta, data: &[u8]) -> Result<Self, DbError> {
+        let name = SnapshotDir::file_name(&meta.snapshot_id);
+        snapshots.write(&name, data)?;
+        Ok(Self { name, len: data.len() as u64 })
+    }
+
+    /// Name this file and `meta` as the current snapshot in `txn`, and drop a data blob an
+    /// earlier build kept in the table.
+    fn record(&self, txn: &WriteTransaction, meta: &Meta) -> Result<(), DbError> {
+        let mut t = txn.open_table(SNAPSHOT)?;
+        t.insert(SNAPSHOT_META, codec::encode(meta)?.as_slice())?;
+        t.insert(SNAPSHOT_FILE, codec::encode(self)?.as_slice())?;
+        t.remove(SNAPSHOT_DATA)?;
+        Ok(())
+    }
 }
 
 impl StateMachineStore {
-    pub(super) fn new(db: Arc<Database>, state: ClusterState) -> Self {
+    /// The state machine over `db`, holding `state`, with snapshot files in `snapshot_dir`.
+    /// Snapshot files the database does not name (left by a crash) are removed.
+    pub(super) fn open(
+        db: Arc<Database>,
+        state: ClusterState,
+        snapshot_dir: PathBuf,
+    ) -> Result<Self, DbError> {
+        let snapshots = SnapshotDir::new(snapshot_dir);
+        let (_, file) = SnapshotFile::current(&db.begin_read()?.open_table(SNAPSHOT)?)?;
+        snapshots.remove_others(file.as_ref().map(|f| f.name.as_str()))?;
         let state = SharedState(Arc::new(RwLock::new(state)));
         let persister = Arc::new(Persister::start(db.clone(), state.clone()));
-        Self { db, state, persister }
+        Ok(Self { db, state, persister, snapshots })
     }
 
     /// Shared read access to the state, for the API.
@@ -189,18 +235,17 @@ impl StateMachineStore {
             .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Write, e))
     }
 
-    async fn save_snapshot(&self, snapshot: StoredSnapshot) -> Result<(), DbError> {
-        let meta = codec::encode(&snapshot.meta)?;
-        let db = self.db.clone();
+    /// Store a built snapshot: its data file first, then the commit that names it; hands the
+    /// data back for the caller's [`Snapshot`].
+    async fn save_snapshot(&self, meta: Meta, data: Vec<u8>) -> Result<Vec<u8>, DbError> {
+        let (db, snapshots) = (self.db.clone(), self.snapshots.clone());
         blocking(move || {
+            let file = SnapshotFile::write(&snapshots, &meta, &data)?;
             let txn = db.begin_write()?;
-            {
-                let mut t = txn.open_table(SNAPSHOT)?;
-                t.insert(SNAPSHOT_META, meta.as_slice())?;
-                t.insert(SNAPSHOT_DATA, snapshot.data.as_slice())?;
-            }
+            file.record(&txn, &meta)?;
             txn.commit()?;
-            Ok(())
+            snapshots.remove_others(Some(&file.name))?;
+            Ok(data)
         })
         .await
     }
@@ -288,7 +333,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, crate::types::NodeInfo>,
+        meta: &Meta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
@@ -298,10 +343,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .and_then(SnapshotImage::into_state)
             .map_err(|e| storage_error(subject(), ErrorVerb::Read, e))?;
         tracing::info!(snapshot = %meta.snapshot_id, last = ?meta.last_log_id, "installing snapshot");
-        let meta_bytes = codec::encode(meta).map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
         // Everything applied before the snapshot is stored first, so nothing older lands after it.
         self.persister.flush().await.map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
-        let db = self.db.clone();
+        let (db, snapshots, meta) = (self.db.clone(), self.snapshots.clone(), meta.clone());
         let bookkeeping = new_state.bookkeeping_only();
         let entities = ClusterState::encode_entities(new_state.region.keys().into_iter().map(|k| {
             let e = new_state.region.entity(&k);
@@ -309,16 +353,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }))
         .map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
         blocking(move || {
+            let file = SnapshotFile::write(&snapshots, &meta, &data)?;
             let txn = db.begin_write()?;
             txn.open_table(SM_ENTITIES)?.retain(|_, _| false)?;
             bookkeeping.persist_meta(&txn)?;
             ClusterState::persist_entities(&txn, &entities)?;
-            {
-                let mut t = txn.open_table(SNAPSHOT)?;
-                t.insert(SNAPSHOT_META, meta_bytes.as_slice())?;
-                t.insert(SNAPSHOT_DATA, data.as_slice())?;
-            }
+            file.record(&txn, &meta)?;
             txn.commit()?;
+            snapshots.remove_others(Some(&file.name))?;
             Ok(())
         })
         .await
@@ -328,12 +370,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let db = self.db.clone();
+        let (db, snapshots) = (self.db.clone(), self.snapshots.clone());
         let stored = blocking(move || {
             let txn = db.begin_read()?;
             let t = txn.open_table(SNAPSHOT)?;
-            let meta = read_meta::<SnapshotMeta<NodeId, crate::types::NodeInfo>>(&t, SNAPSHOT_META)?;
-            let data = t.get(SNAPSHOT_DATA)?.map(|v| v.value().to_vec());
+            let (meta, file) = SnapshotFile::current(&t)?;
+            let data = match file {
+                Some(file) => Some(snapshots.read(&file.name, file.len)?),
+                None => t.get(SNAPSHOT_DATA)?.map(|v| v.value().to_vec()),
+            };
             Ok(meta.zip(data))
         })
         .await
@@ -363,7 +408,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             None => format!("empty-{}", now_ms()),
         };
         let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
-        self.save_snapshot(StoredSnapshot { meta: meta.clone(), data: data.clone() }).await.map_err(|e| {
+        let data = self.save_snapshot(meta.clone(), data).await.map_err(|e| {
             storage_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, e)
         })?;
         tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "built snapshot");

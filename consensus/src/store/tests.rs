@@ -155,3 +155,61 @@ async fn entities_stored_by_an_earlier_build_are_read_and_moved_to_ordered_keys(
     assert!(audit_order.len() >= 300);
     assert!(audit_order.windows(2).all(|w| w[0] < w[1]), "audit events are stored in sequence order");
 }
+
+/// Snapshot data lives in a file the database names: a built snapshot reads back whole, files
+/// the database does not name are removed at open, and a snapshot an earlier build kept inside
+/// the database is still served until the next one replaces it.
+#[tokio::test]
+async fn snapshot_data_is_kept_in_a_file_the_database_names() {
+    use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
+    use redb::TableDefinition;
+    const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
+    let snap_files = |dir: &std::path::Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.join("snapshots"))
+            .map(|entries| entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(dir.path()).expect("open").state_machine;
+    store.apply(vec![entry(1, Request::Referrals(commands()))]).await.expect("apply");
+    let built = store.get_snapshot_builder().await.build_snapshot().await.expect("build");
+    let built_data = built.snapshot.into_inner();
+    assert_eq!(snap_files(dir.path()).len(), 1, "one snapshot file");
+    let current = store.get_current_snapshot().await.expect("read").expect("a snapshot");
+    assert_eq!(current.meta, built.meta);
+    assert_eq!(current.snapshot.into_inner(), built_data);
+    drop(store);
+
+    // Leftovers of a crash before a commit named them are removed when the node opens.
+    let kept = snap_files(dir.path());
+    std::fs::write(dir.path().join("snapshots/stray.snap"), b"half").expect("stray");
+    std::fs::write(dir.path().join("snapshots/next.snap.tmp"), b"half").expect("temp");
+    let mut store = open(dir.path()).expect("reopen").state_machine;
+    assert_eq!(snap_files(dir.path()), kept);
+
+    // A snapshot stored by an earlier build: data in the table, no file named.
+    drop(store);
+    {
+        let db = redb::Database::open(dir.path().join(super::DB_FILE)).expect("file");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut table = txn.open_table(SNAPSHOT).expect("table");
+            table.remove("file").expect("forget the file");
+            table.insert("data", built_data.as_slice()).expect("blob");
+        }
+        txn.commit().expect("commit");
+    }
+    store = open(dir.path()).expect("reopen").state_machine;
+    assert!(snap_files(dir.path()).is_empty(), "no file is named, so none is kept");
+    let legacy = store.get_current_snapshot().await.expect("read").expect("the stored snapshot");
+    assert_eq!(legacy.snapshot.into_inner(), built_data);
+    store.get_snapshot_builder().await.build_snapshot().await.expect("build again");
+    assert_eq!(snap_files(dir.path()).len(), 1);
+    drop(store);
+    let db = redb::Database::open(dir.path().join(super::DB_FILE)).expect("file");
+    let txn = db.begin_read().expect("read");
+    assert!(txn.open_table(SNAPSHOT).expect("table").get("data").expect("get").is_none(), "the blob is gone");
+}
