@@ -58,7 +58,7 @@ pub struct RaftSettings {
     /// writes, so this bounds one message to about 4 MiB at the default).
     pub max_payload_entries: u64,
     /// Build a snapshot after at least this many entries since the last one, and once the log
-    /// written since is at least as large as the last snapshot.
+    /// written since is at least half the last snapshot's size.
     pub snapshot_after_logs: u64,
     /// Entries kept in the log behind the last snapshot (for lagging followers).
     pub logs_kept_after_snapshot: u64,
@@ -748,7 +748,7 @@ async fn run_deadline_timer(node: Weak<ClusterNode>) {
 }
 
 /// Build a snapshot once `after_logs` entries were applied since the last one and the log
-/// written since is at least the last snapshot's size ([`store::SnapshotPace`]), checked
+/// written since is at least half the last snapshot's size ([`store::SnapshotPace`]), checked
 /// every [`SNAPSHOT_CHECK`]. A snapshot encodes the whole state, so with a count of entries
 /// alone its cost per write would grow with the region.
 async fn run_snapshot_trigger(node: Weak<ClusterNode>, pace: Arc<store::SnapshotPace>, after_logs: u64) {
