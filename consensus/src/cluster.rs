@@ -32,8 +32,6 @@ const RETRY_PAUSE: Duration = Duration::from_millis(100);
 const MAX_PROMOTE_LAG: u64 = 1000;
 /// How often the leader looks for passed SLA and offer deadlines.
 const DEADLINE_CHECK: Duration = Duration::from_millis(200);
-/// How often a node checks whether its next snapshot is due.
-const SNAPSHOT_CHECK: Duration = Duration::from_millis(500);
 /// How often a node looks for a new certificate in its files (rotation without downtime).
 const CERTIFICATE_CHECK: Duration = Duration::from_secs(2);
 
@@ -57,8 +55,7 @@ pub struct RaftSettings {
     /// Most log entries sent in one AppendEntries (an entry holds up to 64 KiB of grouped
     /// writes, so this bounds one message to about 4 MiB at the default).
     pub max_payload_entries: u64,
-    /// Build a snapshot after at least this many entries since the last one, and once the log
-    /// written since is at least half the last snapshot's size.
+    /// Build a snapshot after this many entries since the last one.
     pub snapshot_after_logs: u64,
     /// Entries kept in the log behind the last snapshot (for lagging followers).
     pub logs_kept_after_snapshot: u64,
@@ -209,7 +206,6 @@ impl ClusterNode {
     ) -> Result<Arc<Self>, StartError> {
         let opened = store::open(data_dir)?;
         let state = opened.state_machine.shared();
-        let snapshot_pace = opened.snapshot_pace.clone();
         let quic = tls::load_with_deny_list(
             tls_files,
             &NODE_ALPNS,
@@ -229,8 +225,7 @@ impl ClusterNode {
             election_timeout_max: settings.election_timeout_max_ms,
             install_snapshot_timeout: settings.install_snapshot_timeout_ms,
             max_payload_entries: settings.max_payload_entries,
-            // Snapshots are triggered by `run_snapshot_trigger`, which also weighs their size.
-            snapshot_policy: SnapshotPolicy::Never,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_after_logs),
             max_in_snapshot_log_to_keep: settings.logs_kept_after_snapshot,
             ..Default::default()
         }
@@ -264,10 +259,6 @@ impl ClusterNode {
         tokio::spawn(
             run_deadline_timer(Arc::downgrade(&node))
                 .instrument(tracing::info_span!("deadlines", node_id = id)),
-        );
-        tokio::spawn(
-            run_snapshot_trigger(Arc::downgrade(&node), snapshot_pace, settings.snapshot_after_logs)
-                .instrument(tracing::info_span!("snapshots", node_id = id)),
         );
         let handler = node.clone();
         tokio::spawn(
@@ -745,29 +736,6 @@ fn reload_certificate_if_changed(node: &ClusterNode) {
 /// The leader's deadline timer: checks every [`DEADLINE_CHECK`] until the node stops.
 async fn run_deadline_timer(node: Weak<ClusterNode>) {
     periodically(node, DEADLINE_CHECK, |node| async move { node.commit_due_deadlines().await }).await
-}
-
-/// Build a snapshot once `after_logs` entries were applied since the last one and the log
-/// written since is at least half the last snapshot's size ([`store::SnapshotPace`]), checked
-/// every [`SNAPSHOT_CHECK`]. A snapshot encodes the whole state, so with a count of entries
-/// alone its cost per write would grow with the region.
-async fn run_snapshot_trigger(node: Weak<ClusterNode>, pace: Arc<store::SnapshotPace>, after_logs: u64) {
-    periodically(node, SNAPSHOT_CHECK, move |node| {
-        let pace = pace.clone();
-        async move {
-            let (applied, snapshot) = {
-                let metrics = node.raft.metrics();
-                let m = metrics.borrow();
-                (m.last_applied.map_or(0, |l| l.index), m.snapshot.map_or(0, |l| l.index))
-            };
-            if applied.saturating_sub(snapshot) >= after_logs && pace.log_outgrew_snapshot() {
-                if let Err(e) = node.raft.trigger().snapshot().await {
-                    tracing::warn!(error = %e, "cannot start building a snapshot");
-                }
-            }
-        }
-    })
-    .await
 }
 
 /// Milliseconds since the Unix epoch on this node's clock.

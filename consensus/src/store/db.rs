@@ -1,6 +1,6 @@
 //! Opening the database, table layout and error conversion.
 
-use super::{ClusterState, LogStore, SnapshotPace, StateMachineStore};
+use super::{ClusterState, LogStore, StateMachineStore};
 use crate::codec::{self, CodecError};
 use crate::types::StorageError;
 use openraft::{AnyError, ErrorSubject, ErrorVerb};
@@ -70,8 +70,6 @@ pub struct Opened {
     pub log: LogStore,
     /// Replicated state machine.
     pub state_machine: StateMachineStore,
-    /// When the next snapshot is due, shared by both.
-    pub snapshot_pace: Arc<SnapshotPace>,
 }
 
 /// Open (or create) the node's database under `data_dir` and load the state machine.
@@ -84,11 +82,9 @@ pub fn open(data_dir: &Path) -> Result<Opened, StoreOpenError> {
     let corrupt = |reason: String| StoreOpenError::Corrupt { path: path.clone(), reason };
     create_tables(&db).map_err(|e| corrupt(e.to_string()))?;
     let state = ClusterState::load(&db).map_err(|e| corrupt(e.to_string()))?;
-    let snapshot_pace = Arc::new(SnapshotPace::default());
-    let state_machine =
-        StateMachineStore::open(db.clone(), state, data_dir.join(SNAPSHOT_DIR), snapshot_pace.clone())
-            .map_err(|e| corrupt(e.to_string()))?;
-    Ok(Opened { log: LogStore::new(db, snapshot_pace.clone()), state_machine, snapshot_pace })
+    let state_machine = StateMachineStore::open(db.clone(), state, data_dir.join(SNAPSHOT_DIR))
+        .map_err(|e| corrupt(e.to_string()))?;
+    Ok(Opened { log: LogStore::new(db), state_machine })
 }
 
 /// Read the replicated state stored under `data_dir` without starting a node (the node must be

@@ -1,7 +1,6 @@
 //! The Raft log and vote, persisted in redb.
 
 use super::db::{blocking, read_meta, storage_error, DbError, LOG, LOG_META};
-use super::snapshot_pace::SnapshotPace;
 use crate::codec;
 use crate::types::{LogId, NodeId, StorageError, TypeConfig};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -97,13 +96,11 @@ pub struct LogStore {
     cache: Arc<Mutex<EntryCache>>,
     /// The last committed log id openraft reported, written with the next log append.
     committed: Arc<Mutex<Option<Option<LogId>>>>,
-    /// Counts the bytes appended, for deciding when the next snapshot is due.
-    pace: Arc<SnapshotPace>,
 }
 
 impl LogStore {
-    pub(super) fn new(db: Arc<Database>, pace: Arc<SnapshotPace>) -> Self {
-        Self { db, cache: Default::default(), committed: Default::default(), pace }
+    pub(super) fn new(db: Arc<Database>) -> Self {
+        Self { db, cache: Default::default(), committed: Default::default() }
     }
 
     fn cache(&self) -> MutexGuard<'_, EntryCache> {
@@ -286,7 +283,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     commit_us = started.elapsed().as_micros() as u64,
                     "log append durable"
                 );
-                self.pace.appended(to_cache.iter().map(|(_, size)| *size as u64).sum());
                 self.cache().extend(to_cache);
                 callback.log_io_completed(Ok(()));
                 Ok(())

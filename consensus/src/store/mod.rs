@@ -14,12 +14,10 @@ mod db;
 mod log_store;
 mod persister;
 mod snapshot_file;
-mod snapshot_pace;
 mod state_machine;
 
 pub use db::{load_state, open, Opened, StoreOpenError, DB_FILE, SM_ENTITIES};
 pub use log_store::LogStore;
-pub use snapshot_pace::SnapshotPace;
 pub use state_machine::{ClusterState, SharedState, StateMachineStore};
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 use super::db::{blocking, entity_values, read_meta, storage_error, DbError, SM_ENTITIES, SM_META, SNAPSHOT};
 use super::persister::Persister;
 use super::snapshot_file::SnapshotDir;
-use super::snapshot_pace::SnapshotPace;
 use crate::codec;
 use crate::types::{LogId, NodeId, Request, Response, StorageError, StoredMembership, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};
@@ -137,7 +136,6 @@ pub struct StateMachineStore {
     state: SharedState,
     persister: Arc<Persister>,
     snapshots: SnapshotDir,
-    pace: Arc<SnapshotPace>,
 }
 
 /// A snapshot's contents: the cluster bookkeeping (with an empty region) and every entity of the
@@ -209,23 +207,18 @@ impl SnapshotFile {
 
 impl StateMachineStore {
     /// The state machine over `db`, holding `state`, with snapshot files in `snapshot_dir`.
-    /// Snapshot files the database does not name (left by a crash) are removed; `pace` learns
-    /// the size of every snapshot.
+    /// Snapshot files the database does not name (left by a crash) are removed.
     pub(super) fn open(
         db: Arc<Database>,
         state: ClusterState,
         snapshot_dir: PathBuf,
-        pace: Arc<SnapshotPace>,
     ) -> Result<Self, DbError> {
         let snapshots = SnapshotDir::new(snapshot_dir);
         let (_, file) = SnapshotFile::current(&db.begin_read()?.open_table(SNAPSHOT)?)?;
         snapshots.remove_others(file.as_ref().map(|f| f.name.as_str()))?;
-        if let Some(file) = &file {
-            pace.snapshot_taken(file.len);
-        }
         let state = SharedState(Arc::new(RwLock::new(state)));
         let persister = Arc::new(Persister::start(db.clone(), state.clone()));
-        Ok(Self { db, state, persister, snapshots, pace })
+        Ok(Self { db, state, persister, snapshots })
     }
 
     /// Shared read access to the state, for the API.
@@ -246,7 +239,7 @@ impl StateMachineStore {
     /// data back for the caller's [`Snapshot`].
     async fn save_snapshot(&self, meta: Meta, data: Vec<u8>) -> Result<Vec<u8>, DbError> {
         let (db, snapshots) = (self.db.clone(), self.snapshots.clone());
-        let data = blocking(move || {
+        blocking(move || {
             let file = SnapshotFile::write(&snapshots, &meta, &data)?;
             let txn = db.begin_write()?;
             file.record(&txn, &meta)?;
@@ -254,9 +247,7 @@ impl StateMachineStore {
             snapshots.remove_others(Some(&file.name))?;
             Ok(data)
         })
-        .await?;
-        self.pace.snapshot_taken(data.len() as u64);
-        Ok(data)
+        .await
     }
 }
 
@@ -355,7 +346,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // Everything applied before the snapshot is stored first, so nothing older lands after it.
         self.persister.flush().await.map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
         let (db, snapshots, meta) = (self.db.clone(), self.snapshots.clone(), meta.clone());
-        let size = data.len() as u64;
         let bookkeeping = new_state.bookkeeping_only();
         let entities = ClusterState::encode_entities(new_state.region.keys().into_iter().map(|k| {
             let e = new_state.region.entity(&k);
@@ -376,7 +366,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         .await
         .map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
         *self.state.write() = new_state;
-        self.pace.snapshot_taken(size);
         Ok(())
     }
 
