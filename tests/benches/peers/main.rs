@@ -22,7 +22,7 @@ mod yilian;
 
 use clap::{Parser, ValueEnum};
 use peers::Peer;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use yilian_tests::report::Report;
 
@@ -83,8 +83,9 @@ struct Cli {
     /// Client counts for `writes` (default 1, 16, 64 and 256), e.g. `--clients 64` to profile one.
     #[arg(long, value_delimiter = ',')]
     clients: Vec<usize>,
-    /// Where to write the JSON report.
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench/report.json"))]
+    /// Where to write the JSON report; a relative path is taken from the repository root
+    /// (`cargo bench` runs the runner in `tests/`).
+    #[arg(long, default_value = "target/bench/report.json")]
     out: PathBuf,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
@@ -123,7 +124,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(mut cli: Cli) -> anyhow::Result<()> {
+    cli.out = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join(&cli.out);
     let mut scenarios: Vec<Scenario> = if cli.scenarios.is_empty() || cli.scenarios.contains(&Scenario::All) {
         Scenario::EACH.to_vec()
     } else {
