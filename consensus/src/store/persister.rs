@@ -133,7 +133,7 @@ impl Drop for Persister {
 
 /// The writer loop: wait for something to store, commit it, answer the barriers it covered.
 fn run(db: &Database, state: &SharedState, shared: &Shared) {
-    let mut last_commit = Instant::now() - COMMIT_EVERY;
+    let mut last_commit = Instant::now().checked_sub(COMMIT_EVERY).unwrap_or_else(Instant::now);
     loop {
         let stopping = wait_for_work(shared, last_commit);
         last_commit = Instant::now();
