@@ -95,17 +95,14 @@ impl Persister {
 
     /// Wait until everything applied so far is committed.
     pub(super) async fn flush(&self) -> Result<(), DbError> {
-        let stopped = || DbError::Background("the state machine writer stopped".into());
-        if self.thread.is_none() {
-            return Err(stopped());
-        }
+        self.check()?;
         let (done, committed) = oneshot::channel();
         {
             let mut pending = self.shared.pending();
             pending.barriers.push(done);
             self.shared.wake.notify_one();
         }
-        committed.await.map_err(|_| stopped())?;
+        committed.await.map_err(|_| DbError::Background("the state machine writer stopped".into()))?;
         self.check()
     }
 

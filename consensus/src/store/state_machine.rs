@@ -187,20 +187,28 @@ impl SnapshotFile {
         Ok((read_meta(table, SNAPSHOT_META)?, read_meta(table, SNAPSHOT_FILE)?))
     }
 
-    /// Write `data` to its file, durably, before anything names it.
-    fn write(snapshots: &SnapshotDir, meta: &Meta, data: &[u8]) -> Result<Self, DbError> {
-        let name = SnapshotDir::file_name(&meta.snapshot_id);
-        snapshots.write(&name, data)?;
-        Ok(Self { name, len: data.len() as u64 })
-    }
-
-    /// Name this file and `meta` as the current snapshot in `txn`, and drop a data blob an
-    /// earlier build kept in the table.
-    fn record(&self, txn: &WriteTransaction, meta: &Meta) -> Result<(), DbError> {
-        let mut t = txn.open_table(SNAPSHOT)?;
-        t.insert(SNAPSHOT_META, codec::encode(meta)?.as_slice())?;
-        t.insert(SNAPSHOT_FILE, codec::encode(self)?.as_slice())?;
-        t.remove(SNAPSHOT_DATA)?;
+    /// Make `data` the current snapshot: its file first, durably, then one commit that names it
+    /// (with whatever `also` writes into the same transaction, and without a data blob an
+    /// earlier build kept in the table), then remove every other snapshot file.
+    fn store(
+        db: &Database,
+        snapshots: &SnapshotDir,
+        meta: &Meta,
+        data: &[u8],
+        also: impl FnOnce(&WriteTransaction) -> Result<(), DbError>,
+    ) -> Result<(), DbError> {
+        let file = Self { name: SnapshotDir::file_name(&meta.snapshot_id), len: data.len() as u64 };
+        snapshots.write(&file.name, data)?;
+        let txn = db.begin_write()?;
+        also(&txn)?;
+        {
+            let mut t = txn.open_table(SNAPSHOT)?;
+            t.insert(SNAPSHOT_META, codec::encode(meta)?.as_slice())?;
+            t.insert(SNAPSHOT_FILE, codec::encode(&file)?.as_slice())?;
+            t.remove(SNAPSHOT_DATA)?;
+        }
+        txn.commit()?;
+        snapshots.remove_others(Some(&file.name))?;
         Ok(())
     }
 }
@@ -240,11 +248,7 @@ impl StateMachineStore {
     async fn save_snapshot(&self, meta: Meta, data: Vec<u8>) -> Result<Vec<u8>, DbError> {
         let (db, snapshots) = (self.db.clone(), self.snapshots.clone());
         blocking(move || {
-            let file = SnapshotFile::write(&snapshots, &meta, &data)?;
-            let txn = db.begin_write()?;
-            file.record(&txn, &meta)?;
-            txn.commit()?;
-            snapshots.remove_others(Some(&file.name))?;
+            SnapshotFile::store(&db, &snapshots, &meta, &data, |_| Ok(()))?;
             Ok(data)
         })
         .await
@@ -353,15 +357,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }))
         .map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
         blocking(move || {
-            let file = SnapshotFile::write(&snapshots, &meta, &data)?;
-            let txn = db.begin_write()?;
-            txn.open_table(SM_ENTITIES)?.retain(|_, _| false)?;
-            bookkeeping.persist_meta(&txn)?;
-            ClusterState::persist_entities(&txn, &entities)?;
-            file.record(&txn, &meta)?;
-            txn.commit()?;
-            snapshots.remove_others(Some(&file.name))?;
-            Ok(())
+            SnapshotFile::store(&db, &snapshots, &meta, &data, |txn| {
+                txn.open_table(SM_ENTITIES)?.retain(|_, _| false)?;
+                bookkeeping.persist_meta(txn)?;
+                ClusterState::persist_entities(txn, &entities)
+            })
         })
         .await
         .map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
