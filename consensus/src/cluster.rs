@@ -2,6 +2,7 @@
 //! logic every client operation goes through.
 
 use crate::error::ClusterError;
+use crate::forward_batch::{forward_one, ForwardBatcher, Forwarded};
 use crate::network::transport::PeerHandler;
 use crate::network::{
     BulkHandler, ForwardRequest, ForwardResponse, NetworkFactory, PeerRequest, PeerResponse, Transport,
@@ -9,7 +10,7 @@ use crate::network::{
 use crate::store::{self, SharedState, StoreOpenError};
 use crate::tls::{self, DenyList, TlsError, TlsFiles, NODE_ALPNS};
 use crate::types::{NodeId, NodeInfo, Request, Response, YilianRaft};
-use crate::write_batch::{WriteBatcher, WriteFailure};
+use crate::write_batch::{Answer, WriteBatcher, WriteFailure};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState, SnapshotPolicy};
 use rustls::pki_types::CertificateDer;
@@ -184,6 +185,7 @@ pub struct ClusterNode {
     info: NodeInfo,
     raft: YilianRaft,
     writes: WriteBatcher,
+    forwards: ForwardBatcher,
     state: SharedState,
     transport: Arc<Transport>,
     rpc_timeout: Duration,
@@ -240,14 +242,16 @@ impl ClusterNode {
         )
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
+        let rpc_timeout = Duration::from_millis(settings.install_snapshot_timeout_ms.max(5000));
         let node = Arc::new(Self {
             id,
             info,
             writes: WriteBatcher::start(raft.clone()),
+            forwards: ForwardBatcher::start(transport.clone(), rpc_timeout),
             raft,
             state,
             transport: transport.clone(),
-            rpc_timeout: Duration::from_millis(settings.install_snapshot_timeout_ms.max(5000)),
+            rpc_timeout,
             stopping: AtomicBool::new(false),
             tls_files: tls_files.clone(),
             certificate: std::sync::Mutex::new(certificate),
@@ -447,21 +451,21 @@ impl ClusterNode {
     /// Run `request` on the leader: here if this node leads, otherwise over QUIC.
     async fn on_leader(&self, request: ForwardRequest) -> Result<ForwardResponse, ClusterError> {
         let deadline = Instant::now() + LEADER_WAIT;
+        let is_write = matches!(request, ForwardRequest::Write(_));
         loop {
-            let retry_reason = match self.execute_local(request.clone()).await {
+            let local = match self.other_leader() {
+                Some(leader) => Err(Local::NotLeader(Some(leader))),
+                None => self.execute_local(request.clone()).await,
+            };
+            let retry_reason = match local {
                 Ok(response) => return Ok(response),
                 Err(Local::Failed(e)) => return Err(e),
                 Err(Local::NotLeader(None)) => ClusterError::NoLeader,
                 Err(Local::NotLeader(Some((leader, node)))) => {
-                    let peer_request = PeerRequest::Forward(request.clone());
-                    match self.transport.call(leader, &node.raft_addr, &peer_request, self.rpc_timeout).await
-                    {
-                        Ok(PeerResponse::Forward(ForwardResponse::Failed(ClusterError::NoLeader))) => {
-                            ClusterError::NoLeader
-                        }
-                        Ok(PeerResponse::Forward(response)) => return response_or_error(response),
-                        Ok(other) => return Err(ClusterError::Raft(format!("leader answered {other:?}"))),
-                        Err(e) if e.nothing_sent() || !matches!(request, ForwardRequest::Write(_)) => {
+                    match self.forward(leader, &node, &request).await {
+                        Ok(ForwardResponse::Failed(ClusterError::NoLeader)) => ClusterError::NoLeader,
+                        Ok(response) => return response_or_error(response),
+                        Err(e) if e.nothing_sent() || !is_write => {
                             ClusterError::LeaderUnreachable { leader, reason: e.to_string() }
                         }
                         Err(e) => return Err(ClusterError::OutcomeUnknown(e.to_string())),
@@ -475,17 +479,46 @@ impl ClusterNode {
         }
     }
 
+    /// The leader this node's Raft knows of, when that is another node: requests then go
+    /// straight to it, without first being refused by this node's Raft.
+    fn other_leader(&self) -> Option<(NodeId, NodeInfo)> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let leader = m.current_leader.filter(|l| *l != self.id)?;
+        let node = m.membership_config.membership().get_node(&leader)?.clone();
+        Some((leader, node))
+    }
+
+    /// Pass `request` to `leader`: writes through the forwarder, which groups concurrent ones
+    /// into one RPC, anything else on its own.
+    async fn forward(&self, leader: NodeId, node: &NodeInfo, request: &ForwardRequest) -> Forwarded {
+        match request {
+            ForwardRequest::Write(command) => {
+                self.forwards.forward(leader, &node.raft_addr, command.clone()).await
+            }
+            other => {
+                forward_one(&self.transport, leader, &node.raft_addr, other.clone(), self.rpc_timeout).await
+            }
+        }
+    }
+
     /// Serve `request` if this node is the leader.
     async fn execute_local(&self, request: ForwardRequest) -> Result<ForwardResponse, Local> {
         match request {
-            ForwardRequest::Write(command) => match self.writes.write(now_ms(), command).await {
-                Ok(Response::Referral(answer)) => Ok(ForwardResponse::Written(answer)),
-                Ok(other) => Err(Local::Failed(ClusterError::Raft(format!("unexpected answer {other:?}")))),
-                Err(WriteFailure::Raft(e)) => Err(client_write_error(*e)),
-                Err(WriteFailure::Dropped) => Err(Local::Failed(ClusterError::OutcomeUnknown(
-                    "the node stopped while the write was being proposed".into(),
-                ))),
-            },
+            ForwardRequest::Write(command) => written(self.writes.write(now_ms(), command).await),
+            ForwardRequest::Writes(commands) => {
+                let answers = self.writes.write_all(now_ms(), commands).await;
+                Ok(ForwardResponse::WrittenEach(
+                    answers
+                        .into_iter()
+                        .map(|answer| match written(answer) {
+                            Ok(response) => response,
+                            Err(Local::NotLeader(_)) => ForwardResponse::Failed(ClusterError::NoLeader),
+                            Err(Local::Failed(e)) => ForwardResponse::Failed(e),
+                        })
+                        .collect(),
+                ))
+            }
             ForwardRequest::ReadIndex => match self.raft.get_read_log_id().await {
                 Ok((read, _applied)) => Ok(ForwardResponse::ReadIndex(read.map(|l| l.index))),
                 Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
@@ -657,6 +690,18 @@ impl PeerHandler for ClusterNode {
                 })
             }
         }
+    }
+}
+
+/// The leader's [`ForwardResponse`] to a write the batcher answered.
+fn written(answer: Answer) -> Result<ForwardResponse, Local> {
+    match answer {
+        Ok(Response::Referral(answer)) => Ok(ForwardResponse::Written(answer)),
+        Ok(other) => Err(Local::Failed(ClusterError::Raft(format!("unexpected answer {other:?}")))),
+        Err(WriteFailure::Raft(e)) => Err(client_write_error(*e)),
+        Err(WriteFailure::Dropped) => Err(Local::Failed(ClusterError::OutcomeUnknown(
+            "the node stopped while the write was being proposed".into(),
+        ))),
     }
 }
 

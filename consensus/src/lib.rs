@@ -3,9 +3,11 @@
 //! Raft replicates the referral state (cases, study manifests, audit trail); image bytes never
 //! go through it.
 
+mod batch;
 pub mod cluster;
 pub mod codec;
 pub mod error;
+mod forward_batch;
 pub mod network;
 pub mod pki;
 pub mod store;

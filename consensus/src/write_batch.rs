@@ -8,24 +8,24 @@
 //! nothing in flight is proposed at once as a plain [`Request::Referral`], so a lone client waits
 //! no longer than before.
 
+use crate::batch::{Batched, Batcher, Limits};
 use crate::codec;
 use crate::types::{NodeId, NodeInfo, Request, Response, StampedCommand, YilianRaft};
 use openraft::error::{ClientWriteError, RaftError};
-use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::oneshot;
 use yilian_referral::Command;
 
-/// Entries the batcher keeps in flight at once: while they are being replicated, newly arrived
-/// writes queue up and go into the next entry. Two or more let the leader fsync the next entry
-/// while the previous one waits for the followers. More is slower: openraft 0.9 fsyncs each
-/// entry on its own in its core loop, so 8 or 16 smaller entries per round cost more fsyncs
-/// and gave 10-30 % fewer writes/s at 64 clients than 2-4 (measured on two cores).
-const ENTRIES_IN_FLIGHT: usize = 4;
-/// Most commands in one entry.
-const MAX_COMMANDS: usize = 64;
-/// Most encoded command bytes in one entry, so that `max_payload_entries` entries still make an
-/// AppendEntries that fits the RPC timeout and the transport's message limit.
-const MAX_BYTES: usize = 64 * 1024;
+/// How the batcher groups writes into entries.
+///
+/// `in_flight`: entries the batcher keeps in flight at once: while they are being replicated,
+/// newly arrived writes queue up and go into the next entry. Two or more let the leader fsync
+/// the next entry while the previous one waits for the followers. More is slower: openraft 0.9
+/// fsyncs each entry on its own in its core loop, so 8 or 16 smaller entries per round cost more
+/// fsyncs and gave 10-30 % fewer writes/s at 64 clients than 2-4 (measured on two cores).
+///
+/// `max_bytes` bounds the encoded commands of one entry, so that `max_payload_entries` entries
+/// still make an AppendEntries that fits the RPC timeout and the transport's message limit.
+const LIMITS: Limits = Limits { in_flight: 4, max_items: 64, max_bytes: 64 * 1024 };
 
 /// How a write failed before the state machine answered it.
 #[derive(Debug, Clone)]
@@ -36,7 +36,8 @@ pub(crate) enum WriteFailure {
     Dropped,
 }
 
-type Answer = Result<Response, WriteFailure>;
+/// The state machine's answer to one write, or why there is none.
+pub(crate) type Answer = Result<Response, WriteFailure>;
 
 /// A queued write and where its answer goes.
 struct Pending {
@@ -46,23 +47,52 @@ struct Pending {
     queued: std::time::Instant,
 }
 
+impl Batched for Pending {
+    fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
 /// Queues referral writes and proposes them to Raft in groups.
 pub(crate) struct WriteBatcher {
-    queue: mpsc::UnboundedSender<Pending>,
+    batcher: Batcher<Pending>,
 }
 
 impl WriteBatcher {
     /// Start the batching task for `raft`; it ends when the batcher is dropped.
     pub(crate) fn start(raft: YilianRaft) -> Self {
-        let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft, rx));
-        Self { queue }
+        let batcher = Batcher::start(LIMITS, move |group| {
+            let raft = raft.clone();
+            async move { propose(&raft, group).await }
+        });
+        Self { batcher }
     }
 
     /// Propose `command`, stamped `at_ms`, and wait for the state machine's answer: the
     /// [`Response`] a single-command entry would have produced.
     pub(crate) async fn write(&self, at_ms: u64, command: Command) -> Answer {
-        let bytes = codec::encode(&command).map(|b| b.len()).unwrap_or(MAX_BYTES);
+        match self.queue(at_ms, command) {
+            Some(answer) => answer.await.unwrap_or(Err(WriteFailure::Dropped)),
+            None => Err(WriteFailure::Dropped),
+        }
+    }
+
+    /// Propose `commands`, each stamped `at_ms`, in their order, and wait for every answer.
+    pub(crate) async fn write_all(&self, at_ms: u64, commands: Vec<Command>) -> Vec<Answer> {
+        let queued: Vec<_> = commands.into_iter().map(|c| self.queue(at_ms, c)).collect();
+        let mut answers = Vec::with_capacity(queued.len());
+        for answer in queued {
+            answers.push(match answer {
+                Some(answer) => answer.await.unwrap_or(Err(WriteFailure::Dropped)),
+                None => Err(WriteFailure::Dropped),
+            });
+        }
+        answers
+    }
+
+    /// Queue `command`; `None` when the batcher has stopped.
+    fn queue(&self, at_ms: u64, command: Command) -> Option<oneshot::Receiver<Answer>> {
+        let bytes = codec::encode(&command).map(|b| b.len()).unwrap_or(LIMITS.max_bytes);
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             stamped: StampedCommand { at_ms, command },
@@ -70,46 +100,7 @@ impl WriteBatcher {
             reply,
             queued: std::time::Instant::now(),
         };
-        if self.queue.send(pending).is_err() {
-            return Err(WriteFailure::Dropped);
-        }
-        answer.await.unwrap_or(Err(WriteFailure::Dropped))
-    }
-}
-
-/// Take writes off the queue in groups, at most [`ENTRIES_IN_FLIGHT`] entries at a time.
-async fn run(raft: YilianRaft, mut queue: mpsc::UnboundedReceiver<Pending>) {
-    let in_flight = Arc::new(Semaphore::new(ENTRIES_IN_FLIGHT));
-    let mut carried: Option<Pending> = None;
-    loop {
-        let first = match carried.take() {
-            Some(p) => p,
-            None => match queue.recv().await {
-                Some(p) => p,
-                None => return,
-            },
-        };
-        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
-        let mut bytes = first.bytes;
-        let mut group = vec![first];
-        while group.len() < MAX_COMMANDS {
-            match queue.try_recv() {
-                Ok(p) if bytes + p.bytes > MAX_BYTES => {
-                    carried = Some(p);
-                    break;
-                }
-                Ok(p) => {
-                    bytes += p.bytes;
-                    group.push(p);
-                }
-                Err(_) => break,
-            }
-        }
-        let raft = raft.clone();
-        tokio::spawn(async move {
-            propose(&raft, group).await;
-            drop(permit);
-        });
+        self.batcher.push(pending).ok().map(|_| answer)
     }
 }
 

@@ -62,6 +62,11 @@ pub enum ForwardRequest {
         /// Its id.
         node_id: NodeId,
     },
+    /// Propose several referral commands that reached a follower at about the same time (one
+    /// RPC for all of them); answered by [`ForwardResponse::WrittenEach`]. A leader of an
+    /// earlier build cannot decode it and refuses it unread, and the follower then forwards
+    /// each command as a [`ForwardRequest::Write`].
+    Writes(Vec<Command>),
 }
 
 /// The leader's answer to a [`ForwardRequest`].
@@ -73,6 +78,9 @@ pub enum ForwardResponse {
     ReadIndex(Option<u64>),
     /// A membership change completed.
     Done,
+    /// The answers to a [`ForwardRequest::Writes`], one per command in its order: each a
+    /// `Written` or a `Failed`.
+    WrittenEach(Vec<ForwardResponse>),
     /// The request failed.
     Failed(ClusterError),
 }

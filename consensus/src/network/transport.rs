@@ -21,7 +21,7 @@ use tracing::Instrument;
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Why a call to a peer failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TransportError {
     /// No connection could be made; nothing was sent.
     #[error("cannot connect to node {target} at {addr}: {reason}")]
