@@ -18,14 +18,18 @@ use yilian_referral::Command;
 /// How the batcher groups writes into entries.
 ///
 /// `in_flight`: entries the batcher keeps in flight at once: while they are being replicated,
-/// newly arrived writes queue up and go into the next entry. Two or more let the leader fsync
-/// the next entry while the previous one waits for the followers. More is slower: openraft 0.9
-/// fsyncs each entry on its own in its core loop, so 8 or 16 smaller entries per round cost more
-/// fsyncs and gave 10-30 % fewer writes/s at 64 clients than 2-4 (measured on two cores).
+/// newly arrived writes queue up and go into the next entry. Two let the leader fsync the next
+/// entry while the previous one waits for the followers. More is slower once the nodes are
+/// CPU-bound, because each entry has a fixed cost (an fsync and a redb commit on every node, an
+/// AppendEntries per follower, openraft's bookkeeping) and more entries in flight make each one
+/// smaller. Measured on two cores in alternating runs: at 64 clients 2 gave 5 600-5 960 writes/s
+/// against 5 130-5 180 with 4 (0.25 against 0.28 CPU ms per write), 3 in between; at 256 clients
+/// 2 was level with 4 or ahead, and 1 was 5-10 % behind both (one group of at most `max_bytes`
+/// per round caps throughput).
 ///
 /// `max_bytes` bounds the encoded commands of one entry, so that `max_payload_entries` entries
 /// still make an AppendEntries that fits the RPC timeout and the transport's message limit.
-const LIMITS: Limits = Limits { in_flight: 4, max_items: 64, max_bytes: 64 * 1024 };
+const LIMITS: Limits = Limits { in_flight: 2, max_items: 64, max_bytes: 64 * 1024 };
 
 /// How a write failed before the state machine answered it.
 #[derive(Debug, Clone)]
