@@ -18,18 +18,20 @@ use yilian_referral::Command;
 /// How the batcher groups writes into entries.
 ///
 /// `in_flight`: entries the batcher keeps in flight at once: while they are being replicated,
-/// newly arrived writes queue up and go into the next entry. Two let the leader fsync the next
-/// entry while the previous one waits for the followers. More is slower once the nodes are
-/// CPU-bound, because each entry has a fixed cost (an fsync and a redb commit on every node, an
-/// AppendEntries per follower, openraft's bookkeeping) and more entries in flight make each one
-/// smaller. Measured on two cores in alternating runs: at 64 clients 2 gave 5 600-5 960 writes/s
-/// against 5 130-5 180 with 4 (0.25 against 0.28 CPU ms per write), 3 in between; at 256 clients
-/// 2 was level with 4 or ahead, and 1 was 5-10 % behind both (one group of at most `max_bytes`
-/// per round caps throughput).
+/// newly arrived writes queue up and go into the next entry. Several let a handful of clients
+/// each have its write on the way at once, which is what they wait for on slow links. Each
+/// entry has a fixed cost on every node (an fsync and a redb commit, an AppendEntries per
+/// follower, openraft's bookkeeping), so when the nodes are CPU-bound fewer, larger entries win:
+/// measured on two cores in alternating runs, 2 gave 5 600-5 960 writes/s at 64 clients against
+/// 5 130-5 180 with 4 (0.25 against 0.28 CPU ms per write), but 4 clients writing over
+/// 100 Mbit/s links (the bulk benchmark) then had a p50 of 10.8 against 8.5 ms and a p99 under
+/// a saturating transfer of 38-41 against 31-33 ms. Letting only 2 fly once 3 or 8 writes wait
+/// kept the latency but won nothing at 64 clients. 4 it stays: a clinic's few writers on a
+/// slow link matter more than 64 writers saturating two cores.
 ///
 /// `max_bytes` bounds the encoded commands of one entry, so that `max_payload_entries` entries
 /// still make an AppendEntries that fits the RPC timeout and the transport's message limit.
-const LIMITS: Limits = Limits { in_flight: 2, max_items: 64, max_bytes: 64 * 1024 };
+const LIMITS: Limits = Limits { in_flight: 4, max_items: 64, max_bytes: 64 * 1024 };
 
 /// How a write failed before the state machine answered it.
 #[derive(Debug, Clone)]
