@@ -509,14 +509,7 @@ impl ClusterNode {
             ForwardRequest::Writes(commands) => {
                 let answers = self.writes.write_all(now_ms(), commands).await;
                 Ok(ForwardResponse::WrittenEach(
-                    answers
-                        .into_iter()
-                        .map(|answer| match written(answer) {
-                            Ok(response) => response,
-                            Err(Local::NotLeader(_)) => ForwardResponse::Failed(ClusterError::NoLeader),
-                            Err(Local::Failed(e)) => ForwardResponse::Failed(e),
-                        })
-                        .collect(),
+                    answers.into_iter().map(|answer| answer_for_follower(written(answer))).collect(),
                 ))
             }
             ForwardRequest::ReadIndex => match self.raft.get_read_log_id().await {
@@ -683,13 +676,19 @@ impl PeerHandler for ClusterNode {
                 if let Some(r) = self.refuse(peer, None, "forwarded request") {
                     return r;
                 }
-                PeerResponse::Forward(match self.execute_local(request).await {
-                    Ok(response) => response,
-                    Err(Local::NotLeader(_)) => ForwardResponse::Failed(ClusterError::NoLeader),
-                    Err(Local::Failed(e)) => ForwardResponse::Failed(e),
-                })
+                PeerResponse::Forward(answer_for_follower(self.execute_local(request).await))
             }
         }
+    }
+}
+
+/// What a follower that forwarded a request is told: a node that turned out not to lead says
+/// there is no leader, so the follower asks again.
+fn answer_for_follower(local: Result<ForwardResponse, Local>) -> ForwardResponse {
+    match local {
+        Ok(response) => response,
+        Err(Local::NotLeader(_)) => ForwardResponse::Failed(ClusterError::NoLeader),
+        Err(Local::Failed(e)) => ForwardResponse::Failed(e),
     }
 }
 

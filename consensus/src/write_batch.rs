@@ -77,21 +77,15 @@ impl WriteBatcher {
     /// Propose `command`, stamped `at_ms`, and wait for the state machine's answer: the
     /// [`Response`] a single-command entry would have produced.
     pub(crate) async fn write(&self, at_ms: u64, command: Command) -> Answer {
-        match self.queue(at_ms, command) {
-            Some(answer) => answer.await.unwrap_or(Err(WriteFailure::Dropped)),
-            None => Err(WriteFailure::Dropped),
-        }
+        answer(self.queue(at_ms, command)).await
     }
 
     /// Propose `commands`, each stamped `at_ms`, in their order, and wait for every answer.
     pub(crate) async fn write_all(&self, at_ms: u64, commands: Vec<Command>) -> Vec<Answer> {
         let queued: Vec<_> = commands.into_iter().map(|c| self.queue(at_ms, c)).collect();
         let mut answers = Vec::with_capacity(queued.len());
-        for answer in queued {
-            answers.push(match answer {
-                Some(answer) => answer.await.unwrap_or(Err(WriteFailure::Dropped)),
-                None => Err(WriteFailure::Dropped),
-            });
+        for queued in queued {
+            answers.push(answer(queued).await);
         }
         answers
     }
@@ -107,6 +101,15 @@ impl WriteBatcher {
             queued: std::time::Instant::now(),
         };
         self.batcher.push(pending).ok().map(|_| answer)
+    }
+}
+
+/// Wait for the answer to a queued write; `None` (not queued) or a batcher that stopped before
+/// answering is [`WriteFailure::Dropped`].
+async fn answer(queued: Option<oneshot::Receiver<Answer>>) -> Answer {
+    match queued {
+        Some(answer) => answer.await.unwrap_or(Err(WriteFailure::Dropped)),
+        None => Err(WriteFailure::Dropped),
     }
 }
 
