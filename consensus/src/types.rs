@@ -1,7 +1,6 @@
 //! Raft type configuration and the application data carried in the log.
 
 use serde::{Deserialize, Serialize};
-use std::io::Cursor;
 use yilian_referral::{Command, DomainError, Outcome};
 
 /// Raft node id. Ids are never reused after a node is removed.
@@ -68,7 +67,7 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = NodeInfo,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = crate::store::SnapshotData,
 );
 
 /// The Raft handle for Yilian.

@@ -36,6 +36,17 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
+/// Encode `value` into `out` as version byte + bincode: the bytes [`encode`] returns, without
+/// holding them all in memory (a snapshot of a large region streams into a file this way).
+pub fn encode_into<W: std::io::Write, T: Serialize + ?Sized>(
+    mut out: W,
+    value: &T,
+) -> Result<(), CodecError> {
+    out.write_all(&[FORMAT_VERSION]).map_err(|e| CodecError::Bincode(e.into()))?;
+    bincode::serialize_into(out, value)?;
+    Ok(())
+}
+
 /// Encode `key` for an ordered table (a B-tree key): version byte + bincode with fixed-width
 /// big-endian integers, so that byte order follows the key's order (a variant, then its
 /// number or its string's length and bytes). Consecutive ids then land side by side in the

@@ -27,12 +27,14 @@ pub const SM_ENTITIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_
 /// integers, so consecutive audit events were scattered over the tree). Moved into
 /// [`SM_ENTITIES`] when a node opens its database.
 const LEGACY_SM_ENTITIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sm_entities");
-/// The latest snapshot: its metadata and the file holding its data.
-pub(super) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
+/// Where earlier builds recorded the latest snapshot they built (its metadata and data, or the
+/// file holding the data). A snapshot is now the stored state itself, so the table is dropped
+/// when a node opens its database.
+const LEGACY_SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
 
 /// File name of the database inside a node's data directory.
 pub const DB_FILE: &str = "raft.redb";
-/// Directory of snapshot data files inside a node's data directory.
+/// Directory inside a node's data directory where snapshots are encoded for followers.
 const SNAPSHOT_DIR: &str = "snapshots";
 
 /// Why the store could not be opened.
@@ -107,7 +109,7 @@ fn create_tables(db: &Database) -> Result<(), DbError> {
     txn.open_table(LOG_META)?;
     txn.open_table(SM_META)?;
     txn.open_table(SM_ENTITIES)?;
-    txn.open_table(SNAPSHOT)?;
+    txn.delete_table(LEGACY_SNAPSHOT)?;
     let moved = migrate_legacy_entities(&txn)?;
     txn.commit()?;
     if moved > 0 {

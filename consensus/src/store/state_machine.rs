@@ -1,16 +1,20 @@
 //! The replicated state machine: the referral region plus cluster bookkeeping, persisted in redb.
 
-use super::db::{blocking, entity_values, read_meta, storage_error, DbError, SM_ENTITIES, SM_META, SNAPSHOT};
+use super::db::{blocking, entity_values, read_meta, storage_error, DbError, SM_ENTITIES, SM_META};
 use super::persister::Persister;
-use super::snapshot_file::SnapshotDir;
+use super::snapshot_data::SnapshotData;
+use super::snapshot_dir::SnapshotDir;
 use crate::codec;
 use crate::types::{LogId, NodeId, Request, Response, StorageError, StoredMembership, TypeConfig};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, SnapshotMeta};
-use redb::{Database, ReadableTable, WriteTransaction};
-use serde::{Deserialize, Serialize};
+use redb::{
+    Database, ReadOnlyTable, ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransaction,
+};
+use serde::ser::{Error as _, SerializeSeq, SerializeStruct};
+use serde::{Deserialize, Serialize, Serializer};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Cursor;
+use std::io::{self, BufWriter, Seek};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use yilian_referral::{Entity, EntityKey, Region};
@@ -20,12 +24,6 @@ const MEMBERSHIP: &str = "membership";
 const RETIRED: &str = "retired_nodes";
 const REVOKED: &str = "revoked_certificates";
 const RETIRING: &str = "retiring_nodes";
-const SNAPSHOT_META: &str = "meta";
-/// Where the snapshot's data is: a [`SnapshotFile`].
-const SNAPSHOT_FILE: &str = "file";
-/// The snapshot's data itself, as builds before snapshot files stored it; read if no file is
-/// named, removed when the next snapshot is stored.
-const SNAPSHOT_DATA: &str = "data";
 
 /// Metadata of a snapshot.
 type Meta = SnapshotMeta<NodeId, crate::types::NodeInfo>;
@@ -139,9 +137,8 @@ pub struct StateMachineStore {
 }
 
 /// A snapshot's contents: the cluster bookkeeping (with an empty region) and every entity of the
-/// region as the codec bytes the state machine stores, copied from one read transaction. Built
-/// that way, a snapshot needs neither the in-memory state's lock nor a re-encoding of the region,
-/// so applying goes on while it is built, however large the region.
+/// region as the codec bytes the state machine stores. A node receiving a snapshot decodes this;
+/// a node sending one encodes [`StoredImage`], the same bytes.
 #[derive(Serialize, Deserialize)]
 struct SnapshotImage {
     bookkeeping: ClusterState,
@@ -149,18 +146,6 @@ struct SnapshotImage {
 }
 
 impl SnapshotImage {
-    /// The state as persisted by the last apply (a consistent point: one read transaction).
-    fn read(db: &Database) -> Result<Self, DbError> {
-        let txn = db.begin_read()?;
-        let bookkeeping = ClusterState::bookkeeping(&txn.open_table(SM_META)?)?;
-        let mut entities = Vec::new();
-        entity_values(&txn, |value| {
-            entities.push(value.to_vec());
-            Ok(())
-        })?;
-        Ok(SnapshotImage { bookkeeping, entities })
-    }
-
     /// The full state the image describes.
     fn into_state(self) -> Result<ClusterState, DbError> {
         let mut state = self.bookkeeping;
@@ -171,59 +156,72 @@ impl SnapshotImage {
     }
 }
 
-/// The file holding the current snapshot's data (the encoded [`SnapshotImage`]), recorded in
-/// the snapshot table beside its metadata.
-#[derive(Serialize, Deserialize)]
-struct SnapshotFile {
-    name: String,
-    len: u64,
+/// The stored state of one read transaction, serialized as a [`SnapshotImage`] straight from the
+/// entity table, without collecting the entities in memory first.
+struct StoredImage<'a> {
+    bookkeeping: &'a ClusterState,
+    entities: &'a ReadOnlyTable<&'static [u8], &'static [u8]>,
 }
 
-impl SnapshotFile {
-    /// Read the current snapshot's metadata and file record from the snapshot table.
-    fn current(
-        table: &impl ReadableTable<&'static str, &'static [u8]>,
-    ) -> Result<(Option<Meta>, Option<Self>), DbError> {
-        Ok((read_meta(table, SNAPSHOT_META)?, read_meta(table, SNAPSHOT_FILE)?))
+impl Serialize for StoredImage<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut image = serializer.serialize_struct("SnapshotImage", 2)?;
+        image.serialize_field("bookkeeping", self.bookkeeping)?;
+        image.serialize_field("entities", &StoredEntities(self.entities))?;
+        image.end()
     }
+}
 
-    /// Make `data` the current snapshot: its file first, durably, then one commit that names it
-    /// (with whatever `also` writes into the same transaction, and without a data blob an
-    /// earlier build kept in the table), then remove every other snapshot file.
-    fn store(
-        db: &Database,
-        snapshots: &SnapshotDir,
-        meta: &Meta,
-        data: &[u8],
-        also: impl FnOnce(&WriteTransaction) -> Result<(), DbError>,
-    ) -> Result<(), DbError> {
-        let file = Self { name: SnapshotDir::file_name(&meta.snapshot_id), len: data.len() as u64 };
-        snapshots.write(&file.name, data)?;
-        let txn = db.begin_write()?;
-        also(&txn)?;
-        {
-            let mut t = txn.open_table(SNAPSHOT)?;
-            t.insert(SNAPSHOT_META, codec::encode(meta)?.as_slice())?;
-            t.insert(SNAPSHOT_FILE, codec::encode(&file)?.as_slice())?;
-            t.remove(SNAPSHOT_DATA)?;
+/// Every stored entity value, serialized as a `Vec<Vec<u8>>`.
+struct StoredEntities<'a>(&'a ReadOnlyTable<&'static [u8], &'static [u8]>);
+
+impl Serialize for StoredEntities<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let len = self.0.len().map_err(S::Error::custom)?;
+        let mut seq = serializer.serialize_seq(Some(usize::try_from(len).map_err(S::Error::custom)?))?;
+        for item in self.0.iter().map_err(S::Error::custom)? {
+            let (_, value) = item.map_err(S::Error::custom)?;
+            seq.serialize_element(&EntityBytes(value.value()))?;
         }
-        txn.commit()?;
-        snapshots.remove_others(Some(&file.name))?;
-        Ok(())
+        seq.end()
     }
+}
+
+/// One entity's stored bytes, serialized as a `Vec<u8>` is (length, then the bytes).
+struct EntityBytes<'a>(&'a [u8]);
+
+impl Serialize for EntityBytes<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+/// Encode the state `txn` holds (whose bookkeeping is `bookkeeping`) as a snapshot into a new
+/// temporary file in `snapshots`, positioned at its start.
+fn encode_stored(
+    txn: &ReadTransaction,
+    bookkeeping: &ClusterState,
+    snapshots: &SnapshotDir,
+) -> io::Result<std::fs::File> {
+    let entities = txn.open_table(SM_ENTITIES).map_err(io::Error::other)?;
+    let mut out = BufWriter::new(snapshots.temp_file()?);
+    codec::encode_into(&mut out, &StoredImage { bookkeeping, entities: &entities })
+        .map_err(io::Error::other)?;
+    let mut file = out.into_inner().map_err(|e| e.into_error())?;
+    file.rewind()?;
+    Ok(file)
 }
 
 impl StateMachineStore {
-    /// The state machine over `db`, holding `state`, with snapshot files in `snapshot_dir`.
-    /// Snapshot files the database does not name (left by a crash) are removed.
+    /// The state machine over `db`, holding `state`, encoding snapshots in `snapshot_dir`.
+    /// Snapshot files an earlier build stored there are removed.
     pub(super) fn open(
         db: Arc<Database>,
         state: ClusterState,
         snapshot_dir: PathBuf,
     ) -> Result<Self, DbError> {
         let snapshots = SnapshotDir::new(snapshot_dir);
-        let (_, file) = SnapshotFile::current(&db.begin_read()?.open_table(SNAPSHOT)?)?;
-        snapshots.remove_others(file.as_ref().map(|f| f.name.as_str()))?;
+        snapshots.remove_stored()?;
         let state = SharedState(Arc::new(RwLock::new(state)));
         let persister = Arc::new(Persister::start(db.clone(), state.clone()));
         Ok(Self { db, state, persister, snapshots })
@@ -243,15 +241,32 @@ impl StateMachineStore {
             .map_err(|e| storage_error(ErrorSubject::StateMachine, ErrorVerb::Write, e))
     }
 
-    /// Store a built snapshot: its data file first, then the commit that names it; hands the
-    /// data back for the caller's [`Snapshot`].
-    async fn save_snapshot(&self, meta: Meta, data: Vec<u8>) -> Result<Vec<u8>, DbError> {
-        let (db, snapshots) = (self.db.clone(), self.snapshots.clone());
-        blocking(move || {
-            SnapshotFile::store(&db, &snapshots, &meta, &data, |_| Ok(()))?;
-            Ok(data)
+    /// The applied state as a snapshot: everything applied so far is stored first, then the
+    /// metadata comes from one read transaction, and the data is encoded from that same
+    /// transaction when it is first read (see [`SnapshotData`]), so the two always agree.
+    async fn stored_snapshot(&self) -> Result<Snapshot<TypeConfig>, DbError> {
+        self.persister.flush().await?;
+        let db = self.db.clone();
+        let (txn, bookkeeping) = blocking(move || {
+            let txn = db.begin_read()?;
+            let bookkeeping = ClusterState::bookkeeping(&txn.open_table(SM_META)?)?;
+            Ok((txn, bookkeeping))
         })
-        .await
+        .await?;
+        // Named by the last entry applied: one term's entry at an index is the same everywhere,
+        // so a snapshot of the same stored state always has the same name and bytes.
+        let snapshot_id = match bookkeeping.last_applied {
+            Some(l) => format!("{}-{}", l.leader_id.term, l.index),
+            None => "empty".to_owned(),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: bookkeeping.last_applied,
+            last_membership: bookkeeping.membership.clone(),
+            snapshot_id,
+        };
+        let snapshots = self.snapshots.clone();
+        let data = SnapshotData::deferred(move || encode_stored(&txn, &bookkeeping, &snapshots));
+        Ok(Snapshot { meta, snapshot: Box::new(data) })
     }
 }
 
@@ -331,17 +346,17 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
+        Ok(Box::new(SnapshotData::in_memory(Vec::new())))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &Meta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError> {
         let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
-        let data = snapshot.into_inner();
+        let data = snapshot.into_bytes().await.map_err(|e| storage_error(subject(), ErrorVerb::Read, e))?;
         let new_state = codec::decode::<SnapshotImage>(&data)
             .map_err(DbError::from)
             .and_then(SnapshotImage::into_state)
@@ -349,7 +364,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         tracing::info!(snapshot = %meta.snapshot_id, last = ?meta.last_log_id, "installing snapshot");
         // Everything applied before the snapshot is stored first, so nothing older lands after it.
         self.persister.flush().await.map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
-        let (db, snapshots, meta) = (self.db.clone(), self.snapshots.clone(), meta.clone());
+        let db = self.db.clone();
         let bookkeeping = new_state.bookkeeping_only();
         let entities = ClusterState::encode_entities(new_state.region.keys().into_iter().map(|k| {
             let e = new_state.region.entity(&k);
@@ -357,11 +372,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }))
         .map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
         blocking(move || {
-            SnapshotFile::store(&db, &snapshots, &meta, &data, |txn| {
-                txn.open_table(SM_ENTITIES)?.retain(|_, _| false)?;
-                bookkeeping.persist_meta(txn)?;
-                ClusterState::persist_entities(txn, &entities)
-            })
+            // Durable: openraft purges the log up to the snapshot once this returns.
+            let txn = db.begin_write()?;
+            txn.open_table(SM_ENTITIES)?.retain(|_, _| false)?;
+            bookkeeping.persist_meta(&txn)?;
+            ClusterState::persist_entities(&txn, &entities)?;
+            txn.commit()?;
+            Ok(())
         })
         .await
         .map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
@@ -369,50 +386,28 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(())
     }
 
+    /// The applied state, as stored now (not the last snapshot built: building one encodes
+    /// nothing, see [`SnapshotData`]); `None` before anything is applied.
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let (db, snapshots) = (self.db.clone(), self.snapshots.clone());
-        let stored = blocking(move || {
-            let txn = db.begin_read()?;
-            let t = txn.open_table(SNAPSHOT)?;
-            let (meta, file) = SnapshotFile::current(&t)?;
-            let data = match file {
-                Some(file) => Some(snapshots.read(&file.name, file.len)?),
-                None => t.get(SNAPSHOT_DATA)?.map(|v| v.value().to_vec()),
-            };
-            Ok(meta.zip(data))
-        })
-        .await
-        .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
-        Ok(stored.map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+        let snapshot = self
+            .stored_snapshot()
+            .await
+            .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
+        Ok(snapshot.meta.last_log_id.is_some().then_some(snapshot))
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    /// Everything applied so far is stored (in redb) already, so a snapshot to compact the log
+    /// only stores what is pending and names how far the stored state reaches; the log up to
+    /// there may be purged, because that purge's durable commit makes this state durable too.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        // The snapshot is read from storage: store everything applied so far first.
-        self.persister
-            .flush()
+        let snapshot = self
+            .stored_snapshot()
             .await
             .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
-        let db = self.db.clone();
-        let (image_meta, data) = blocking(move || {
-            let image = SnapshotImage::read(&db)?;
-            let meta = (image.bookkeeping.last_applied, image.bookkeeping.membership.clone());
-            Ok((meta, codec::encode(&image)?))
-        })
-        .await
-        .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
-        let (last_log_id, last_membership) = image_meta;
-        let snapshot_id = match last_log_id {
-            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, now_ms()),
-            None => format!("empty-{}", now_ms()),
-        };
-        let meta = SnapshotMeta { last_log_id, last_membership, snapshot_id };
-        let data = self.save_snapshot(meta.clone(), data).await.map_err(|e| {
-            storage_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Write, e)
-        })?;
-        tracing::info!(snapshot = %meta.snapshot_id, bytes = data.len(), "built snapshot");
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        tracing::info!(snapshot = %snapshot.meta.snapshot_id, "snapshot taken of the stored state");
+        Ok(snapshot)
     }
 }
 
@@ -442,10 +437,6 @@ impl ClusterState {
             }
         }
     }
-}
-
-fn now_ms() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -527,9 +518,30 @@ mod tests {
         source.apply(entries).await.expect("apply");
         let snapshot = source.get_snapshot_builder().await.build_snapshot().await.expect("build");
         assert_eq!(snapshot.meta.last_log_id.map(|l| l.index), Some(5));
+        let bytes = snapshot.snapshot.into_bytes().await.expect("encode");
+        let collected = {
+            let txn = source.db.begin_read().expect("read");
+            let mut entities = Vec::new();
+            entity_values(&txn, |value| {
+                entities.push(value.to_vec());
+                Ok(())
+            })
+            .expect("entities");
+            let bookkeeping =
+                ClusterState::bookkeeping(&txn.open_table(SM_META).expect("meta")).expect("bookkeeping");
+            SnapshotImage { bookkeeping, entities }
+        };
+        assert_eq!(
+            bytes,
+            codec::encode(&collected).expect("encode"),
+            "streamed from the table, the bytes are those of the collected image that earlier builds send and read"
+        );
 
         let mut target = crate::store::open(to.path()).expect("open").state_machine;
-        target.install_snapshot(&snapshot.meta, snapshot.snapshot).await.expect("install");
+        target
+            .install_snapshot(&snapshot.meta, Box::new(SnapshotData::in_memory(bytes)))
+            .await
+            .expect("install");
         let expected = source.shared().read().clone();
         assert!(
             expected.region.keys().len() >= 2,

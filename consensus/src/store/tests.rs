@@ -156,15 +156,16 @@ async fn entities_stored_by_an_earlier_build_are_read_and_moved_to_ordered_keys(
     assert!(audit_order.windows(2).all(|w| w[0] < w[1]), "audit events are stored in sequence order");
 }
 
-/// Snapshot data lives in a file the database names: a built snapshot reads back whole, files
-/// the database does not name are removed at open, and a snapshot an earlier build kept inside
-/// the database is still served until the next one replaces it.
+/// A snapshot is the stored state: building one encodes nothing; its data is encoded when read,
+/// from the read transaction its metadata came from, so applies in between do not leak into it;
+/// it installs to the same state; and what earlier builds stored as snapshots (files, and a
+/// table holding the metadata and data) is removed when a node opens.
 #[tokio::test]
-async fn snapshot_data_is_kept_in_a_file_the_database_names() {
+async fn a_snapshot_is_the_stored_state_encoded_only_when_read() {
     use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
-    use redb::TableDefinition;
-    const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
-    let snap_files = |dir: &std::path::Path| -> Vec<String> {
+    use redb::{TableDefinition, TableHandle};
+    const LEGACY_SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshot");
+    let files = |dir: &std::path::Path| -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir.join("snapshots"))
             .map(|entries| entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
             .unwrap_or_default();
@@ -174,42 +175,47 @@ async fn snapshot_data_is_kept_in_a_file_the_database_names() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = open(dir.path()).expect("open").state_machine;
+    assert!(store.get_current_snapshot().await.expect("read").is_none(), "nothing applied, no snapshot");
     store.apply(vec![entry(1, Request::Referrals(commands()))]).await.expect("apply");
+    let at_one = store.shared().read().clone();
     let built = store.get_snapshot_builder().await.build_snapshot().await.expect("build");
-    let built_data = built.snapshot.into_inner();
-    assert_eq!(snap_files(dir.path()).len(), 1, "one snapshot file");
+    assert_eq!(built.meta.last_log_id.map(|l| l.index), Some(1));
+    assert!(files(dir.path()).is_empty(), "building a snapshot encodes nothing");
     let current = store.get_current_snapshot().await.expect("read").expect("a snapshot");
-    assert_eq!(current.meta, built.meta);
-    assert_eq!(current.snapshot.into_inner(), built_data);
-    drop(store);
+    assert_eq!(current.meta, built.meta, "the same stored state is the same snapshot");
 
-    // Leftovers of a crash before a commit named them are removed when the node opens.
-    let kept = snap_files(dir.path());
-    std::fs::write(dir.path().join("snapshots/stray.snap"), b"half").expect("stray");
-    std::fs::write(dir.path().join("snapshots/next.snap.tmp"), b"half").expect("temp");
-    let mut store = open(dir.path()).expect("reopen").state_machine;
-    assert_eq!(snap_files(dir.path()), kept);
+    let another = StampedCommand { at_ms: 2_000, command: register("C") };
+    store.apply(vec![entry(2, Request::Referrals(vec![another]))]).await.expect("apply more");
+    let bytes = current.snapshot.into_bytes().await.expect("encode");
+    let later = store.get_current_snapshot().await.expect("read").expect("a snapshot");
+    assert_eq!(later.meta.last_log_id.map(|l| l.index), Some(2));
 
-    // A snapshot stored by an earlier build: data in the table, no file named.
-    drop(store);
+    let target_dir = tempfile::tempdir().expect("tempdir");
+    let mut target = open(target_dir.path()).expect("open").state_machine;
+    let mut received = target.begin_receiving_snapshot().await.expect("receive");
+    tokio::io::AsyncWriteExt::write_all(&mut *received, &bytes).await.expect("write");
+    target.install_snapshot(&built.meta, received).await.expect("install");
+    assert_eq!(*target.shared().read(), at_one, "the data is the state its metadata names");
+    let installed = target.get_current_snapshot().await.expect("read").expect("a snapshot");
+    assert_eq!(installed.meta, built.meta);
+    assert_eq!(installed.snapshot.into_bytes().await.expect("encode"), bytes, "same state, same bytes");
+    drop((built, later, store, target));
+    assert!(files(dir.path()).is_empty(), "encoded snapshots leave no file behind");
+
+    // What an earlier build left: its snapshot files, and the table naming the latest one.
+    std::fs::write(dir.path().join("snapshots/1-1-1700000000000.snap"), b"old").expect("file");
+    std::fs::write(dir.path().join("snapshots/1-2-1700000000001.snap.tmp"), b"half").expect("temp");
     {
         let db = redb::Database::open(dir.path().join(super::DB_FILE)).expect("file");
         let txn = db.begin_write().expect("write");
-        {
-            let mut table = txn.open_table(SNAPSHOT).expect("table");
-            table.remove("file").expect("forget the file");
-            table.insert("data", built_data.as_slice()).expect("blob");
-        }
+        txn.open_table(LEGACY_SNAPSHOT).expect("table").insert("data", b"old".as_slice()).expect("blob");
         txn.commit().expect("commit");
     }
-    store = open(dir.path()).expect("reopen").state_machine;
-    assert!(snap_files(dir.path()).is_empty(), "no file is named, so none is kept");
-    let legacy = store.get_current_snapshot().await.expect("read").expect("the stored snapshot");
-    assert_eq!(legacy.snapshot.into_inner(), built_data);
-    store.get_snapshot_builder().await.build_snapshot().await.expect("build again");
-    assert_eq!(snap_files(dir.path()).len(), 1);
+    let store = open(dir.path()).expect("reopen").state_machine;
+    assert!(files(dir.path()).is_empty(), "the files of earlier builds are removed");
     drop(store);
     let db = redb::Database::open(dir.path().join(super::DB_FILE)).expect("file");
     let txn = db.begin_read().expect("read");
-    assert!(txn.open_table(SNAPSHOT).expect("table").get("data").expect("get").is_none(), "the blob is gone");
+    let tables: Vec<String> = txn.list_tables().expect("tables").map(|t| t.name().to_owned()).collect();
+    assert!(!tables.contains(&LEGACY_SNAPSHOT.name().to_owned()), "the old table is dropped: {tables:?}");
 }
