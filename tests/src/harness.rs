@@ -136,12 +136,20 @@ pub fn cached_token(api_addr: &str, spec: &str) -> String {
     token.unwrap_or_else(|| panic!("log `{spec}` in with `token` first"))
 }
 
-/// A port free for both TCP and UDP on 127.0.0.1.
+/// Ports [`free_port`] has handed out in this process. A port is free only until the node it
+/// was picked for binds it, and the kernel may offer it again meanwhile (a benchmark once
+/// started two nodes of one cluster on the same port), so none is handed out twice.
+static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// A port free for both TCP and UDP on 127.0.0.1, never one handed out before in this process.
 pub fn free_port() -> u16 {
     loop {
         let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
         let port = tcp.local_addr().expect("addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner()).insert(port)
+        {
             return port;
         }
     }
