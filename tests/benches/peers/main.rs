@@ -6,6 +6,7 @@
 //! `cargo bench -p yilian-tests --bench peers -- [SCENARIO...] [--quick] [--runs N] [--out FILE]`
 
 mod bulk;
+mod dcmqr;
 mod dcmtk;
 mod etcd;
 mod failover;
@@ -62,7 +63,7 @@ impl Scenario {
             Scenario::Writes | Scenario::Failover => &[peers::ETCD],
             Scenario::Ingest => &[peers::ORTHANC, peers::STORESCU],
             Scenario::Scale | Scenario::Bulk => &[],
-            Scenario::Transfer => &[peers::STORESCU, peers::STORESCP],
+            Scenario::Transfer => &[peers::STORESCU, peers::STORESCP, peers::DCMQRSCP, peers::GETSCU],
         }
     }
 }

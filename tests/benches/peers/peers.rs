@@ -20,6 +20,10 @@ pub const ORTHANC: Peer = Peer { program: "Orthanc", package: "orthanc" };
 pub const STORESCU: Peer = Peer { program: "storescu", package: "dcmtk" };
 /// DCMTK's C-STORE SCP.
 pub const STORESCP: Peer = Peer { program: "storescp", package: "dcmtk" };
+/// DCMTK's query/retrieve SCP (an archive answering C-FIND, C-MOVE and C-GET).
+pub const DCMQRSCP: Peer = Peer { program: "dcmqrscp", package: "dcmtk" };
+/// DCMTK's C-GET SCU.
+pub const GETSCU: Peer = Peer { program: "getscu", package: "dcmtk" };
 
 /// Script that installs every peer (run as root).
 pub const INSTALL_SCRIPT: &str = "deploy/bench/install-peers.sh";

@@ -1,6 +1,7 @@
-//! A user-space link shaper: a TCP proxy on loopback that paces the client→server direction to a
-//! fixed rate (one token bucket shared by every connection, as one link), so a transfer can be
-//! measured as goodput against a known link rate without root or a qdisc. Replies pass unpaced.
+//! A user-space link shaper: a TCP proxy on loopback that paces each direction to a fixed rate
+//! (one token bucket per direction, shared by every connection, as one full-duplex link), so a
+//! transfer can be measured as goodput against a known link rate without root or a qdisc, whether
+//! the client pushes (C-STORE) or pulls (C-GET).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,18 +26,28 @@ impl Drop for Shaper {
     }
 }
 
-/// Forward connections on a new loopback port to `target`, pacing uploads to `mbit` Mbit/s.
+/// One direction of the link: when it is next free to send.
+type Bucket = Arc<Mutex<Instant>>;
+
+/// Forward connections on a new loopback port to `target`, pacing each direction to `mbit` Mbit/s.
 pub async fn start(target: SocketAddr, mbit: f64) -> anyhow::Result<Shaper> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     let bytes_per_s = mbit * 1e6 / 8.0;
-    let next_free = Arc::new(Mutex::new(Instant::now()));
+    let (up, down): (Bucket, Bucket) =
+        (Arc::new(Mutex::new(Instant::now())), Arc::new(Mutex::new(Instant::now())));
     let task = tokio::spawn(async move {
         while let Ok((inbound, _)) = listener.accept().await {
-            let next_free = next_free.clone();
+            let (up, down) = (up.clone(), down.clone());
             tokio::spawn(async move {
                 if let Ok(outbound) = TcpStream::connect(target).await {
-                    let _ = relay(inbound, outbound, bytes_per_s, next_free).await;
+                    let _ = inbound.set_nodelay(true);
+                    let _ = outbound.set_nodelay(true);
+                    let (in_read, in_write) = inbound.into_split();
+                    let (out_read, out_write) = outbound.into_split();
+                    let replies = tokio::spawn(pace(out_read, in_write, bytes_per_s, down));
+                    let _ = pace(in_read, out_write, bytes_per_s, up).await;
+                    let _ = replies.await;
                 }
             });
         }
@@ -44,33 +55,28 @@ pub async fn start(target: SocketAddr, mbit: f64) -> anyhow::Result<Shaper> {
     Ok(Shaper { port, task })
 }
 
-async fn relay(
-    inbound: TcpStream,
-    outbound: TcpStream,
+/// Copy `from` to `to`, releasing each chunk when `bucket` allows at `bytes_per_s`; shut `to`
+/// down at the end.
+async fn pace(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
     bytes_per_s: f64,
-    next_free: Arc<Mutex<Instant>>,
+    bucket: Bucket,
 ) -> std::io::Result<()> {
-    let _ = inbound.set_nodelay(true);
-    let _ = outbound.set_nodelay(true);
-    let (mut in_read, mut in_write) = inbound.into_split();
-    let (mut out_read, mut out_write) = outbound.into_split();
-    let replies = tokio::spawn(async move { tokio::io::copy(&mut out_read, &mut in_write).await });
     let mut buf = vec![0u8; CHUNK];
     loop {
-        let n = in_read.read(&mut buf).await?;
+        let n = from.read(&mut buf).await?;
         if n == 0 {
             break;
         }
         let release = {
-            let mut free = next_free.lock().await;
+            let mut free = bucket.lock().await;
             let start = (*free).max(Instant::now());
             *free = start + Duration::from_secs_f64(n as f64 / bytes_per_s);
             *free
         };
         tokio::time::sleep_until(release.into()).await;
-        out_write.write_all(&buf[..n]).await?;
+        to.write_all(&buf[..n]).await?;
     }
-    out_write.shutdown().await?;
-    let _ = replies.await;
-    Ok(())
+    to.shutdown().await
 }

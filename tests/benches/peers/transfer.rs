@@ -4,10 +4,13 @@
 //! node 2 once its case is assigned to a reader node 2 serves ([`prefetch`]); through the link,
 //! every node sits behind the harness's UDP relay pacing each direction at the link rate with a
 //! bounded queue (tbf-like). DCMTK: storescu → storescp with the same files, direct and through
-//! the TCP [`shaper`] at the same rate. The same runs time Yilian's first image at node 2, and
-//! DCMTK's first instance stored by storescp (a push from the start of storescu, listed every
-//! 5 ms: the nearest DCMTK has to "first image").
+//! the TCP [`shaper`] at the same rate. The same runs time Yilian's first image at node 2 against
+//! two DCMTK references, each file listed every 5 ms: the first instance stored by storescp (a
+//! push, from the start of storescu), and the first instance getscu retrieves with C-GET from a
+//! dcmqrscp archive holding the study (a pull, as a reader's workstation asks an archive: from
+//! the start of getscu, so its association, query and retrieve are inside the time).
 
+use crate::dcmqr::{self, QrScp};
 use crate::dcmtk::Nagle;
 use crate::peers::STORESCP;
 use crate::prefetch::{self, Staged};
@@ -114,6 +117,22 @@ async fn dcmtk_once(files: &[std::path::PathBuf], shaped: bool, nagle: Nagle) ->
     Ok(DcmtkRun { first_s: first.as_secs_f64(), all_s: took.as_secs_f64() })
 }
 
+/// DCMTK getscu ← dcmqrscp of the study `staged` holds (loaded into a fresh archive first, not
+/// timed), direct or through the TCP shaper, both programs' TCP set up as `nagle` says.
+async fn dcmtk_get_once(staged: &Staged, shaped: bool, nagle: Nagle) -> anyhow::Result<DcmtkRun> {
+    let archive = QrScp::holding(&staged.files, nagle).await?;
+    let out = tempfile::Builder::new().prefix("yilian-bench-getscu-").tempdir()?;
+    let watch = FileWatch::start(out.path().to_owned());
+    let took = if shaped {
+        let link = shaper::start(format!("127.0.0.1:{}", archive.port).parse()?, LINK_MBIT).await?;
+        dcmqr::get(link.port, &staged.study_uid, out.path(), nagle).await?
+    } else {
+        dcmqr::get(archive.port, &staged.study_uid, out.path(), nagle).await?
+    };
+    let first = watch.first_complete().await?.context("getscu retrieved no file")?;
+    Ok(DcmtkRun { first_s: first.as_secs_f64(), all_s: took.as_secs_f64() })
+}
+
 /// Watches the files appearing in a directory, to tell when the first of them was complete.
 struct FileWatch {
     dir: std::path::PathBuf,
@@ -173,6 +192,8 @@ struct Runs {
     dcmtk_s: [Vec<f64>; 2],
     /// DCMTK's seconds to the first instance stored, per [`Nagle::BOTH`] setting.
     dcmtk_first_s: [Vec<f64>; 2],
+    /// DCMTK's seconds to the first instance retrieved with C-GET, per [`Nagle::BOTH`] setting.
+    dcmtk_get_first_s: [Vec<f64>; 2],
     first_image_s: Vec<f64>,
     mb: f64,
 }
@@ -192,20 +213,23 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
                 let dcmtk = dcmtk_once(&staged.files, is_shaped, nagle).await?;
                 runs.dcmtk_s[i].push(dcmtk.all_s);
                 runs.dcmtk_first_s[i].push(dcmtk.first_s);
+                runs.dcmtk_get_first_s[i].push(dcmtk_get_once(&staged, is_shaped, nagle).await?.first_s);
             }
             runs.mb = staged.bytes as f64 / 1e6;
             runs.yilian_s.push(copy);
             runs.first_image_s.push(first);
             eprintln!(
                 "  transfer run {} ({}): {:.0} MB, Yilian {copy:.2} s (first image {first:.3} s), DCMTK {:.2} s \
-                 (first {:.3} s), with TCP_NODELAY=1 {:.2} s (first {:.3} s)",
+                 (first {:.3} s, C-GET first {:.3} s), with TCP_NODELAY=1 {:.2} s (first {:.3} s, C-GET first {:.3} s)",
                 run + 1,
                 if is_shaped { "shaped link" } else { "loopback" },
                 runs.mb,
                 runs.dcmtk_s[0][run],
                 runs.dcmtk_first_s[0][run],
+                runs.dcmtk_get_first_s[0][run],
                 runs.dcmtk_s[1][run],
                 runs.dcmtk_first_s[1][run],
+                runs.dcmtk_get_first_s[1][run],
             );
         }
     }
@@ -258,28 +282,39 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
             ),
         ]);
     }
-    for (i, nagle) in Nagle::BOTH.into_iter().enumerate() {
-        let peer = format!("{PEER}{}, push: storescu start → first instance stored", nagle.peer_suffix());
-        rows.extend([
-            Row::compare(
-                "first-image",
-                metric("assigned → first image served, loopback", lmb),
-                "s",
-                Better::Lower,
-                &loopback.first_image_s,
-                &peer,
-                &loopback.dcmtk_first_s[i],
-            ),
-            Row::compare(
-                "first-image",
-                metric(&format!("assigned → first image served, {LINK_MBIT} Mbit/s link"), smb),
-                "s",
-                Better::Lower,
-                &link.first_image_s,
-                &peer,
-                &link.dcmtk_first_s[i],
-            ),
-        ]);
+    let references = [
+        (PEER, "push: storescu start → first instance stored", &loopback.dcmtk_first_s, &link.dcmtk_first_s),
+        (
+            "DCMTK getscu←dcmqrscp",
+            "pull: getscu start → first instance retrieved (C-GET)",
+            &loopback.dcmtk_get_first_s,
+            &link.dcmtk_get_first_s,
+        ),
+    ];
+    for (name, what, on_loopback, on_link) in references {
+        for (i, nagle) in Nagle::BOTH.into_iter().enumerate() {
+            let peer = format!("{name}{}, {what}", nagle.peer_suffix());
+            rows.extend([
+                Row::compare(
+                    "first-image",
+                    metric("assigned → first image served, loopback", lmb),
+                    "s",
+                    Better::Lower,
+                    &loopback.first_image_s,
+                    &peer,
+                    &on_loopback[i],
+                ),
+                Row::compare(
+                    "first-image",
+                    metric(&format!("assigned → first image served, {LINK_MBIT} Mbit/s link"), smb),
+                    "s",
+                    Better::Lower,
+                    &link.first_image_s,
+                    &peer,
+                    &on_link[i],
+                ),
+            ]);
+        }
     }
     Ok(rows)
 }
