@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the peers the benchmark runner measures Yilian against (docs/benchmarks.md), from
 # Debian's packages: etcd 3.4 (etcd-server, etcd-client), Orthanc 1.10 with its DICOMweb plugin,
-# and DCMTK (storescu, storescp). Run as root. The runner itself never installs anything.
+# and DCMTK (storescu, storescp, dcmqrscp, getscu). Run as root. The runner itself never installs anything.
 set -euo pipefail
 packages=(etcd-server etcd-client orthanc orthanc-dicomweb dcmtk)
 if [ "$(id -u)" -ne 0 ]; then
