@@ -6,7 +6,6 @@ use crate::dcmtk::{self, Nagle};
 use crate::peers::{DCMQRSCP, GETSCU};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 use yilian_tests::harness::free_port;
 
@@ -25,30 +24,14 @@ impl QrScp {
     /// Start an archive with its TCP set up as `nagle` says, and store `files` into it (with
     /// Nagle's algorithm off, to load it quickly: the load is not measured).
     pub async fn holding(files: &[PathBuf], nagle: Nagle) -> anyhow::Result<Self> {
-        let program = DCMQRSCP.require()?;
         let dir = tempfile::Builder::new().prefix("yilian-bench-dcmqrscp-").tempdir()?;
         let storage = dir.path().join("db");
         std::fs::create_dir_all(&storage)?;
         let port = free_port();
         let config = dir.path().join("dcmqrscp.cfg");
         std::fs::write(&config, config_text(port, &storage))?;
-        let mut command = std::process::Command::new(program);
-        nagle.apply(&mut command);
-        let child = tokio::process::Command::from(command)
-            .arg("-c")
-            .arg(&config)
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting dcmqrscp")?;
-        let addr = format!("127.0.0.1:{port}");
-        crate::etcd::wait_ok("dcmqrscp to listen", Duration::from_secs(10), || {
-            let a = addr.clone();
-            async move { tokio::net::TcpStream::connect(a).await.map(drop).map_err(Into::into) }
-        })
-        .await?;
+        let args = ["-c".into(), config.into(), port.to_string().into()];
+        let child = dcmtk::serve(DCMQRSCP, &args, port, nagle).await?;
         let archive = Self { _dir: dir, child, port };
         dcmtk::store(AE_TITLE, port, files, 1, Nagle::Off)
             .await

@@ -1,9 +1,10 @@
 //! DCMTK's storescu as the C-STORE client for every DIMSE measurement, so Yilian and the peers
 //! receive the same bytes from the same sender.
 
-use crate::peers::STORESCU;
+use crate::peers::{Peer, STORESCU};
 use anyhow::Context;
 use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// How DCMTK's network code sets up its TCP connections. Debian's DCMTK 3.6.7 leaves Nagle's
@@ -77,4 +78,31 @@ pub async fn store(
         );
     }
     Ok(started.elapsed())
+}
+
+/// Start DCMTK server `peer` with `args`, its TCP set up as `nagle` says and its output
+/// discarded, and wait until it accepts connections on 127.0.0.1:`port`. Killed when the
+/// returned child is dropped.
+pub async fn serve(
+    peer: Peer,
+    args: &[std::ffi::OsString],
+    port: u16,
+    nagle: Nagle,
+) -> anyhow::Result<tokio::process::Child> {
+    let mut command = std::process::Command::new(peer.require()?);
+    nagle.apply(&mut command);
+    let child = tokio::process::Command::from(command)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", peer.program))?;
+    let addr = format!("127.0.0.1:{port}");
+    crate::etcd::wait_ok(&format!("{} to listen", peer.program), Duration::from_secs(10), || {
+        let a = addr.clone();
+        async move { tokio::net::TcpStream::connect(a).await.map(drop).map_err(Into::into) }
+    })
+    .await?;
+    Ok(child)
 }

@@ -17,7 +17,6 @@ use crate::prefetch::{self, Staged};
 use crate::yilian::YilianCluster;
 use crate::{dcmtk, shaper, Settings};
 use anyhow::Context;
-use std::process::Stdio;
 use std::time::Duration;
 use yilian_tests::harness::free_port;
 use yilian_tests::netfault::LinkRule;
@@ -36,26 +35,11 @@ struct StoreScp {
 
 impl StoreScp {
     async fn start(nagle: Nagle) -> anyhow::Result<Self> {
-        let program = STORESCP.require()?;
         let dir = tempfile::Builder::new().prefix("yilian-bench-storescp-").tempdir()?;
         let port = free_port();
-        let mut command = std::process::Command::new(program);
-        nagle.apply(&mut command);
-        let child = tokio::process::Command::from(command)
-            .args(["-aet", "STORESCP", "-od"])
-            .arg(dir.path())
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting storescp")?;
-        let addr = format!("127.0.0.1:{port}");
-        crate::etcd::wait_ok("storescp to listen", Duration::from_secs(10), || {
-            let a = addr.clone();
-            async move { tokio::net::TcpStream::connect(a).await.map(drop).map_err(Into::into) }
-        })
-        .await?;
+        let args =
+            ["-aet".into(), "STORESCP".into(), "-od".into(), dir.path().into(), port.to_string().into()];
+        let child = dcmtk::serve(STORESCP, &args, port, nagle).await?;
         Ok(Self { dir, child, port })
     }
 }
