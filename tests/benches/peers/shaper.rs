@@ -10,8 +10,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 
-/// Bytes read and released at a time; the largest burst above the rate.
+/// Bytes read and released at a time.
 const CHUNK: usize = 16 * 1024;
+
+/// How late a chunk may be read after the previous one was due and still keep the link's
+/// schedule. Timers fire on a 1 ms tick, so each wake-up is up to a tick late, and the next chunk
+/// is only read after the previous one is written: restarting the schedule from every late
+/// wake-up took up to a tick from each 1.3 ms chunk and held a sender to about half the rate
+/// (the kernel's `tbf` does not). Beyond this the link was idle and starts again from now: the
+/// largest burst above the rate is this long (about 25 KB at 100 Mbit/s, like a `tbf` burst).
+const SLACK: Duration = Duration::from_millis(2);
 
 /// A running shaper; stops when dropped.
 pub struct Shaper {
@@ -71,7 +79,8 @@ async fn pace(
         }
         let release = {
             let mut free = bucket.lock().await;
-            let start = (*free).max(Instant::now());
+            let now = Instant::now();
+            let start = if now.saturating_duration_since(*free) <= SLACK { *free } else { now };
             *free = start + Duration::from_secs_f64(n as f64 / bytes_per_s);
             *free
         };
