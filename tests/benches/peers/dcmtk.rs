@@ -1,5 +1,6 @@
-//! DCMTK's storescu as the C-STORE client for every DIMSE measurement, so Yilian and the peers
-//! receive the same bytes from the same sender.
+//! DCMTK as the benchmarks run it: storescu as the C-STORE client for every DIMSE measurement, so
+//! Yilian and the peers receive the same bytes from the same sender, and its servers (storescp,
+//! dcmqrscp) started on loopback.
 
 use crate::peers::{Peer, STORESCU};
 use anyhow::Context;
