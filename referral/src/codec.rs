@@ -31,8 +31,7 @@ pub enum CodecError {
 /// Encode `value` as version byte + bincode.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(64);
-    out.push(FORMAT_VERSION);
-    bincode::serialize_into(&mut out, value)?;
+    encode_into(&mut out, value)?;
     Ok(out)
 }
 
