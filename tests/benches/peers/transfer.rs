@@ -102,19 +102,20 @@ async fn dcmtk_once(files: &[std::path::PathBuf], shaped: bool, nagle: Nagle) ->
 }
 
 /// DCMTK getscu ← dcmqrscp of the study `staged` holds (loaded into a fresh archive first, not
-/// timed), direct or through the TCP shaper, both programs' TCP set up as `nagle` says.
-async fn dcmtk_get_once(staged: &Staged, shaped: bool, nagle: Nagle) -> anyhow::Result<DcmtkRun> {
+/// timed), direct or through the TCP shaper, both programs' TCP set up as `nagle` says: seconds
+/// from starting getscu until the first instance is written.
+async fn dcmtk_get_first(staged: &Staged, shaped: bool, nagle: Nagle) -> anyhow::Result<f64> {
     let archive = QrScp::holding(&staged.files, nagle).await?;
     let out = tempfile::Builder::new().prefix("yilian-bench-getscu-").tempdir()?;
-    let watch = FileWatch::start(out.path().to_owned());
-    let took = if shaped {
-        let link = shaper::start(format!("127.0.0.1:{}", archive.port).parse()?, LINK_MBIT).await?;
-        dcmqr::get(link.port, &staged.study_uid, out.path(), nagle).await?
-    } else {
-        dcmqr::get(archive.port, &staged.study_uid, out.path(), nagle).await?
+    let link = match shaped {
+        true => Some(shaper::start(format!("127.0.0.1:{}", archive.port).parse()?, LINK_MBIT).await?),
+        false => None,
     };
+    let port = link.as_ref().map_or(archive.port, |l| l.port);
+    let watch = FileWatch::start(out.path().to_owned());
+    dcmqr::get(port, &staged.study_uid, out.path(), nagle).await?;
     let first = watch.first_complete().await?.context("getscu retrieved no file")?;
-    Ok(DcmtkRun { first_s: first.as_secs_f64(), all_s: took.as_secs_f64() })
+    Ok(first.as_secs_f64())
 }
 
 /// Watches the files appearing in a directory, to tell when the first of them was complete.
@@ -197,7 +198,7 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
                 let dcmtk = dcmtk_once(&staged.files, is_shaped, nagle).await?;
                 runs.dcmtk_s[i].push(dcmtk.all_s);
                 runs.dcmtk_first_s[i].push(dcmtk.first_s);
-                runs.dcmtk_get_first_s[i].push(dcmtk_get_once(&staged, is_shaped, nagle).await?.first_s);
+                runs.dcmtk_get_first_s[i].push(dcmtk_get_first(&staged, is_shaped, nagle).await?);
             }
             runs.mb = staged.bytes as f64 / 1e6;
             runs.yilian_s.push(copy);
