@@ -1,6 +1,7 @@
 //! Raft type configuration and the application data carried in the log.
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use yilian_referral::{Command, DomainError, Outcome};
 
 /// Raft node id. Ids are never reused after a node is removed.
@@ -16,17 +17,23 @@ pub struct NodeInfo {
 }
 
 /// A write to the replicated state, as proposed by the leader.
+///
+/// Commands are shared (`Arc`), not owned: openraft clones an entry each time it reads it back
+/// (once per replication stream and once to apply it), and a shared command makes each of those
+/// clones a reference count instead of a copy of every string in it. On the wire an `Arc<T>` is
+/// `T` and a shared slice is a sequence, so the encoding is the one `Box<Command>` and
+/// `Vec<StampedCommand>` had.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Request {
     /// A referral-domain command, stamped with the leader's clock.
     Referral {
         /// Milliseconds since the Unix epoch when the leader accepted the write.
         at_ms: u64,
-        /// The command (boxed: commands vary a lot in size).
-        command: Box<Command>,
+        /// The command.
+        command: Arc<Command>,
     },
     /// Several referral commands proposed as one entry (group commit), applied in order.
-    Referrals(Vec<StampedCommand>),
+    Referrals(Arc<[StampedCommand]>),
     /// Retire a node id, so it can never be used again, and deny its certificates: at once if
     /// the node is outside the membership, otherwise as soon as a membership without it applies.
     RetireNode {
@@ -88,6 +95,44 @@ mod tests {
         TaskStatus, Vitals,
     };
 
+    /// The log entry shapes of builds before commands were shared (`Box`, `Vec`).
+    #[derive(Serialize)]
+    enum OwnedRequest {
+        Referral { at_ms: u64, command: Box<Command> },
+        Referrals(Vec<StampedCommand>),
+    }
+
+    /// Sharing the commands changed no byte on the wire or in the log: nodes of both builds
+    /// replicate to each other and read each other's logs.
+    #[test]
+    fn shared_commands_encode_as_owned_ones_did() {
+        let command = Command::new(
+            Actor::ops("o"),
+            Change::Case {
+                case: CaseId("C1".into()),
+                action: CaseAction::Report { text: "findings".into() },
+                reason: Some("r".into()),
+            },
+        );
+        let stamped = vec![
+            StampedCommand { at_ms: 6, command: command.clone() },
+            StampedCommand { at_ms: 7, command: Command::tick() },
+        ];
+        let pairs = [
+            (
+                codec::encode(&Request::Referral { at_ms: 5, command: Arc::new(command.clone()) }),
+                codec::encode(&OwnedRequest::Referral { at_ms: 5, command: Box::new(command) }),
+            ),
+            (
+                codec::encode(&Request::Referrals(stamped.clone().into())),
+                codec::encode(&OwnedRequest::Referrals(stamped)),
+            ),
+        ];
+        for (shared, owned) in pairs {
+            assert_eq!(shared.expect("encode shared"), owned.expect("encode owned"));
+        }
+    }
+
     /// Every request and response must survive the binary codec (bincode cannot decode
     /// self-describing serde layouts such as internally tagged enums).
     #[test]
@@ -127,7 +172,7 @@ mod tests {
         let batch = Request::Referrals(
             commands.iter().map(|c| StampedCommand { at_ms: 6, command: c.clone() }).collect(),
         );
-        let single = commands.into_iter().map(|c| Request::Referral { at_ms: 5, command: Box::new(c) });
+        let single = commands.into_iter().map(|c| Request::Referral { at_ms: 5, command: Arc::new(c) });
         for request in single.chain([batch]) {
             let entry = openraft::Entry::<TypeConfig> {
                 log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), 7),

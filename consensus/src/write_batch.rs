@@ -12,6 +12,7 @@ use crate::batch::{Batched, Batcher, Limits};
 use crate::codec;
 use crate::types::{NodeId, NodeInfo, Request, Response, StampedCommand, YilianRaft};
 use openraft::error::{ClientWriteError, RaftError};
+use std::sync::Arc;
 use tokio::sync::oneshot;
 use yilian_referral::Command;
 
@@ -118,7 +119,7 @@ async fn propose(raft: &YilianRaft, mut group: Vec<Pending>) {
     if group.len() == 1 {
         let Some(p) = group.pop() else { return };
         let started = std::time::Instant::now();
-        let request = Request::Referral { at_ms: p.stamped.at_ms, command: Box::new(p.stamped.command) };
+        let request = Request::Referral { at_ms: p.stamped.at_ms, command: Arc::new(p.stamped.command) };
         let written = raft.client_write(request).await;
         tracing::debug!(
             index = written.as_ref().ok().map(|w| w.log_id.index),
@@ -132,7 +133,7 @@ async fn propose(raft: &YilianRaft, mut group: Vec<Pending>) {
     }
     let (commands, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|p| (p.stamped, p.reply)).unzip();
     tracing::trace!(commands = commands.len(), "proposing a group of writes");
-    match raft.client_write(Request::Referrals(commands)).await {
+    match raft.client_write(Request::Referrals(commands.into())).await {
         Ok(written) => match written.data {
             Response::Referrals(answers) if answers.len() == replies.len() => {
                 for (reply, answer) in replies.into_iter().zip(answers) {

@@ -42,8 +42,8 @@ pub use modality::Modality;
 pub use patient::PatientKey;
 pub use priority::{GreenChannel, Priority, RegionPolicy, SlaTargets};
 pub use region::{
-    AccessError, Applied, CapacityOption, CaseFilter, DeidentifyWant, Entity, EntityKey, Ineligible,
-    PrefetchWant, Region, MAX_INSTANCES_PER_BATCH,
+    AccessError, Applied, CapacityOption, CaseFilter, DeidentifyWant, Entity, EntityKey, EntityRef,
+    Ineligible, PrefetchWant, Region, MAX_INSTANCES_PER_BATCH,
 };
 pub use specialist::{Specialist, SpecialistId};
 pub use status::TaskStatus;

@@ -110,6 +110,55 @@ pub enum Entity {
     BreakGlass(BreakGlassGrant),
 }
 
+/// A stored entity borrowed from the region: it encodes exactly as the [`Entity`] it mirrors
+/// (same variants in the same order; a reference and a `Box` encode as what they point to), so
+/// storage can encode what a command touched without copying it first.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename = "Entity")]
+pub enum EntityRef<'a> {
+    /// A facility.
+    Facility(&'a Facility),
+    /// A specialist.
+    Specialist(&'a Specialist),
+    /// A case.
+    Case(&'a Case),
+    /// A transfer.
+    Transfer(&'a Transfer),
+    /// A region's policy.
+    Policy(&'a str, &'a RegionPolicy),
+    /// A study manifest.
+    Study(&'a StudyManifest),
+    /// An audit event.
+    Audit(&'a AuditEvent),
+    /// Counters.
+    Counters(&'a Counters),
+    /// A user account.
+    User(&'a User),
+    /// An API token.
+    ApiToken(&'a ApiToken),
+    /// A break-glass grant.
+    BreakGlass(&'a BreakGlassGrant),
+}
+
+impl EntityRef<'_> {
+    /// An owned copy.
+    pub fn to_entity(self) -> Entity {
+        match self {
+            EntityRef::Facility(f) => Entity::Facility(f.clone()),
+            EntityRef::Specialist(s) => Entity::Specialist(s.clone()),
+            EntityRef::Case(c) => Entity::Case(Box::new(c.clone())),
+            EntityRef::Transfer(t) => Entity::Transfer(t.clone()),
+            EntityRef::Policy(r, p) => Entity::Policy(r.to_owned(), p.clone()),
+            EntityRef::Study(s) => Entity::Study(Box::new(s.clone())),
+            EntityRef::Audit(a) => Entity::Audit(a.clone()),
+            EntityRef::Counters(c) => Entity::Counters(*c),
+            EntityRef::User(u) => Entity::User(u.clone()),
+            EntityRef::ApiToken(t) => Entity::ApiToken(t.clone()),
+            EntityRef::BreakGlass(g) => Entity::BreakGlass(g.clone()),
+        }
+    }
+}
+
 /// The result of applying one command: the answer for the client and what changed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Applied {
@@ -341,18 +390,23 @@ impl Region {
 
     /// The current value of a stored entity, or `None` if it does not exist.
     pub fn entity(&self, key: &EntityKey) -> Option<Entity> {
+        self.entity_ref(key).map(EntityRef::to_entity)
+    }
+
+    /// The stored entity `key` names, borrowed, or `None` if it does not exist.
+    pub fn entity_ref(&self, key: &EntityKey) -> Option<EntityRef<'_>> {
         match key {
-            EntityKey::Facility(id) => self.facilities.get(id).cloned().map(Entity::Facility),
-            EntityKey::Specialist(id) => self.specialists.get(id).cloned().map(Entity::Specialist),
-            EntityKey::Case(id) => self.cases.get(id).map(|c| Entity::Case(Box::new(c.clone()))),
-            EntityKey::Transfer(id) => self.transfers.get(id).cloned().map(Entity::Transfer),
-            EntityKey::Policy(r) => self.policies.get(r).cloned().map(|p| Entity::Policy(r.clone(), p)),
-            EntityKey::Study(uid) => self.studies.get(uid).map(|s| Entity::Study(Box::new(s.clone()))),
-            EntityKey::Audit(seq) => self.audit.get(seq).cloned().map(Entity::Audit),
-            EntityKey::Counters => Some(Entity::Counters(self.counters)),
-            EntityKey::User(id) => self.users.get(id).cloned().map(Entity::User),
-            EntityKey::ApiToken(id) => self.api_tokens.get(id).cloned().map(Entity::ApiToken),
-            EntityKey::BreakGlass(id) => self.break_glass.get(id).cloned().map(Entity::BreakGlass),
+            EntityKey::Facility(id) => self.facilities.get(id).map(EntityRef::Facility),
+            EntityKey::Specialist(id) => self.specialists.get(id).map(EntityRef::Specialist),
+            EntityKey::Case(id) => self.cases.get(id).map(EntityRef::Case),
+            EntityKey::Transfer(id) => self.transfers.get(id).map(EntityRef::Transfer),
+            EntityKey::Policy(r) => self.policies.get_key_value(r).map(|(r, p)| EntityRef::Policy(r, p)),
+            EntityKey::Study(uid) => self.studies.get(uid).map(EntityRef::Study),
+            EntityKey::Audit(seq) => self.audit.get(seq).map(EntityRef::Audit),
+            EntityKey::Counters => Some(EntityRef::Counters(&self.counters)),
+            EntityKey::User(id) => self.users.get(id).map(EntityRef::User),
+            EntityKey::ApiToken(id) => self.api_tokens.get(id).map(EntityRef::ApiToken),
+            EntityKey::BreakGlass(id) => self.break_glass.get(id).map(EntityRef::BreakGlass),
         }
     }
 

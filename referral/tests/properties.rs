@@ -20,9 +20,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use yilian_referral::case::OfferOutcome;
 use yilian_referral::transfer::RejectReason;
 use yilian_referral::{
-    Actor, Applied, Capacity, Case, CaseAction, CaseFilter, CaseId, Change, Command, Direction, GreenChannel,
-    Ineligible, Modality, Outcome, Priority, Region, RegionPolicy, SpecialistId, TaskStatus, TransferAction,
-    TransferId, TransferRequest, TransferStatus,
+    Actor, Applied, Capacity, Case, CaseAction, CaseFilter, CaseId, Change, Command, Direction, Entity,
+    GreenChannel, Ineligible, Modality, Outcome, Priority, Region, RegionPolicy, SpecialistId, TaskStatus,
+    TransferAction, TransferId, TransferRequest, TransferStatus,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -890,8 +890,16 @@ fn step(replicas: &mut [Region; 2], disk: &mut Region, checker: &mut Checker, at
     assert_eq!(after.clock_ms(), before.clock_ms().max(at));
 
     // Persisting just the touched entities reproduces the state (indexes rebuilt as they load).
+    // They are stored as storage does: encoded from the borrowed entity, which must give the
+    // owned entity's bytes, and decoded as owned when loaded.
     for key in &applied.touched {
-        disk.restore(after.entity(key).unwrap_or_else(|| panic!("touched {key:?} does not exist")));
+        let stored = after.entity_ref(key).unwrap_or_else(|| panic!("touched {key:?} does not exist"));
+        let bytes = yilian_referral::codec::encode(&stored).expect("encode borrowed");
+        let owned = stored.to_entity();
+        assert_eq!(bytes, yilian_referral::codec::encode(&owned).expect("encode owned"), "{key:?}");
+        let loaded: Entity = yilian_referral::codec::decode(&bytes).expect("decode");
+        assert_eq!(loaded, owned, "{key:?}");
+        disk.restore(loaded);
     }
     assert_eq!(&*disk, after, "persisting the touched entities did not reproduce the region");
 

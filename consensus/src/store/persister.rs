@@ -3,23 +3,24 @@
 //!
 //! The state machine applies entries in memory and answers at once; while it still holds the
 //! state's write lock it marks the entities it touched as dirty here. A writer thread commits
-//! at most every [`COMMIT_EVERY`]: it takes the state's read lock, takes the dirty set, copies
-//! those entities and the bookkeeping (whose `last_applied` covers exactly the entries that made
-//! them dirty), and stores them in one non-durable transaction. An entity touched by many entries
-//! in between is copied and stored once, and nothing is cloned on the apply path. Nothing
+//! at most every [`COMMIT_EVERY`]: it takes the state's read lock, takes the dirty set, encodes
+//! those entities straight from the state and copies the bookkeeping (whose `last_applied`
+//! covers exactly the entries that made them dirty), and stores them in one non-durable
+//! transaction. An entity touched by many entries in between is encoded and stored once, and
+//! nothing is cloned, on the apply path or here. Nothing
 //! acknowledged depends on the writer: the log is durable, and after a crash the stored state is
 //! that of some earlier `last_applied` (entities and `last_applied` are always one transaction),
 //! from which openraft re-applies the log.
 
 use super::db::{begin_write_lazy, DbError};
-use super::state_machine::{ClusterState, SharedState};
+use super::state_machine::{ClusterState, EncodedEntities, SharedState};
 use redb::Database;
 use std::collections::HashSet;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
-use yilian_referral::{Entity, EntityKey};
+use yilian_referral::EntityKey;
 
 /// Shortest time between two commits of the applied state while entries keep being applied.
 /// Longer merges more changes per commit (an entity touched by several entries is written once,
@@ -136,8 +137,8 @@ fn run(db: &Database, state: &SharedState, shared: &Shared) {
         last_commit = Instant::now();
         let (changes, barriers) = take_changes(state, shared);
         if let Some(changes) = changes {
-            let entities = changes.entities.len();
-            if let Err(e) = changes.commit(db) {
+            let entities = changes.as_ref().map_or(0, |c| c.entities.len());
+            if let Err(e) = changes.and_then(|c| c.commit(db)) {
                 tracing::error!(error = %e, "cannot store the applied state; the node must stop");
                 shared.failure.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| e.to_string());
             }
@@ -176,9 +177,13 @@ fn wait_for_work(shared: &Shared, last_commit: Instant) -> bool {
     }
 }
 
-/// Take what is pending and copy it out of the state, under the state's read lock so that the
-/// entities and `last_applied` agree; `None` when nothing was applied since the last commit.
-fn take_changes(state: &SharedState, shared: &Shared) -> (Option<Changes>, Vec<oneshot::Sender<()>>) {
+/// Take what is pending and encode it straight from the state, under the state's read lock so
+/// that the entities and `last_applied` agree (nothing is copied first); `None` when nothing was
+/// applied since the last commit.
+fn take_changes(
+    state: &SharedState,
+    shared: &Shared,
+) -> (Option<Result<Changes, DbError>>, Vec<oneshot::Sender<()>>) {
     let state = state.read();
     let mut pending = shared.pending();
     let barriers = std::mem::take(&mut pending.barriers);
@@ -187,29 +192,26 @@ fn take_changes(state: &SharedState, shared: &Shared) -> (Option<Changes>, Vec<o
     }
     let keys = std::mem::take(&mut pending.keys);
     drop(pending);
-    let entities = keys
-        .into_iter()
-        .map(|key| {
-            let entity = state.region.entity(&key);
-            (key, entity)
-        })
-        .collect();
-    (Some(Changes { bookkeeping: state.bookkeeping_only(), entities }), barriers)
+    let entities = ClusterState::encode_entities(keys.into_iter().map(|key| {
+        let entity = state.region.entity_ref(&key);
+        (key, entity)
+    }));
+    let changes = entities.map(|entities| Changes { bookkeeping: state.bookkeeping_only(), entities });
+    (Some(changes), barriers)
 }
 
 /// The state to store: the bookkeeping as of the last applied entry (with an empty region) and
-/// every entity touched since the last commit, `None` for one that no longer exists.
+/// every entity touched since the last commit, encoded (`None` for one that no longer exists).
 struct Changes {
     bookkeeping: ClusterState,
-    entities: Vec<(EntityKey, Option<Entity>)>,
+    entities: EncodedEntities,
 }
 
 impl Changes {
     fn commit(self, db: &Database) -> Result<(), DbError> {
-        let encoded = ClusterState::encode_entities(self.entities)?;
         let txn = begin_write_lazy(db)?;
         self.bookkeeping.persist_meta(&txn)?;
-        ClusterState::persist_entities(&txn, &encoded)?;
+        ClusterState::persist_entities(&txn, &self.entities)?;
         txn.commit()?;
         Ok(())
     }

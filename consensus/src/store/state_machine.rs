@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufWriter, Seek};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
-use yilian_referral::{Entity, EntityKey, Region};
+use yilian_referral::{EntityKey, EntityRef, Region};
 
 const LAST_APPLIED: &str = "last_applied";
 const MEMBERSHIP: &str = "membership";
@@ -82,8 +82,8 @@ impl ClusterState {
     }
 
     /// Entities as stored: encoded key and value, `None` for one to delete.
-    pub(super) fn encode_entities(
-        entities: impl IntoIterator<Item = (EntityKey, Option<Entity>)>,
+    pub(super) fn encode_entities<'a>(
+        entities: impl IntoIterator<Item = (EntityKey, Option<EntityRef<'a>>)>,
     ) -> Result<EncodedEntities, DbError> {
         entities
             .into_iter()
@@ -367,7 +367,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let db = self.db.clone();
         let bookkeeping = new_state.bookkeeping_only();
         let entities = ClusterState::encode_entities(new_state.region.keys().into_iter().map(|k| {
-            let e = new_state.region.entity(&k);
+            let e = new_state.region.entity_ref(&k);
             (k, e)
         }))
         .map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
@@ -500,7 +500,7 @@ mod tests {
                 devices: BTreeSet::new(),
             }),
         );
-        EntryPayload::Normal(Request::Referral { at_ms: 1_700_000_000_000, command: Box::new(command) })
+        EntryPayload::Normal(Request::Referral { at_ms: 1_700_000_000_000, command: Arc::new(command) })
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@ use super::open;
 use crate::types::{Request, Response, StampedCommand, TypeConfig};
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+use std::sync::Arc;
 use yilian_referral::{Actor, Change, Command, FacilityId, FacilityLevel, FacilityRegistration, Outcome};
 
 fn entry(index: u64, request: Request) -> Entry<TypeConfig> {
@@ -40,7 +41,7 @@ async fn a_group_entry_applies_like_one_entry_per_write_and_survives_reopening()
     let singles_dir = tempfile::tempdir().expect("tempdir");
     let mut singles = open(singles_dir.path()).expect("open").state_machine;
     let entries = commands().into_iter().enumerate().map(|(i, c)| {
-        entry(i as u64 + 1, Request::Referral { at_ms: c.at_ms, command: Box::new(c.command) })
+        entry(i as u64 + 1, Request::Referral { at_ms: c.at_ms, command: Arc::new(c.command) })
     });
     let single_answers: Vec<_> = singles
         .apply(entries.collect::<Vec<_>>())
@@ -55,7 +56,7 @@ async fn a_group_entry_applies_like_one_entry_per_write_and_survives_reopening()
 
     let group_dir = tempfile::tempdir().expect("tempdir");
     let mut group = open(group_dir.path()).expect("open").state_machine;
-    let answers = group.apply(vec![entry(1, Request::Referrals(commands()))]).await.expect("apply");
+    let answers = group.apply(vec![entry(1, Request::Referrals(commands().into()))]).await.expect("apply");
     assert_eq!(answers, vec![Response::Referrals(single_answers.clone())]);
     assert!(matches!(single_answers[0], Ok(Outcome::Registered { .. })), "{:?}", single_answers[0]);
     assert!(single_answers[1].is_err(), "the duplicate is refused inside the group too");
@@ -105,7 +106,7 @@ async fn entities_stored_by_an_earlier_build_are_read_and_moved_to_ordered_keys(
     let registrations: Vec<StampedCommand> = (0..300)
         .map(|i| StampedCommand { at_ms: 1_000 + i, command: register(&format!("F{i:03}")) })
         .collect();
-    store.apply(vec![entry(1, Request::Referrals(registrations))]).await.expect("apply");
+    store.apply(vec![entry(1, Request::Referrals(registrations.into()))]).await.expect("apply");
     let applied = store.shared().read().clone();
     assert!(applied.region.keys().iter().filter(|k| matches!(k, EntityKey::Audit(_))).count() >= 300);
     drop(store);
@@ -176,7 +177,7 @@ async fn a_snapshot_is_the_stored_state_encoded_only_when_read() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = open(dir.path()).expect("open").state_machine;
     assert!(store.get_current_snapshot().await.expect("read").is_none(), "nothing applied, no snapshot");
-    store.apply(vec![entry(1, Request::Referrals(commands()))]).await.expect("apply");
+    store.apply(vec![entry(1, Request::Referrals(commands().into()))]).await.expect("apply");
     let at_one = store.shared().read().clone();
     let built = store.get_snapshot_builder().await.build_snapshot().await.expect("build");
     assert_eq!(built.meta.last_log_id.map(|l| l.index), Some(1));
@@ -185,7 +186,7 @@ async fn a_snapshot_is_the_stored_state_encoded_only_when_read() {
     assert_eq!(current.meta, built.meta, "the same stored state is the same snapshot");
 
     let another = StampedCommand { at_ms: 2_000, command: register("C") };
-    store.apply(vec![entry(2, Request::Referrals(vec![another]))]).await.expect("apply more");
+    store.apply(vec![entry(2, Request::Referrals(vec![another].into()))]).await.expect("apply more");
     let bytes = current.snapshot.into_bytes().await.expect("encode");
     let later = store.get_current_snapshot().await.expect("read").expect("a snapshot");
     assert_eq!(later.meta.last_log_id.map(|l| l.index), Some(2));

@@ -253,3 +253,87 @@ fn writes_are_audited_with_the_callers_address_and_purpose() {
     let last = r.audit_events().last().expect("event");
     assert_eq!(last.source, None, "one command's provenance does not leak into the next");
 }
+
+/// Storage encodes the entities a command touched from the region without copying them
+/// ([`EntityRef`]) and loads them back as [`Entity`]: every kind must encode to the same bytes
+/// both ways, or a node would misread its own database.
+#[test]
+fn every_kind_of_entity_encodes_the_same_borrowed_and_owned() {
+    use crate::actor::Role;
+    use crate::codec;
+    use crate::study::{InstanceBatch, InstanceRecord};
+    use crate::user::UserRegistration;
+    let mut r = region();
+    let case = submit(&mut r, T0, 'a');
+    let admin = Actor { role: Role::Admin, id: "root".into(), facility: None };
+    let study = "1.2.826.0.1.3680043.8.498.1";
+    let record = InstanceRecord {
+        sop_instance_uid: format!("{study}.1.1"),
+        series_uid: format!("{study}.1"),
+        sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
+        transfer_syntax: "1.2.840.10008.1.2.1".into(),
+        size: 1000,
+        sha256: "a".repeat(64),
+    };
+    let commands = [
+        Command::new(ops(), Change::SetPolicy { region: "r".into(), policy: RegionPolicy::default() }),
+        Command::new(
+            admin.clone(),
+            Change::AddUser(UserRegistration {
+                id: "root".into(),
+                role: Role::Admin,
+                facility: None,
+                specialist: None,
+                password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            }),
+        ),
+        Command::new(
+            admin,
+            Change::CreateApiToken {
+                id: "tok1".into(),
+                user: "root".into(),
+                secret_hash: "b".repeat(64),
+                label: "pacs".into(),
+            },
+        ),
+        Command::new(
+            Actor::staff("n9", "CTY"),
+            Change::BreakGlass { case: case.clone(), reason: "collapsed in our ward".into(), minutes: 5 },
+        ),
+        Command::new(
+            Actor::staff("n1", "TS"),
+            Change::RecordInstances(InstanceBatch {
+                case: case.clone(),
+                study_uid: study.into(),
+                node: 1,
+                instances: vec![record],
+                derived_from: None,
+            }),
+        ),
+        Command::new(
+            Actor::staff("n1", "TS"),
+            Change::RequestTransfer(crate::command::TransferRequest {
+                case,
+                direction: crate::transfer::Direction::Up,
+                to: FacilityId("CTY".into()),
+                from: None,
+                service: "ct".into(),
+                slot_ms: None,
+                follow_up: Vec::new(),
+            }),
+        ),
+    ];
+    for (i, command) in commands.iter().enumerate() {
+        r.apply(T0 + 1 + i as u64, command).result.unwrap_or_else(|e| panic!("command {i}: {e:?}"));
+    }
+    let mut kinds = std::collections::HashSet::new();
+    for key in r.keys() {
+        let borrowed = r.entity_ref(&key).expect("listed entity exists");
+        let owned = borrowed.to_entity();
+        let bytes = codec::encode(&borrowed).expect("encode borrowed");
+        assert_eq!(bytes, codec::encode(&owned).expect("encode owned"), "{key:?}");
+        assert_eq!(codec::decode::<Entity>(&bytes).expect("decode"), owned, "{key:?}");
+        kinds.insert(std::mem::discriminant(&owned));
+    }
+    assert_eq!(kinds.len(), 11, "every kind of entity is covered");
+}

@@ -10,6 +10,7 @@ use openraft::storage::{RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 use std::collections::BTreeSet;
 use std::io::SeekFrom;
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::AsyncSeekExt;
 use yilian_consensus::store;
@@ -41,7 +42,7 @@ fn entry(index: u64, command: Command) -> Entry<TypeConfig> {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
         payload: EntryPayload::Normal(Request::Referral {
             at_ms: 1_700_000_000_000 + index,
-            command: Box::new(command),
+            command: Arc::new(command),
         }),
     }
 }
