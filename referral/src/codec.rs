@@ -26,6 +26,9 @@ pub enum CodecError {
     /// bincode failed.
     #[error("malformed data: {0}")]
     Bincode(#[from] bincode::Error),
+    /// A stream held more bytes than the values read from it.
+    #[error("{0} unexpected bytes after the end of the data: it is damaged or not what was expected")]
+    TrailingBytes(u64),
 }
 
 /// Encode `value` as version byte + bincode.
@@ -79,6 +82,77 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     }
 }
 
+/// Reads values that were written one after another as one [`encode_into`] value (a struct's
+/// fields, a sequence's length and then its items) from a stream, one at a time, so a large
+/// value (a snapshot of a whole region) never has to be in memory at once.
+pub struct StreamDecoder<R> {
+    reader: R,
+    /// Bytes of the stream not read yet: no length read from it may claim more (a damaged length
+    /// is refused instead of being allocated).
+    remaining: u64,
+}
+
+impl<R: std::io::Read> StreamDecoder<R> {
+    /// Start reading the `len` bytes of `reader`, which must begin with this build's version
+    /// byte.
+    pub fn new(mut reader: R, len: u64) -> Result<Self, CodecError> {
+        let mut version = [0u8; 1];
+        match reader.read_exact(&mut version) {
+            Ok(()) if version[0] == FORMAT_VERSION => Ok(Self { reader, remaining: len.saturating_sub(1) }),
+            Ok(()) => Err(CodecError::UnsupportedVersion { found: version[0] }),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(CodecError::Empty),
+            Err(e) => Err(CodecError::Bincode(e.into())),
+        }
+    }
+
+    /// The next value, decoded as [`decode`] would decode it inside the whole.
+    pub fn read<T: DeserializeOwned>(&mut self) -> Result<T, CodecError> {
+        let mut counted = CountingReader { inner: &mut self.reader, read: 0 };
+        let options = bincode::DefaultOptions::new()
+            .with_fixint_encoding()
+            .allow_trailing_bytes()
+            .with_limit(self.remaining);
+        let value = options.deserialize_from(&mut counted);
+        self.remaining = self.remaining.saturating_sub(counted.read);
+        Ok(value?)
+    }
+
+    /// The next value that was encoded as a `Vec<u8>` (or `&[u8]`): its length, then its bytes,
+    /// read in one go (decoding them as a sequence would read them one at a time).
+    pub fn read_bytes(&mut self) -> Result<Vec<u8>, CodecError> {
+        let len: u64 = self.read()?;
+        if len > self.remaining {
+            return Err(CodecError::Bincode(Box::new(bincode::ErrorKind::SizeLimit)));
+        }
+        let mut bytes = vec![0u8; len as usize];
+        self.reader.read_exact(&mut bytes).map_err(|e| CodecError::Bincode(e.into()))?;
+        self.remaining -= len;
+        Ok(bytes)
+    }
+
+    /// Check that every byte was read.
+    pub fn finish(self) -> Result<(), CodecError> {
+        match self.remaining {
+            0 => Ok(()),
+            left => Err(CodecError::TrailingBytes(left)),
+        }
+    }
+}
+
+/// Counts the bytes read through it.
+struct CountingReader<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +168,43 @@ mod tests {
         assert!(matches!(decode::<(String, u64)>(&future), Err(CodecError::UnsupportedVersion { .. })));
         assert!(matches!(decode::<u8>(&[]), Err(CodecError::Empty)));
         assert!(decode::<(String, u64)>(&bytes[..3]).is_err());
+    }
+
+    #[test]
+    fn a_stream_decodes_value_by_value_as_the_whole_did() {
+        let whole: (String, Vec<Vec<u8>>) = ("head".into(), vec![b"one".to_vec(), vec![7; 300]]);
+        let bytes = encode(&whole).expect("encode");
+        let mut stream = StreamDecoder::new(bytes.as_slice(), bytes.len() as u64).expect("version");
+        let head: String = stream.read().expect("head");
+        let count: u64 = stream.read().expect("count");
+        let items: Vec<Vec<u8>> = (0..count)
+            .map(|i| match i % 2 {
+                0 => stream.read().expect("item"),
+                _ => stream.read_bytes().expect("item as bytes"),
+            })
+            .collect();
+        stream.finish().expect("all read");
+        assert_eq!((head, items), whole);
+
+        let mut stream = StreamDecoder::new(bytes.as_slice(), bytes.len() as u64 + 5).expect("version");
+        let _: (String, Vec<Vec<u8>>) = stream.read().expect("whole");
+        assert!(matches!(stream.finish(), Err(CodecError::TrailingBytes(5))));
+
+        // A length larger than what is left is refused before anything is allocated for it.
+        let mut damaged = encode(&vec![0u8; 4]).expect("encode");
+        damaged[1..9].copy_from_slice(&u64::MAX.to_le_bytes());
+        let mut stream = StreamDecoder::new(damaged.as_slice(), damaged.len() as u64).expect("version");
+        assert!(stream.read::<Vec<u8>>().is_err());
+        let mut stream = StreamDecoder::new(damaged.as_slice(), damaged.len() as u64).expect("version");
+        assert!(stream.read_bytes().is_err());
+
+        let mut future = bytes.clone();
+        future[0] = FORMAT_VERSION + 1;
+        assert!(matches!(
+            StreamDecoder::new(future.as_slice(), 1),
+            Err(CodecError::UnsupportedVersion { .. })
+        ));
+        assert!(matches!(StreamDecoder::new(&[][..], 0), Err(CodecError::Empty)));
     }
 
     #[test]

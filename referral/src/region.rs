@@ -110,6 +110,25 @@ pub enum Entity {
     BreakGlass(BreakGlassGrant),
 }
 
+impl Entity {
+    /// The key it is stored under (where [`Region::restore`] puts it).
+    pub fn key(&self) -> EntityKey {
+        match self {
+            Entity::Facility(f) => EntityKey::Facility(f.id.clone()),
+            Entity::Specialist(s) => EntityKey::Specialist(s.id.clone()),
+            Entity::Case(c) => EntityKey::Case(c.id.clone()),
+            Entity::Transfer(t) => EntityKey::Transfer(t.id.clone()),
+            Entity::Policy(r, _) => EntityKey::Policy(r.clone()),
+            Entity::Study(s) => EntityKey::Study(s.study_uid.clone()),
+            Entity::Audit(e) => EntityKey::Audit(e.seq),
+            Entity::Counters(_) => EntityKey::Counters,
+            Entity::User(u) => EntityKey::User(u.id.clone()),
+            Entity::ApiToken(t) => EntityKey::ApiToken(t.id.clone()),
+            Entity::BreakGlass(g) => EntityKey::BreakGlass(g.id),
+        }
+    }
+}
+
 /// A stored entity borrowed from the region: it encodes exactly as the [`Entity`] it mirrors
 /// (same variants in the same order; a reference and a `Box` encode as what they point to), so
 /// storage can encode what a command touched without copying it first.

@@ -5,7 +5,9 @@
 //! they are read (a follower too far behind for the log is sent the snapshot):
 //! [`SnapshotData::deferred`] holds the encoder, which runs on the blocking pool at the first
 //! read or seek and writes into an unnamed temporary file; dropped unread, it costs nothing. A
-//! snapshot received from a leader is collected in memory ([`SnapshotData::in_memory`]).
+//! snapshot received from a leader is written into such a file too ([`SnapshotData::receiving`]),
+//! and installed by reading it back as a stream ([`SnapshotData::into_reader`]), so no copy of
+//! a whole region's bytes is ever held in memory.
 
 use std::future::Future;
 use std::io::{self, Cursor, SeekFrom};
@@ -44,6 +46,34 @@ impl SnapshotData {
     /// Bytes held in memory.
     pub fn in_memory(bytes: Vec<u8>) -> Self {
         Self { bytes: Bytes::Memory(Cursor::new(bytes)), seek: None }
+    }
+
+    /// Bytes to be written into `file` (a snapshot being received), which must be empty.
+    pub fn receiving(file: std::fs::File) -> Self {
+        Self { bytes: Bytes::File(tokio::fs::File::from_std(file)), seek: None }
+    }
+
+    /// The bytes as a blocking reader positioned at their start, and their length: to be read on
+    /// a blocking thread.
+    pub async fn into_reader(self) -> io::Result<(Box<dyn io::Read + Send>, u64)> {
+        use std::io::Seek;
+        use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+        let mut data = match self.bytes {
+            Bytes::Memory(cursor) => {
+                let len = cursor.get_ref().len() as u64;
+                return Ok((Box::new(Cursor::new(cursor.into_inner())), len));
+            }
+            bytes => Self { bytes, seek: self.seek },
+        };
+        data.seek(SeekFrom::Start(0)).await?;
+        data.flush().await?;
+        let Bytes::File(file) = data.bytes else {
+            return Err(io::Error::other("the snapshot is not encoded"));
+        };
+        let mut file = file.into_std().await;
+        let len = file.metadata()?.len();
+        file.rewind()?;
+        Ok((Box::new(io::BufReader::with_capacity(1 << 20, file)), len))
     }
 
     /// Bytes that `encode` writes into a file (positioned at its start) when first read or
@@ -146,7 +176,7 @@ impl AsyncSeek for SnapshotData {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Seek, Write};
+    use std::io::{Read, Seek, Write};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -174,6 +204,31 @@ mod tests {
         let mut rest = Vec::new();
         data.read_to_end(&mut rest).await.expect("read");
         assert_eq!(rest, b"456789");
+    }
+
+    /// openraft writes a received snapshot chunk by chunk, seeking to each chunk's offset, and
+    /// shuts the data down after the last one; the bytes then read back as one stream.
+    #[tokio::test]
+    async fn received_chunks_read_back_as_one_stream_from_the_start() {
+        use tokio::io::AsyncWriteExt;
+        let mut data = SnapshotData::receiving(tempfile::tempfile().expect("temp file"));
+        for (offset, chunk) in [(0u64, &b"0123"[..]), (4, &b"4567"[..]), (8, &b"89"[..])] {
+            data.seek(SeekFrom::Start(offset)).await.expect("seek");
+            data.write_all(chunk).await.expect("write");
+        }
+        data.shutdown().await.expect("shutdown");
+        let (mut reader, len) = data.into_reader().await.expect("reader");
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes).expect("read");
+        assert_eq!((bytes.as_slice(), len), (&b"0123456789"[..], 10));
+
+        let (mut reader, len) = SnapshotData::deferred(|| file_holding(b"encoded"))
+            .into_reader()
+            .await
+            .expect("encoded on the way");
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes).expect("read");
+        assert_eq!((bytes.as_slice(), len), (&b"encoded"[..], 7));
     }
 
     #[tokio::test]

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, BufWriter, Seek};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
-use yilian_referral::{EntityKey, EntityRef, Region};
+use yilian_referral::{Entity, EntityKey, EntityRef, Region};
 
 const LAST_APPLIED: &str = "last_applied";
 const MEMBERSHIP: &str = "membership";
@@ -136,28 +136,35 @@ pub struct StateMachineStore {
     snapshots: SnapshotDir,
 }
 
-/// A snapshot's contents: the cluster bookkeeping (with an empty region) and every entity of the
-/// region as the codec bytes the state machine stores. A node receiving a snapshot decodes this;
-/// a node sending one encodes [`StoredImage`], the same bytes.
-#[derive(Serialize, Deserialize)]
-struct SnapshotImage {
-    bookkeeping: ClusterState,
-    entities: Vec<Vec<u8>>,
-}
-
-impl SnapshotImage {
-    /// The full state the image describes.
-    fn into_state(self) -> Result<ClusterState, DbError> {
-        let mut state = self.bookkeeping;
-        for entity in &self.entities {
-            state.region.restore(codec::decode(entity)?);
+/// Read a snapshot's bytes from `reader` (`len` of them) one entity at a time and store them in
+/// `txn` (which the caller commits), replacing the stored state; returns the full state.
+///
+/// The bytes are the cluster bookkeeping (with an empty region), then the number of entities
+/// and each entity's stored bytes ([`StoredImage`] writes them; earlier builds wrote the same
+/// bytes from a collected `Vec`). Each entity is decoded into the region and its received bytes
+/// are stored as they are, under the key it names, so nothing is encoded again and no second
+/// copy of the region's bytes is held.
+fn install_image(txn: &WriteTransaction, reader: impl io::Read, len: u64) -> Result<ClusterState, DbError> {
+    let mut image = codec::StreamDecoder::new(reader, len)?;
+    let mut state: ClusterState = image.read()?;
+    let count: u64 = image.read()?;
+    {
+        let mut table = txn.open_table(SM_ENTITIES)?;
+        table.retain(|_, _| false)?;
+        for _ in 0..count {
+            let bytes = image.read_bytes()?;
+            let entity: Entity = codec::decode(&bytes)?;
+            table.insert(codec::encode_key(&entity.key())?.as_slice(), bytes.as_slice())?;
+            state.region.restore(entity);
         }
-        Ok(state)
     }
+    image.finish()?;
+    state.persist_meta(txn)?;
+    Ok(state)
 }
 
-/// The stored state of one read transaction, serialized as a [`SnapshotImage`] straight from the
-/// entity table, without collecting the entities in memory first.
+/// The stored state of one read transaction, serialized as a snapshot's bytes (see
+/// [`install_image`]) straight from the entity table, without collecting the entities first.
 struct StoredImage<'a> {
     bookkeeping: &'a ClusterState,
     entities: &'a ReadOnlyTable<&'static [u8], &'static [u8]>,
@@ -347,7 +354,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>, StorageError> {
-        Ok(Box::new(SnapshotData::in_memory(Vec::new())))
+        let snapshots = self.snapshots.clone();
+        let file = blocking(move || Ok(snapshots.temp_file()?))
+            .await
+            .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+        Ok(Box::new(SnapshotData::receiving(file)))
     }
 
     async fn install_snapshot(
@@ -356,29 +367,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError> {
         let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
-        let data = snapshot.into_bytes().await.map_err(|e| storage_error(subject(), ErrorVerb::Read, e))?;
-        let new_state = codec::decode::<SnapshotImage>(&data)
-            .map_err(DbError::from)
-            .and_then(SnapshotImage::into_state)
-            .map_err(|e| storage_error(subject(), ErrorVerb::Read, e))?;
-        tracing::info!(snapshot = %meta.snapshot_id, last = ?meta.last_log_id, "installing snapshot");
+        let (reader, len) =
+            snapshot.into_reader().await.map_err(|e| storage_error(subject(), ErrorVerb::Read, e))?;
+        tracing::info!(snapshot = %meta.snapshot_id, last = ?meta.last_log_id, bytes = len, "installing snapshot");
         // Everything applied before the snapshot is stored first, so nothing older lands after it.
         self.persister.flush().await.map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
         let db = self.db.clone();
-        let bookkeeping = new_state.bookkeeping_only();
-        let entities = ClusterState::encode_entities(new_state.region.keys().into_iter().map(|k| {
-            let e = new_state.region.entity_ref(&k);
-            (k, e)
-        }))
-        .map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
-        blocking(move || {
+        let new_state = blocking(move || {
             // Durable: openraft purges the log up to the snapshot once this returns.
             let txn = db.begin_write()?;
-            txn.open_table(SM_ENTITIES)?.retain(|_, _| false)?;
-            bookkeeping.persist_meta(&txn)?;
-            ClusterState::persist_entities(&txn, &entities)?;
+            let state = install_image(&txn, reader, len)?;
             txn.commit()?;
-            Ok(())
+            Ok(state)
         })
         .await
         .map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
@@ -445,6 +445,14 @@ mod tests {
     use openraft::{CommittedLeaderId, Entry, Membership};
     use std::collections::BTreeMap;
 
+    /// A snapshot's bytes as earlier builds collected them before encoding, and as they decoded
+    /// them.
+    #[derive(Serialize, Deserialize)]
+    struct SnapshotImage {
+        bookkeeping: ClusterState,
+        entities: Vec<Vec<u8>>,
+    }
+
     fn entry(index: u64, payload: EntryPayload<TypeConfig>) -> Entry<TypeConfig> {
         Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload }
     }
@@ -504,7 +512,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_snapshot_built_from_storage_installs_to_the_same_state() {
+    async fn a_snapshot_built_from_storage_is_received_into_a_file_and_installs_to_the_same_state() {
         use yilian_referral::FacilityLevel;
         let (from, to) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
         let mut source = crate::store::open(from.path()).expect("open").state_machine;
@@ -538,10 +546,28 @@ mod tests {
         );
 
         let mut target = crate::store::open(to.path()).expect("open").state_machine;
-        target
-            .install_snapshot(&snapshot.meta, Box::new(SnapshotData::in_memory(bytes)))
-            .await
-            .expect("install");
+        let receiver = target.clone();
+        let received = |bytes: &[u8]| {
+            let bytes = bytes.to_vec();
+            let mut target = receiver.clone();
+            async move {
+                use tokio::io::AsyncWriteExt;
+                let mut data = target.begin_receiving_snapshot().await.expect("begin");
+                for chunk in bytes.chunks(7) {
+                    data.write_all(chunk).await.expect("receive");
+                }
+                data.shutdown().await.expect("shutdown");
+                data
+            }
+        };
+        let damaged = received(&bytes[..bytes.len() - 3]).await;
+        assert!(
+            target.install_snapshot(&snapshot.meta, damaged).await.is_err(),
+            "a truncated snapshot is refused"
+        );
+        assert_eq!(*target.shared().read(), ClusterState::default(), "and changes nothing");
+        let whole = received(&bytes).await;
+        target.install_snapshot(&snapshot.meta, whole).await.expect("install");
         let expected = source.shared().read().clone();
         assert!(
             expected.region.keys().len() >= 2,
@@ -549,7 +575,7 @@ mod tests {
         );
         assert_eq!(expected.retiring_nodes.keys().copied().collect::<Vec<_>>(), vec![3]);
         assert_eq!(*target.shared().read(), expected);
-        drop(target);
+        drop((target, receiver));
         let reopened = crate::store::open(to.path()).expect("reopen").state_machine;
         assert_eq!(*reopened.shared().read(), expected, "the installed state survives a restart");
     }

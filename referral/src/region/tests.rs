@@ -256,9 +256,10 @@ fn writes_are_audited_with_the_callers_address_and_purpose() {
 
 /// Storage encodes the entities a command touched from the region without copying them
 /// ([`EntityRef`]) and loads them back as [`Entity`]: every kind must encode to the same bytes
-/// both ways, or a node would misread its own database.
+/// both ways, or a node would misread its own database; and a received snapshot's entities are
+/// stored under the key each one names.
 #[test]
-fn every_kind_of_entity_encodes_the_same_borrowed_and_owned() {
+fn every_kind_of_entity_encodes_the_same_borrowed_and_owned_and_names_its_key() {
     use crate::actor::Role;
     use crate::codec;
     use crate::study::{InstanceBatch, InstanceRecord};
@@ -333,6 +334,7 @@ fn every_kind_of_entity_encodes_the_same_borrowed_and_owned() {
         let bytes = codec::encode(&borrowed).expect("encode borrowed");
         assert_eq!(bytes, codec::encode(&owned).expect("encode owned"), "{key:?}");
         assert_eq!(codec::decode::<Entity>(&bytes).expect("decode"), owned, "{key:?}");
+        assert_eq!(owned.key(), key, "an entity names the key it is stored under");
         kinds.insert(std::mem::discriminant(&owned));
     }
     assert_eq!(kinds.len(), 11, "every kind of entity is covered");

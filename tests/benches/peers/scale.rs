@@ -27,10 +27,25 @@ const BATCH: usize = 300;
 
 /// Resident set size of this process, in MiB.
 fn rss_mib() -> f64 {
+    status_mib("VmRSS:")
+}
+
+/// Largest resident set size of this process since the last [`reset_peak_rss`], in MiB.
+fn peak_rss_mib() -> f64 {
+    status_mib("VmHWM:")
+}
+
+/// Start measuring the peak resident set size afresh (Linux 4.0 and later).
+fn reset_peak_rss() -> std::io::Result<()> {
+    std::fs::write("/proc/self/clear_refs", "5")
+}
+
+/// A size field of `/proc/self/status` (given in KiB), in MiB.
+fn status_mib(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let kib: f64 = status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(f64::NAN);
@@ -113,6 +128,8 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
     let mut memory = Vec::new();
     let mut snapshot_s = Vec::new();
     let mut encode_s = Vec::new();
+    let mut install_s = Vec::new();
+    let mut install_mib = Vec::new();
     let mut snapshot_mb = Vec::new();
     let mut restart_s = Vec::new();
     let mut disk_mb = Vec::new();
@@ -171,7 +188,20 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
     let size = snapshot.snapshot.seek(SeekFrom::End(0)).await?;
     encode_s.push(started.elapsed().as_secs_f64());
     snapshot_mb.push(size as f64 / 1e6);
-    drop(snapshot);
+    // A follower installing it: an empty store beside the source (which stays in memory, so the
+    // peak counts only what installing adds).
+    let follower = tempfile::Builder::new().prefix("yilian-bench-scale-follower-").tempdir()?;
+    let mut target = store::open(follower.path())?.state_machine;
+    snapshot.snapshot.seek(SeekFrom::Start(0)).await?;
+    let resident = rss_mib();
+    reset_peak_rss()?;
+    let started = Instant::now();
+    target.install_snapshot(&snapshot.meta, snapshot.snapshot).await?;
+    install_s.push(started.elapsed().as_secs_f64());
+    install_mib.push(peak_rss_mib() - resident);
+    let held = target.shared().read().region.find_cases(&Default::default()).count();
+    anyhow::ensure!(held as u64 == cases, "the follower installed {held} cases, expected {cases}");
+    drop((target, follower));
     drop((log, sm));
     db_mb.push(std::fs::metadata(dir.path().join(store::DB_FILE))?.len() as f64 / 1e6);
     disk_mb.push(dir_size(dir.path())? as f64 / 1e6);
@@ -184,13 +214,15 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
         "after restart the state machine holds {held} cases, expected {cases}"
     );
     eprintln!(
-        "  scale {label}: apply {:.0}/s, +{:.0} MiB RSS, figures {:.2} s, snapshot taken {:.3} s, encoded {:.2} s / {:.0} MB, db {:.0} MB (data directory {:.0} MB), restart {:.2} s",
+        "  scale {label}: apply {:.0}/s, +{:.0} MiB RSS, figures {:.2} s, snapshot taken {:.3} s, encoded {:.2} s / {:.0} MB, installed {:.2} s / peak +{:.0} MiB, db {:.0} MB (data directory {:.0} MB), restart {:.2} s",
         apply_rate[0],
         memory[0],
         figures_s[0],
         snapshot_s[0],
         encode_s[0],
         snapshot_mb[0],
+        install_s[0],
+        install_mib[0],
         db_mb[0],
         disk_mb[0],
         restart_s[0]
@@ -205,6 +237,8 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
         row("snapshot taken (log compaction)", "s", Better::Lower, &snapshot_s),
         row("snapshot encoded for a follower", "s", Better::Lower, &encode_s),
         row("snapshot size", "MB", Better::Lower, &snapshot_mb),
+        row("snapshot installed on an empty follower", "s", Better::Lower, &install_s),
+        row("peak memory added while installing it", "MiB", Better::Lower, &install_mib),
         row("database file size", "MB", Better::Lower, &db_mb),
         row("data directory size", "MB", Better::Lower, &disk_mb),
         row("restart (open + load state)", "s", Better::Lower, &restart_s),
