@@ -340,7 +340,7 @@ impl ClusterNode {
     /// Apply a referral command through the leader and return the domain's answer.
     pub async fn write(&self, command: Command) -> Result<Result<Outcome, DomainError>, ClusterError> {
         let started = Instant::now();
-        let answer = self.on_leader(ForwardRequest::Write(command)).await;
+        let answer = self.on_leader(ForwardRequest::Write(Arc::new(command))).await;
         tracing::debug!(us = started.elapsed().as_micros() as u64, "write answered");
         match answer? {
             ForwardResponse::Written(answer) => Ok(answer),
@@ -438,7 +438,7 @@ impl ClusterNode {
         if !due {
             return;
         }
-        match self.execute_local(ForwardRequest::Write(Command::tick())).await {
+        match self.execute_local(ForwardRequest::Write(Arc::new(Command::tick()))).await {
             Ok(ForwardResponse::Written(Ok(Outcome::Tick { consequences }))) => {
                 tracing::info!(consequences, "committed deadline consequences");
             }

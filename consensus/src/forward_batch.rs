@@ -29,7 +29,7 @@ pub(crate) type Forwarded = Result<ForwardResponse, TransportError>;
 struct Pending {
     leader: NodeId,
     addr: String,
-    command: Command,
+    command: Arc<Command>,
     bytes: usize,
     reply: oneshot::Sender<Forwarded>,
 }
@@ -60,13 +60,13 @@ impl ForwardBatcher {
     }
 
     /// Forward `command` to `leader` at `addr` and wait for its answer.
-    pub(crate) async fn forward(&self, leader: NodeId, addr: &str, command: Command) -> Forwarded {
+    pub(crate) async fn forward(&self, leader: NodeId, addr: &str, command: Arc<Command>) -> Forwarded {
         let stopped = || TransportError::Connect {
             target: leader,
             addr: addr.to_owned(),
             reason: "this node is shutting down".into(),
         };
-        let bytes = codec::encode(&command).map(|b| b.len()).unwrap_or(LIMITS.max_bytes);
+        let bytes = codec::encoded_len(&command).unwrap_or(LIMITS.max_bytes);
         let (reply, answer) = oneshot::channel();
         let pending = Pending { leader, addr: addr.to_owned(), command, bytes, reply };
         if self.batcher.push(pending).is_err() {
@@ -131,7 +131,7 @@ async fn forward_singly(
     transport: Arc<Transport>,
     leader: NodeId,
     addr: String,
-    commands: Vec<Command>,
+    commands: Vec<Arc<Command>>,
     replies: Vec<oneshot::Sender<Forwarded>>,
     timeout: Duration,
 ) {
@@ -178,7 +178,9 @@ mod tests {
                     PeerResponse::Forward(answer(&command))
                 }
                 PeerRequest::Forward(ForwardRequest::Writes(commands)) if self.knows_groups => {
-                    PeerResponse::Forward(ForwardResponse::WrittenEach(commands.iter().map(answer).collect()))
+                    PeerResponse::Forward(ForwardResponse::WrittenEach(
+                        commands.iter().map(|c| answer(c)).collect(),
+                    ))
                 }
                 _ => PeerResponse::Refused("undecodable request: unknown variant".into()),
             }
@@ -209,7 +211,7 @@ mod tests {
             let (forwards, addr) = (forwards.clone(), addr.clone());
             writes.spawn(async move {
                 let command = Command::new(Actor { id: format!("w{i}"), ..Actor::system() }, Change::Tick);
-                (i, forwards.forward(2, &addr, command).await)
+                (i, forwards.forward(2, &addr, Arc::new(command)).await)
             });
         }
         let mut answers = vec![String::new(); 12];

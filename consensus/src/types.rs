@@ -49,8 +49,8 @@ pub enum Request {
 pub struct StampedCommand {
     /// Milliseconds since the Unix epoch when the leader accepted the write.
     pub at_ms: u64,
-    /// The command.
-    pub command: Command,
+    /// The command (shared: see [`Request`]).
+    pub command: Arc<Command>,
 }
 
 /// The state machine's answer to one log entry.
@@ -95,11 +95,18 @@ mod tests {
         TaskStatus, Vitals,
     };
 
-    /// The log entry shapes of builds before commands were shared (`Box`, `Vec`).
+    /// The log entry shapes of builds before commands were shared (`Box`, `Vec`, owned).
     #[derive(Serialize)]
     enum OwnedRequest {
         Referral { at_ms: u64, command: Box<Command> },
-        Referrals(Vec<StampedCommand>),
+        Referrals(Vec<OwnedStamped>),
+    }
+
+    /// A stamped command of those builds.
+    #[derive(Serialize)]
+    struct OwnedStamped {
+        at_ms: u64,
+        command: Command,
     }
 
     /// Sharing the commands changed no byte on the wire or in the log: nodes of both builds
@@ -115,8 +122,8 @@ mod tests {
             },
         );
         let stamped = vec![
-            StampedCommand { at_ms: 6, command: command.clone() },
-            StampedCommand { at_ms: 7, command: Command::tick() },
+            OwnedStamped { at_ms: 6, command: command.clone() },
+            OwnedStamped { at_ms: 7, command: Command::tick() },
         ];
         let pairs = [
             (
@@ -124,7 +131,13 @@ mod tests {
                 codec::encode(&OwnedRequest::Referral { at_ms: 5, command: Box::new(command) }),
             ),
             (
-                codec::encode(&Request::Referrals(stamped.clone().into())),
+                codec::encode(&Request::Referrals(
+                    stamped
+                        .iter()
+                        .map(|s| StampedCommand { at_ms: s.at_ms, command: Arc::new(s.command.clone()) })
+                        .collect::<Vec<_>>()
+                        .into(),
+                )),
                 codec::encode(&OwnedRequest::Referrals(stamped)),
             ),
         ];
@@ -170,7 +183,11 @@ mod tests {
             Command::tick(),
         ];
         let batch = Request::Referrals(
-            commands.iter().map(|c| StampedCommand { at_ms: 6, command: c.clone() }).collect(),
+            commands
+                .iter()
+                .map(|c| StampedCommand { at_ms: 6, command: Arc::new(c.clone()) })
+                .collect::<Vec<_>>()
+                .into(),
         );
         let single = commands.into_iter().map(|c| Request::Referral { at_ms: 5, command: Arc::new(c) });
         for request in single.chain([batch]) {

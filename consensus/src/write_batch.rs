@@ -77,12 +77,12 @@ impl WriteBatcher {
 
     /// Propose `command`, stamped `at_ms`, and wait for the state machine's answer: the
     /// [`Response`] a single-command entry would have produced.
-    pub(crate) async fn write(&self, at_ms: u64, command: Command) -> Answer {
+    pub(crate) async fn write(&self, at_ms: u64, command: Arc<Command>) -> Answer {
         answer(self.queue(at_ms, command)).await
     }
 
     /// Propose `commands`, each stamped `at_ms`, in their order, and wait for every answer.
-    pub(crate) async fn write_all(&self, at_ms: u64, commands: Vec<Command>) -> Vec<Answer> {
+    pub(crate) async fn write_all(&self, at_ms: u64, commands: Vec<Arc<Command>>) -> Vec<Answer> {
         let queued: Vec<_> = commands.into_iter().map(|c| self.queue(at_ms, c)).collect();
         let mut answers = Vec::with_capacity(queued.len());
         for queued in queued {
@@ -92,8 +92,8 @@ impl WriteBatcher {
     }
 
     /// Queue `command`; `None` when the batcher has stopped.
-    fn queue(&self, at_ms: u64, command: Command) -> Option<oneshot::Receiver<Answer>> {
-        let bytes = codec::encode(&command).map(|b| b.len()).unwrap_or(LIMITS.max_bytes);
+    fn queue(&self, at_ms: u64, command: Arc<Command>) -> Option<oneshot::Receiver<Answer>> {
+        let bytes = codec::encoded_len(&command).unwrap_or(LIMITS.max_bytes);
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             stamped: StampedCommand { at_ms, command },
@@ -119,7 +119,7 @@ async fn propose(raft: &YilianRaft, mut group: Vec<Pending>) {
     if group.len() == 1 {
         let Some(p) = group.pop() else { return };
         let started = std::time::Instant::now();
-        let request = Request::Referral { at_ms: p.stamped.at_ms, command: Arc::new(p.stamped.command) };
+        let request = Request::Referral { at_ms: p.stamped.at_ms, command: p.stamped.command };
         let written = raft.client_write(request).await;
         tracing::debug!(
             index = written.as_ref().ok().map(|w| w.log_id.index),

@@ -49,6 +49,13 @@ pub fn encode_into<W: std::io::Write, T: Serialize + ?Sized>(
     Ok(())
 }
 
+/// How many bytes [`encode`] returns for `value`, counted without encoding it (nothing is
+/// allocated).
+pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, CodecError> {
+    let body = bincode::serialized_size(value)?;
+    Ok(1 + usize::try_from(body).map_err(|_| CodecError::Bincode(Box::new(bincode::ErrorKind::SizeLimit)))?)
+}
+
 /// Encode `key` for an ordered table (a B-tree key): version byte + bincode with fixed-width
 /// big-endian integers, so that byte order follows the key's order (a variant, then its
 /// number or its string's length and bytes). Consecutive ids then land side by side in the
@@ -163,6 +170,7 @@ mod tests {
         assert_eq!(bytes[0], FORMAT_VERSION);
         let back: (String, u64) = decode(&bytes).expect("decode");
         assert_eq!(back, ("case".to_owned(), 42));
+        assert_eq!(encoded_len(&("case", 42u64)).expect("count"), bytes.len());
         let mut future = bytes.clone();
         future[0] = FORMAT_VERSION + 1;
         assert!(matches!(decode::<(String, u64)>(&future), Err(CodecError::UnsupportedVersion { .. })));

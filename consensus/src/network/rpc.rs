@@ -8,6 +8,7 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use yilian_referral::{Command, DomainError, Outcome};
 
 /// A request from one node to another.
@@ -41,8 +42,9 @@ pub enum PeerResponse {
 /// Client requests that only the leader can serve.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ForwardRequest {
-    /// Propose a referral command.
-    Write(Command),
+    /// Propose a referral command (shared, so that a retry needs no copy; on the wire it is the
+    /// command itself).
+    Write(Arc<Command>),
     /// Confirm leadership and return the index a linearizable read must wait for.
     ReadIndex,
     /// Add a learner.
@@ -66,7 +68,7 @@ pub enum ForwardRequest {
     /// RPC for all of them); answered by [`ForwardResponse::WrittenEach`]. A leader of an
     /// earlier build cannot decode it and refuses it unread, and the follower then forwards
     /// each command as a [`ForwardRequest::Write`].
-    Writes(Vec<Command>),
+    Writes(Vec<Arc<Command>>),
 }
 
 /// The leader's answer to a [`ForwardRequest`].
@@ -83,4 +85,27 @@ pub enum ForwardResponse {
     WrittenEach(Vec<ForwardResponse>),
     /// The request failed.
     Failed(ClusterError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+
+    /// The bytes after `skip` of `value`'s encoding.
+    fn encoded_after<T: Serialize>(value: &T, skip: usize) -> Vec<u8> {
+        codec::encode(value).expect("encode")[skip..].to_vec()
+    }
+
+    /// Sharing forwarded commands changed no byte on the wire: after the version byte and the
+    /// variant's 4-byte tag comes the command, or the sequence of commands, as before.
+    #[test]
+    fn shared_forwarded_commands_encode_as_owned_ones_did() {
+        let command = Command::tick();
+        let write = ForwardRequest::Write(Arc::new(command.clone()));
+        assert_eq!(encoded_after(&write, 5), encoded_after(&command, 1));
+        let commands = vec![command.clone(), command];
+        let writes = ForwardRequest::Writes(commands.iter().cloned().map(Arc::new).collect());
+        assert_eq!(encoded_after(&writes, 5), encoded_after(&commands, 1));
+    }
 }

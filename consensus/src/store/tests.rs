@@ -32,7 +32,7 @@ fn commands() -> Vec<StampedCommand> {
     ["A", "A", "B"]
         .into_iter()
         .enumerate()
-        .map(|(i, id)| StampedCommand { at_ms: 1_000 + i as u64, command: register(id) })
+        .map(|(i, id)| StampedCommand { at_ms: 1_000 + i as u64, command: Arc::new(register(id)) })
         .collect()
 }
 
@@ -40,9 +40,10 @@ fn commands() -> Vec<StampedCommand> {
 async fn a_group_entry_applies_like_one_entry_per_write_and_survives_reopening() {
     let singles_dir = tempfile::tempdir().expect("tempdir");
     let mut singles = open(singles_dir.path()).expect("open").state_machine;
-    let entries = commands().into_iter().enumerate().map(|(i, c)| {
-        entry(i as u64 + 1, Request::Referral { at_ms: c.at_ms, command: Arc::new(c.command) })
-    });
+    let entries = commands()
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| entry(i as u64 + 1, Request::Referral { at_ms: c.at_ms, command: c.command }));
     let single_answers: Vec<_> = singles
         .apply(entries.collect::<Vec<_>>())
         .await
@@ -104,7 +105,7 @@ async fn entities_stored_by_an_earlier_build_are_read_and_moved_to_ordered_keys(
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = open(dir.path()).expect("open").state_machine;
     let registrations: Vec<StampedCommand> = (0..300)
-        .map(|i| StampedCommand { at_ms: 1_000 + i, command: register(&format!("F{i:03}")) })
+        .map(|i| StampedCommand { at_ms: 1_000 + i, command: Arc::new(register(&format!("F{i:03}"))) })
         .collect();
     store.apply(vec![entry(1, Request::Referrals(registrations.into()))]).await.expect("apply");
     let applied = store.shared().read().clone();
@@ -185,7 +186,7 @@ async fn a_snapshot_is_the_stored_state_encoded_only_when_read() {
     let current = store.get_current_snapshot().await.expect("read").expect("a snapshot");
     assert_eq!(current.meta, built.meta, "the same stored state is the same snapshot");
 
-    let another = StampedCommand { at_ms: 2_000, command: register("C") };
+    let another = StampedCommand { at_ms: 2_000, command: Arc::new(register("C")) };
     store.apply(vec![entry(2, Request::Referrals(vec![another].into()))]).await.expect("apply more");
     let bytes = current.snapshot.into_bytes().await.expect("encode");
     let later = store.get_current_snapshot().await.expect("read").expect("a snapshot");
