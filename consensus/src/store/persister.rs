@@ -7,10 +7,10 @@
 //! those entities straight from the state and copies the bookkeeping (whose `last_applied`
 //! covers exactly the entries that made them dirty), and stores them in one non-durable
 //! transaction. An entity touched by many entries in between is encoded and stored once, and
-//! nothing is cloned, on the apply path or here. Nothing
-//! acknowledged depends on the writer: the log is durable, and after a crash the stored state is
-//! that of some earlier `last_applied` (entities and `last_applied` are always one transaction),
-//! from which openraft re-applies the log.
+//! nothing is cloned, on the apply path or here. Nothing acknowledged depends on the writer:
+//! the log is durable, and after a crash the stored state is that of some earlier
+//! `last_applied` (entities and `last_applied` are always one transaction), from which openraft
+//! re-applies the log.
 
 use super::db::{begin_write_lazy, DbError};
 use super::state_machine::{ClusterState, EncodedEntities, SharedState};
