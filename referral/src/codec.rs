@@ -53,7 +53,12 @@ pub fn encode_into<W: std::io::Write, T: Serialize + ?Sized>(
 /// allocated).
 pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, CodecError> {
     let body = bincode::serialized_size(value)?;
-    Ok(1 + usize::try_from(body).map_err(|_| CodecError::Bincode(Box::new(bincode::ErrorKind::SizeLimit)))?)
+    Ok(1 + usize::try_from(body).map_err(|_| too_large())?)
+}
+
+/// A size that cannot be right: larger than memory can hold, or than the bytes that are left.
+fn too_large() -> CodecError {
+    CodecError::Bincode(Box::new(bincode::ErrorKind::SizeLimit))
 }
 
 /// Encode `key` for an ordered table (a B-tree key): version byte + bincode with fixed-width
@@ -129,7 +134,7 @@ impl<R: std::io::Read> StreamDecoder<R> {
     pub fn read_bytes(&mut self) -> Result<Vec<u8>, CodecError> {
         let len: u64 = self.read()?;
         if len > self.remaining {
-            return Err(CodecError::Bincode(Box::new(bincode::ErrorKind::SizeLimit)));
+            return Err(too_large());
         }
         let mut bytes = vec![0u8; len as usize];
         self.reader.read_exact(&mut bytes).map_err(|e| CodecError::Bincode(e.into()))?;
