@@ -71,11 +71,5 @@ pub async fn get(port: u16, study_uid: &str, out: &Path, nagle: Nagle) -> anyhow
         .output()
         .await
         .context("running getscu")?;
-    anyhow::ensure!(
-        result.status.success(),
-        "getscu from {AE_TITLE} failed: {}{}",
-        String::from_utf8_lossy(&result.stdout),
-        String::from_utf8_lossy(&result.stderr)
-    );
-    Ok(())
+    crate::peers::ensure_succeeded(&format!("getscu from {AE_TITLE}"), &result)
 }

@@ -71,12 +71,7 @@ pub async fn store(
     }
     for child in children {
         let out = child.await?.context("running storescu")?;
-        anyhow::ensure!(
-            out.status.success(),
-            "storescu to {ae_title} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::peers::ensure_succeeded(&format!("storescu to {ae_title}"), &out)?;
     }
     Ok(started.elapsed())
 }

@@ -5,7 +5,7 @@ use std::process::Command;
 
 fn first_line(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text = yilian_tests::imaging_client::output_text(&out);
     text.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_owned)
 }
 

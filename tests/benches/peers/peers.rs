@@ -2,6 +2,13 @@
 //! The runner installs nothing: a missing peer stops it with the package and the script to run.
 
 use std::path::PathBuf;
+use yilian_tests::imaging_client::output_text;
+
+/// Refuse a finished program run that failed, with `what` it was and everything it printed.
+pub fn ensure_succeeded(what: &str, out: &std::process::Output) -> anyhow::Result<()> {
+    anyhow::ensure!(out.status.success(), "{what} failed: {}", output_text(out));
+    Ok(())
+}
 
 /// A program from a Debian package.
 #[derive(Debug, Clone, Copy)]

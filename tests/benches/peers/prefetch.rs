@@ -99,13 +99,7 @@ async fn upload(ours: &YilianCluster, holder: u64, case: &str, dir: &std::path::
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(TRANSFER_LIMIT, run).await.context("`yilian upload` hung")??;
-    anyhow::ensure!(
-        out.status.success(),
-        "`yilian upload` failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
+    crate::peers::ensure_succeeded("`yilian upload`", &out)
 }
 
 /// Assign the staged case to [`READER`] as ops; returns when the assignment was acknowledged
