@@ -5,7 +5,11 @@
 //! short one; this one follows the round trip instead (delay-based, as TCP Vegas or LEDBAT do
 //! on the sending side): it grows while the source is held back by it and the round trip stays
 //! within the queueing target of the lowest seen, and shrinks in proportion when the round
-//! trip grows past that target.
+//! trip grows past that target. On a long path the target is at least a share of the lowest
+//! round trip ([`RTT_SHARE`]): there the few milliseconds the two hosts add to every round trip
+//! (acknowledgement timers, busy cores) would otherwise read as a queue and hold the window
+//! under the path's bandwidth-delay product, and Raft's messages, which cross the same path,
+//! wait a queue small beside its round trip.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -29,6 +33,8 @@ const ROUND_TRIPS_PER_STEP: u32 = 2;
 const STEP_BOUNDS: (Duration, Duration) = (Duration::from_millis(10), Duration::from_millis(250));
 /// Largest growth and shrink factors of one adjustment.
 const GROWTH_LIMITS: (f64, f64) = (0.5, 2.0);
+/// The queueing target is at least this share of the lowest round trip.
+pub const RTT_SHARE: f64 = 0.25;
 
 impl ReceiveWindow {
     /// The window a new connection opens with.
@@ -61,7 +67,8 @@ impl WindowRule {
     /// The new window given the smoothed and the lowest round trip of the connection and
     /// whether the source was held back by the window since the last step; `None` if it stays.
     pub(crate) fn step(&mut self, srtt: Duration, min_rtt: Duration, blocked: bool) -> Option<u64> {
-        let target = (min_rtt + self.queue_target).as_secs_f64();
+        let queue = self.queue_target.max(min_rtt.mul_f64(RTT_SHARE));
+        let target = (min_rtt + queue).as_secs_f64();
         let ratio = target / srtt.as_secs_f64().max(1e-6);
         let factor = if ratio < 1.0 {
             ratio.max(GROWTH_LIMITS.0)
@@ -162,6 +169,14 @@ mod tests {
             r.step(MS, MS, true);
         }
         assert_eq!(r.window, 4 << 20, "never above the maximum");
+    }
+
+    #[test]
+    fn on_a_long_path_the_target_is_a_share_of_the_round_trip() {
+        let mut r = rule();
+        assert_eq!(r.step(55 * MS, 50 * MS, true), Some(297_890), "5 ms over 50 ms: still growing");
+        assert_eq!(r.step(62 * MS, 50 * MS, true), Some(300_292), "the target is 12.5 ms over 50 ms");
+        assert_eq!(r.step(75 * MS, 50 * MS, false), Some(250_243), "beyond it: shrinks");
     }
 
     #[test]

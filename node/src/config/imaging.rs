@@ -26,7 +26,8 @@ pub struct ImagingSettings {
     pub fetch_window_kb: u32,
     /// Queueing delay a prefetch may add to a link, in milliseconds: the fetch window follows
     /// the link's round trip, up to `fetch_window_kb`, so what the prefetch queues in the link
-    /// stays about this long. 0 keeps the window fixed at `fetch_window_kb`.
+    /// stays about this long (or a quarter of the round trip, on a longer path). 0 keeps the
+    /// window fixed at `fetch_window_kb`.
     pub fetch_queue_ms: u32,
     /// Largest object accepted by any ingest path, in megabytes.
     pub max_object_mb: u64,
