@@ -31,7 +31,10 @@ pub fn imaging_toml() -> String {
     format!("[imaging]\nserves = [\"{SERVED_FACILITY}\"]\n")
 }
 
-/// Register the provincial reader cases are assigned to (the harness region has PROV already).
+/// Register the provincial reader cases are assigned to (the harness region has PROV already),
+/// and log them in: a reader is signed in before a case reaches them, so [`first_image`] times
+/// the image, not the sign-in (their user record and session are Raft writes, two round trips
+/// each through a long path).
 pub async fn add_reader(ours: &YilianCluster) -> anyhow::Result<()> {
     let ops = acting(&ours.cluster.api(1), "ops:test").await;
     let reader = json!({
@@ -39,6 +42,7 @@ pub async fn add_reader(ours: &YilianCluster) -> anyhow::Result<()> {
         "modalities": ["CT", "ECG"], "licensed_regions": ["r"], "cap": 100000, "on_shift": true,
     });
     let _: Value = ops.post("/v1/specialists", &reader).await.context("registering the reader")?;
+    acting(&ours.cluster.api(1), READER).await;
     Ok(())
 }
 
@@ -115,17 +119,17 @@ pub async fn offer(ours: &YilianCluster, via: u64, staged: &Staged) -> anyhow::R
 }
 
 /// Time from `since` until node `id` serves the first instance of the study to the reader:
-/// QIDO-RS lists an instance there and WADO-RS returns it (200, non-empty body).
+/// QIDO-RS lists an instance there and WADO-RS returns it (200, non-empty body) to the reader
+/// [`add_reader`] signed in.
 pub async fn first_image(
     ours: &YilianCluster,
     id: u64,
     staged: &Staged,
     since: Instant,
 ) -> anyhow::Result<Duration> {
-    let reader = acting(&ours.cluster.api(id), READER).await;
     let http = reqwest::Client::new();
     let token = cached_token(&ours.cluster.node(id).api_addr, READER);
-    let base = reader.base().to_owned();
+    let base = ours.cluster.api(id).base().to_owned();
     let list = format!("{base}/dicomweb/studies/{}/instances", staged.study_uid);
     loop {
         if let Some((series, sop)) = first_listed(&http, &list, &token).await {

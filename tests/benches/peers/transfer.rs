@@ -1,10 +1,11 @@
 //! Scenario 5 (and 4): moving one CT study (512×512 16-bit slices; 300 full, 60 with --quick)
-//! between two sites, on loopback and through a link shaped to a fixed rate (goodput as a share
-//! of that rate). Yilian: a 2-node cluster, the study uploaded into node 1 and prefetched by
+//! between two sites, on loopback, through a link shaped to a fixed rate (goodput as a share
+//! of that rate), and through the same link with a wide-area round trip ([`Path`]). Yilian: a
+//! 2-node cluster per path, the study uploaded into node 1 and prefetched by
 //! node 2 once its case is assigned to a reader node 2 serves ([`prefetch`]); through the link,
 //! every node sits behind the harness's UDP relay pacing each direction at the link rate with a
-//! bounded queue (tbf-like). DCMTK: storescu → storescp with the same files, direct and through
-//! the TCP [`shaper`] at the same rate. The same runs time Yilian's first image at node 2 against
+//! bounded queue (tbf-like) and the path's delay. DCMTK: storescu → storescp with the same files,
+//! direct and through the TCP [`shaper`] at the same rate and delay. The same runs time Yilian's first image at node 2 against
 //! two DCMTK references, each file listed every 5 ms: the first instance stored by storescp (a
 //! push, from the start of storescu), and the first instance getscu retrieves with C-GET from a
 //! dcmqrscp archive holding the study (a pull, as a reader's workstation asks an archive: from
@@ -50,23 +51,67 @@ impl Drop for StoreScp {
     }
 }
 
+/// Round trip of the wide-area path, ms: a county hospital to its provincial hospital.
+const WAN_RTT_MS: u64 = 40;
+
 /// Link rule of the shaped link: [`LINK_MBIT`] each way, packets beyond a 250 ms queue dropped.
 pub fn shaped_link() -> LinkRule {
     LinkRule { rate: Some((LINK_MBIT * 1e6 / 8.0) as u64), ..LinkRule::default() }
 }
 
-/// A 2-node Yilian site pair ready to prefetch; `shaped` puts the nodes behind the link.
-async fn site_pair(shaped: bool) -> anyhow::Result<YilianCluster> {
-    let toml = prefetch::imaging_toml();
-    let ours = if shaped {
-        let ours = YilianCluster::start_behind_relays(2, &toml).await?;
-        ours.cluster.net().set_all(shaped_link());
-        ours
-    } else {
-        YilianCluster::start(2, &toml).await?
-    };
-    prefetch::add_reader(&ours).await?;
-    Ok(ours)
+/// A path between the two sites.
+#[derive(Clone, Copy, PartialEq)]
+enum Path {
+    Loopback,
+    /// The shaped link, with no delay beyond the hosts'.
+    Link,
+    /// The shaped link with [`WAN_RTT_MS`] of round trip.
+    Wan,
+}
+
+impl Path {
+    const ALL: [Path; 3] = [Path::Loopback, Path::Link, Path::Wan];
+
+    /// Name in the rows and the progress lines.
+    fn label(self) -> String {
+        match self {
+            Path::Loopback => "loopback".into(),
+            Path::Link => format!("{LINK_MBIT} Mbit/s link"),
+            Path::Wan => format!("{LINK_MBIT} Mbit/s link, {WAN_RTT_MS} ms round trip"),
+        }
+    }
+
+    /// Delay each direction adds; `None` when the path is not shaped.
+    fn one_way_delay(self) -> Option<Duration> {
+        match self {
+            Path::Loopback => None,
+            Path::Link => Some(Duration::ZERO),
+            Path::Wan => Some(Duration::from_millis(WAN_RTT_MS / 2)),
+        }
+    }
+
+    /// A 2-node Yilian site pair ready to prefetch, its nodes behind this path.
+    async fn site_pair(self) -> anyhow::Result<YilianCluster> {
+        let toml = prefetch::imaging_toml();
+        let ours = match self.one_way_delay() {
+            Some(delay) => {
+                let ours = YilianCluster::start_behind_relays(2, &toml).await?;
+                ours.cluster.net().set_all(LinkRule { delay, ..shaped_link() });
+                ours
+            }
+            None => YilianCluster::start(2, &toml).await?,
+        };
+        prefetch::add_reader(&ours).await?;
+        Ok(ours)
+    }
+
+    /// The port a DCMTK client uses to reach a DCMTK server on `port` through this path, and the
+    /// shaper in between (stops when dropped).
+    async fn reach(self, port: u16) -> anyhow::Result<(u16, Option<shaper::Shaper>)> {
+        let Some(delay) = self.one_way_delay() else { return Ok((port, None)) };
+        let link = shaper::start(format!("127.0.0.1:{port}").parse()?, LINK_MBIT, delay).await?;
+        Ok((link.port, Some(link)))
+    }
 }
 
 /// What one Yilian transfer took: (first image servable at node 2, verified copy at node 2).
@@ -86,32 +131,23 @@ struct DcmtkRun {
     all_s: f64,
 }
 
-/// DCMTK storescu → storescp of `files`, direct or through the TCP shaper, both programs' TCP
-/// set up as `nagle` says.
-async fn dcmtk_once(files: &[std::path::PathBuf], shaped: bool, nagle: Nagle) -> anyhow::Result<DcmtkRun> {
+/// DCMTK storescu → storescp of `files` through `path`, both programs' TCP set up as `nagle` says.
+async fn dcmtk_once(files: &[std::path::PathBuf], path: Path, nagle: Nagle) -> anyhow::Result<DcmtkRun> {
     let scp = StoreScp::start(nagle).await?;
     let watch = FileWatch::start(scp.dir.path().to_owned());
-    let took = if shaped {
-        let link = shaper::start(format!("127.0.0.1:{}", scp.port).parse()?, LINK_MBIT).await?;
-        dcmtk::store("STORESCP", link.port, files, 1, nagle).await?
-    } else {
-        dcmtk::store("STORESCP", scp.port, files, 1, nagle).await?
-    };
+    let (port, _link) = path.reach(scp.port).await?;
+    let took = dcmtk::store("STORESCP", port, files, 1, nagle).await?;
     let first = watch.first_complete().await?.context("storescp stored no file")?;
     Ok(DcmtkRun { first_s: first.as_secs_f64(), all_s: took.as_secs_f64() })
 }
 
 /// DCMTK getscu ← dcmqrscp of the study `staged` holds (loaded into a fresh archive first, not
-/// timed), direct or through the TCP shaper, both programs' TCP set up as `nagle` says: seconds
-/// from starting getscu until the first instance is written.
-async fn dcmtk_get_first(staged: &Staged, shaped: bool, nagle: Nagle) -> anyhow::Result<f64> {
+/// timed) through `path`, both programs' TCP set up as `nagle` says: seconds from starting
+/// getscu until the first instance is written.
+async fn dcmtk_get_first(staged: &Staged, path: Path, nagle: Nagle) -> anyhow::Result<f64> {
     let archive = QrScp::holding(&staged.files, nagle).await?;
     let out = tempfile::Builder::new().prefix("yilian-bench-getscu-").tempdir()?;
-    let link = match shaped {
-        true => Some(shaper::start(format!("127.0.0.1:{}", archive.port).parse()?, LINK_MBIT).await?),
-        false => None,
-    };
-    let port = link.as_ref().map_or(archive.port, |l| l.port);
+    let (port, _link) = path.reach(archive.port).await?;
     let watch = FileWatch::start(out.path().to_owned());
     dcmqr::get(port, &staged.study_uid, out.path(), nagle).await?;
     let first = watch.first_complete().await?.context("getscu retrieved no file")?;
@@ -169,7 +205,7 @@ impl FileWatch {
     }
 }
 
-/// Per-run values of one link kind.
+/// Per-run values of one path.
 #[derive(Default)]
 struct Runs {
     yilian_s: Vec<f64>,
@@ -186,19 +222,19 @@ struct Runs {
 /// Run the scenario and return its rows.
 pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
     let slices: u32 = if s.quick { 60 } else { 300 };
-    let direct = site_pair(false).await?;
-    let shaped = site_pair(true).await?;
-    let (mut loopback, mut link) = (Runs::default(), Runs::default());
+    let mut pairs = Vec::new();
+    for path in Path::ALL {
+        pairs.push((path, path.site_pair().await?, Runs::default()));
+    }
     for run in 0..s.runs {
-        for (ours, runs, is_shaped) in [(&direct, &mut loopback, false), (&shaped, &mut link, true)] {
-            let staged =
-                prefetch::stage(ours, 1, 7000 + run as u64 * 2 + u64::from(is_shaped), slices).await?;
+        for (n, (path, ours, runs)) in pairs.iter_mut().enumerate() {
+            let staged = prefetch::stage(ours, 1, 7000 + (run * Path::ALL.len() + n) as u64, slices).await?;
             let (first, copy) = prefetch_once(ours, &staged).await?;
             for (i, nagle) in Nagle::BOTH.into_iter().enumerate() {
-                let dcmtk = dcmtk_once(&staged.files, is_shaped, nagle).await?;
+                let dcmtk = dcmtk_once(&staged.files, *path, nagle).await?;
                 runs.dcmtk_s[i].push(dcmtk.all_s);
                 runs.dcmtk_first_s[i].push(dcmtk.first_s);
-                runs.dcmtk_get_first_s[i].push(dcmtk_get_first(&staged, is_shaped, nagle).await?);
+                runs.dcmtk_get_first_s[i].push(dcmtk_get_first(&staged, *path, nagle).await?);
             }
             runs.mb = staged.bytes as f64 / 1e6;
             runs.yilian_s.push(copy);
@@ -207,7 +243,7 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
                 "  transfer run {} ({}): {:.0} MB, Yilian {copy:.2} s (first image {first:.3} s), DCMTK {:.2} s \
                  (first {:.3} s, C-GET first {:.3} s), with TCP_NODELAY=1 {:.2} s (first {:.3} s, C-GET first {:.3} s)",
                 run + 1,
-                if is_shaped { "shaped link" } else { "loopback" },
+                path.label(),
                 runs.mb,
                 runs.dcmtk_s[0][run],
                 runs.dcmtk_first_s[0][run],
@@ -219,86 +255,64 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
         }
     }
     let metric = |m: &str, mb: f64| format!("{m}, CT {slices}×512² ({mb:.0} MB)");
-    let mbs = |secs: &[f64], mb: f64| secs.iter().map(|t| mb / t).collect::<Vec<_>>();
-    let share =
-        |secs: &[f64], mb: f64| secs.iter().map(|t| 100.0 * (mb * 8.0 / t) / LINK_MBIT).collect::<Vec<_>>();
-    let (lmb, smb) = (loopback.mb, link.mb);
-    let on_link = |m: &str| metric(&format!("{LINK_MBIT} Mbit/s link {m}"), smb);
     let mut rows = Vec::new();
     for (i, nagle) in Nagle::BOTH.into_iter().enumerate() {
         let peer = format!("{PEER}{}", nagle.peer_suffix());
-        let (loop_peer, link_peer) = (&loopback.dcmtk_s[i], &link.dcmtk_s[i]);
-        rows.extend([
-            Row::compare(
-                "transfer",
-                metric("loopback seconds", lmb),
-                "s",
-                Better::Lower,
-                &loopback.yilian_s,
-                &peer,
-                loop_peer,
-            ),
-            Row::compare(
-                "transfer",
-                metric("loopback MB/s", lmb),
-                "MB/s",
-                Better::Higher,
-                &mbs(&loopback.yilian_s, lmb),
-                &peer,
-                &mbs(loop_peer, lmb),
-            ),
-            Row::compare(
-                "transfer",
-                on_link("seconds"),
-                "s",
-                Better::Lower,
-                &link.yilian_s,
-                &peer,
-                link_peer,
-            ),
-            Row::compare(
-                "transfer",
-                metric(&format!("goodput share of a {LINK_MBIT} Mbit/s link"), smb),
-                "%",
-                Better::Higher,
-                &share(&link.yilian_s, smb),
-                &peer,
-                &share(link_peer, smb),
-            ),
-        ]);
+        for (path, _, runs) in &pairs {
+            let mb = runs.mb;
+            let row = |m: &str, unit: &str, better, ours: &[f64], theirs: &[f64]| {
+                Row::compare(
+                    "transfer",
+                    metric(&format!("{} {m}", path.label()), mb),
+                    unit,
+                    better,
+                    ours,
+                    &peer,
+                    theirs,
+                )
+            };
+            rows.push(row("seconds", "s", Better::Lower, &runs.yilian_s, &runs.dcmtk_s[i]));
+            rows.push(match path {
+                Path::Loopback => {
+                    let mbs = |secs: &[f64]| secs.iter().map(|t| mb / t).collect::<Vec<_>>();
+                    row("MB/s", "MB/s", Better::Higher, &mbs(&runs.yilian_s), &mbs(&runs.dcmtk_s[i]))
+                }
+                Path::Link | Path::Wan => {
+                    let share = |secs: &[f64]| {
+                        secs.iter().map(|t| 100.0 * (mb * 8.0 / t) / LINK_MBIT).collect::<Vec<_>>()
+                    };
+                    let m = format!("goodput share of a {}", path.label());
+                    Row::compare(
+                        "transfer",
+                        metric(&m, mb),
+                        "%",
+                        Better::Higher,
+                        &share(&runs.yilian_s),
+                        &peer,
+                        &share(&runs.dcmtk_s[i]),
+                    )
+                }
+            });
+        }
     }
     let references = [
-        (PEER, "push: storescu start → first instance stored", &loopback.dcmtk_first_s, &link.dcmtk_first_s),
-        (
-            "DCMTK getscu←dcmqrscp",
-            "pull: getscu start → first instance retrieved (C-GET)",
-            &loopback.dcmtk_get_first_s,
-            &link.dcmtk_get_first_s,
-        ),
+        (PEER, "push: storescu start → first instance stored", false),
+        ("DCMTK getscu←dcmqrscp", "pull: getscu start → first instance retrieved (C-GET)", true),
     ];
-    for (name, what, on_loopback, on_link) in references {
+    for (name, what, pull) in references {
         for (i, nagle) in Nagle::BOTH.into_iter().enumerate() {
             let peer = format!("{name}{}, {what}", nagle.peer_suffix());
-            rows.extend([
-                Row::compare(
+            for (path, _, runs) in &pairs {
+                rows.push(Row::compare(
                     "first-image",
-                    metric("assigned → first image served, loopback", lmb),
+                    metric(&format!("assigned → first image served, {}", path.label()), runs.mb),
                     "s",
                     Better::Lower,
-                    &loopback.first_image_s,
+                    &runs.first_image_s,
                     &peer,
-                    &on_loopback[i],
-                ),
-                Row::compare(
-                    "first-image",
-                    metric(&format!("assigned → first image served, {LINK_MBIT} Mbit/s link"), smb),
-                    "s",
-                    Better::Lower,
-                    &link.first_image_s,
-                    &peer,
-                    &on_link[i],
-                ),
-            ]);
+                    if pull { &runs.dcmtk_get_first_s[i] } else { &runs.dcmtk_first_s[i] },
+                ));
+            }
         }
     }
     Ok(rows)
