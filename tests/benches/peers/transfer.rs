@@ -1,15 +1,16 @@
 //! Scenario 5 (and 4): moving one CT study (512×512 16-bit slices; 300 full, 60 with --quick)
 //! between two sites, on loopback, through a link shaped to a fixed rate (goodput as a share
 //! of that rate), and through the same link with a wide-area round trip ([`Path`]). Yilian: a
-//! 2-node cluster per path, the study uploaded into node 1 and prefetched by
-//! node 2 once its case is assigned to a reader node 2 serves ([`prefetch`]); through the link,
-//! every node sits behind the harness's UDP relay pacing each direction at the link rate with a
-//! bounded queue (tbf-like) and the path's delay. DCMTK: storescu → storescp with the same files,
-//! direct and through the TCP [`shaper`] at the same rate and delay. The same runs time Yilian's first image at node 2 against
-//! two DCMTK references, each file listed every 5 ms: the first instance stored by storescp (a
-//! push, from the start of storescu), and the first instance getscu retrieves with C-GET from a
-//! dcmqrscp archive holding the study (a pull, as a reader's workstation asks an archive: from
-//! the start of getscu, so its association, query and retrieve are inside the time).
+//! 2-node cluster per path, the study uploaded into node 1 and prefetched by node 2 once its
+//! case is assigned to a reader node 2 serves ([`prefetch`]); through the link, every node sits
+//! behind the harness's UDP relay pacing each direction at the link rate with a bounded queue
+//! (tbf-like) and the path's delay. DCMTK: storescu → storescp with the same files, direct and
+//! through the TCP [`shaper`] at the same rate and delay. The same runs time Yilian's first
+//! image at node 2 against two DCMTK references, each file listed every 5 ms: the first
+//! instance stored by storescp (a push, from the start of storescu), and the first instance
+//! getscu retrieves with C-GET from a dcmqrscp archive holding the study (a pull, as a reader's
+//! workstation asks an archive: from the start of getscu, so its association, query and
+//! retrieve are inside the time).
 
 use crate::dcmqr::{self, QrScp};
 use crate::dcmtk::Nagle;
@@ -259,40 +260,22 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
     for (i, nagle) in Nagle::BOTH.into_iter().enumerate() {
         let peer = format!("{PEER}{}", nagle.peer_suffix());
         for (path, _, runs) in &pairs {
-            let mb = runs.mb;
-            let row = |m: &str, unit: &str, better, ours: &[f64], theirs: &[f64]| {
-                Row::compare(
-                    "transfer",
-                    metric(&format!("{} {m}", path.label()), mb),
-                    unit,
-                    better,
-                    ours,
-                    &peer,
-                    theirs,
-                )
+            let (mb, label) = (runs.mb, path.label());
+            let row = |m: String, unit: &str, better, ours: &[f64], theirs: &[f64]| {
+                Row::compare("transfer", metric(&m, mb), unit, better, ours, &peer, theirs)
             };
-            rows.push(row("seconds", "s", Better::Lower, &runs.yilian_s, &runs.dcmtk_s[i]));
-            rows.push(match path {
-                Path::Loopback => {
-                    let mbs = |secs: &[f64]| secs.iter().map(|t| mb / t).collect::<Vec<_>>();
-                    row("MB/s", "MB/s", Better::Higher, &mbs(&runs.yilian_s), &mbs(&runs.dcmtk_s[i]))
-                }
-                Path::Link | Path::Wan => {
-                    let share = |secs: &[f64]| {
-                        secs.iter().map(|t| 100.0 * (mb * 8.0 / t) / LINK_MBIT).collect::<Vec<_>>()
-                    };
-                    let m = format!("goodput share of a {}", path.label());
-                    Row::compare(
-                        "transfer",
-                        metric(&m, mb),
-                        "%",
-                        Better::Higher,
-                        &share(&runs.yilian_s),
-                        &peer,
-                        &share(&runs.dcmtk_s[i]),
-                    )
-                }
-            });
+            let (ours, theirs) = (&runs.yilian_s, &runs.dcmtk_s[i]);
+            rows.push(row(format!("{label} seconds"), "s", Better::Lower, ours, theirs));
+            let (rate_metric, unit, rate): (String, &str, Box<dyn Fn(f64) -> f64>) = match path {
+                Path::Loopback => (format!("{label} MB/s"), "MB/s", Box::new(move |t| mb / t)),
+                Path::Link | Path::Wan => (
+                    format!("goodput share of a {label}"),
+                    "%",
+                    Box::new(move |t| 100.0 * (mb * 8.0 / t) / LINK_MBIT),
+                ),
+            };
+            let rates = |secs: &[f64]| secs.iter().map(|t| rate(*t)).collect::<Vec<_>>();
+            rows.push(row(rate_metric, unit, Better::Higher, &rates(ours), &rates(theirs)));
         }
     }
     let references = [
