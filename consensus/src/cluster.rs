@@ -1,6 +1,7 @@
 //! A running cluster member: Raft, its storage, and its QUIC endpoint, plus the leader-routing
 //! logic every client operation goes through.
 
+use crate::congestion::TransportSettings;
 use crate::error::ClusterError;
 use crate::forward_batch::{forward_one, ForwardBatcher, Forwarded};
 use crate::network::transport::PeerHandler;
@@ -191,6 +192,7 @@ pub struct ClusterNode {
     rpc_timeout: Duration,
     stopping: AtomicBool,
     tls_files: TlsFiles,
+    transport_settings: TransportSettings,
     certificate: std::sync::Mutex<String>,
 }
 
@@ -205,6 +207,7 @@ impl ClusterNode {
         data_dir: &Path,
         tls_files: &TlsFiles,
         settings: &RaftSettings,
+        transport_settings: &TransportSettings,
     ) -> Result<Arc<Self>, StartError> {
         let opened = store::open(data_dir)?;
         let state = opened.state_machine.shared();
@@ -212,6 +215,7 @@ impl ClusterNode {
             tls_files,
             &NODE_ALPNS,
             Arc::new(RevocationList { state: state.clone() }),
+            transport_settings.congestion_control,
         )?;
         let certificate = tls::fingerprint_of_file(&tls_files.cert)?;
         let addr: SocketAddr =
@@ -254,6 +258,7 @@ impl ClusterNode {
             rpc_timeout,
             stopping: AtomicBool::new(false),
             tls_files: tls_files.clone(),
+            transport_settings: *transport_settings,
             certificate: std::sync::Mutex::new(certificate),
         });
         tokio::spawn(
@@ -765,7 +770,12 @@ fn reload_certificate_if_changed(node: &ClusterNode) {
         return;
     }
     let deny = Arc::new(RevocationList { state: node.state.clone() });
-    match tls::load_with_deny_list(&node.tls_files, &NODE_ALPNS, deny) {
+    match tls::load_with_deny_list(
+        &node.tls_files,
+        &NODE_ALPNS,
+        deny,
+        node.transport_settings.congestion_control,
+    ) {
         Ok(quic) => {
             node.transport.reload(quic);
             *node.certificate.lock().unwrap_or_else(|p| p.into_inner()) = now.clone();

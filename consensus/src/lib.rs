@@ -6,6 +6,7 @@
 mod batch;
 pub mod cluster;
 pub mod codec;
+pub mod congestion;
 pub mod error;
 mod forward_batch;
 pub mod network;
@@ -16,5 +17,6 @@ pub mod types;
 mod write_batch;
 
 pub use cluster::{ClusterNode, NodeStatus, RaftSettings};
+pub use congestion::{CongestionControl, TransportSettings};
 pub use error::ClusterError;
 pub use types::{NodeId, NodeInfo};

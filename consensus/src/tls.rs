@@ -1,6 +1,7 @@
 //! Mutual TLS for QUIC: building quinn configs from the CA and node certificate, and reading
 //! which node a peer's certificate names.
 
+use crate::congestion::CongestionControl;
 use crate::pki::{client_name_from_dns_name, node_id_from_dns_name};
 use crate::types::NodeId;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
@@ -41,6 +42,8 @@ pub struct QuicTls {
     pub dicom_client: quinn::ClientConfig,
     /// The endpoint's keys, derived from the node's private key so they survive a restart.
     pub endpoint_keys: EndpointKeys,
+    /// The congestion controller of every connection built from these configs.
+    pub congestion: CongestionControl,
 }
 
 /// The keys a QUIC endpoint signs its connection IDs and stateless resets with. Kept across a
@@ -141,16 +144,17 @@ const IDLE_TIMEOUT_MS: u32 = 10_000;
 /// early retransmission.
 const INITIAL_RTT: Duration = Duration::from_millis(100);
 
-fn base_transport_config() -> quinn::TransportConfig {
+fn base_transport_config(congestion: CongestionControl) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
+    congestion.apply(&mut t);
     t.initial_rtt(INITIAL_RTT);
     t.keep_alive_interval(Some(Duration::from_secs(1)));
     t.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(IDLE_TIMEOUT_MS))));
     t
 }
 
-fn transport_config() -> Arc<quinn::TransportConfig> {
-    Arc::new(base_transport_config())
+fn transport_config(congestion: CongestionControl) -> Arc<quinn::TransportConfig> {
+    Arc::new(base_transport_config(congestion))
 }
 
 /// Transport settings for the receiving end of an image fetch: the source may have at most
@@ -158,8 +162,13 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
 /// later with `quinn::Connection::set_receive_window`) and `stream_window` on each stream. That
 /// bounds the queue the fetch builds in a link (which Raft messages on the same link wait
 /// behind) to `receive_window` / link rate, and the fetch's rate to `receive_window` / round trip.
-pub fn fetch_transport_config(receive_window: u32, stream_window: u32) -> Arc<quinn::TransportConfig> {
-    let mut t = base_transport_config();
+/// What this side sends follows `congestion`.
+pub fn fetch_transport_config(
+    receive_window: u32,
+    stream_window: u32,
+    congestion: CongestionControl,
+) -> Arc<quinn::TransportConfig> {
+    let mut t = base_transport_config(congestion);
     t.receive_window(quinn::VarInt::from_u32(receive_window));
     t.stream_receive_window(quinn::VarInt::from_u32(stream_window));
     Arc::new(t)
@@ -200,17 +209,19 @@ pub fn load_identity(
 }
 
 /// Build quinn configs from the CA and node files: a server accepting every ALPN in `alpns`,
-/// a client speaking the first of them, and a client speaking [`ALPN_DICOM`].
+/// a client speaking the first of them, and a client speaking [`ALPN_DICOM`], all sending with
+/// the default congestion controller.
 pub fn load(files: &TlsFiles, alpns: &[&[u8]]) -> Result<QuicTls, TlsError> {
-    load_with_deny_list(files, alpns, Arc::new(NoDenyList))
+    load_with_deny_list(files, alpns, Arc::new(NoDenyList), CongestionControl::default())
 }
 
 /// [`load`], also refusing on both sides of the handshake any certificate `deny` names
-/// (removed nodes).
+/// (removed nodes), and sending with `congestion`.
 pub fn load_with_deny_list(
     files: &TlsFiles,
     alpns: &[&[u8]],
     deny: Arc<dyn DenyList>,
+    congestion: CongestionControl,
 ) -> Result<QuicTls, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let roots = Arc::new(load_roots(&files.ca_cert)?);
@@ -225,19 +236,24 @@ pub fn load_with_deny_list(
         .with_single_cert(chain.clone(), key.clone_key())?;
     server.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(server)?));
-    server.transport_config(transport_config());
+    server.transport_config(transport_config(congestion));
 
     let first = alpns.first().copied().unwrap_or(ALPN_RAFT);
-    let client = client_config(&roots, &chain, &key, first, deny.clone())?;
-    let dicom_client = client_config(&roots, &chain, &key, ALPN_DICOM, deny)?;
-    Ok(QuicTls { server, client, dicom_client, endpoint_keys: EndpointKeys::of(&key) })
+    let client = client_config(&roots, &chain, &key, first, congestion, deny.clone())?;
+    let dicom_client = client_config(&roots, &chain, &key, ALPN_DICOM, congestion, deny)?;
+    Ok(QuicTls { server, client, dicom_client, endpoint_keys: EndpointKeys::of(&key), congestion })
 }
 
-/// A client-only config speaking `alpn`, presenting the certificate in `files` (a node's, or a
-/// client certificate from `yilian ca issue-client`).
-pub fn client_only(files: &TlsFiles, alpn: &[u8]) -> Result<quinn::ClientConfig, TlsError> {
+/// A client-only config speaking `alpn` and sending with `congestion`, presenting the
+/// certificate in `files` (a node's, or a client certificate from `yilian ca issue-client`).
+pub fn client_only(
+    files: &TlsFiles,
+    alpn: &[u8],
+    congestion: CongestionControl,
+) -> Result<quinn::ClientConfig, TlsError> {
     let roots = Arc::new(load_roots(&files.ca_cert)?);
-    client_config(&roots, &load_certs(&files.cert)?, &load_key(&files.key)?, alpn, Arc::new(NoDenyList))
+    let (certs, key) = (load_certs(&files.cert)?, load_key(&files.key)?);
+    client_config(&roots, &certs, &key, alpn, congestion, Arc::new(NoDenyList))
 }
 
 fn load_roots(ca_cert: &Path) -> Result<RootCertStore, TlsError> {
@@ -248,11 +264,13 @@ fn load_roots(ca_cert: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
+/// A client presenting `chain`, speaking `alpn` and sending with `congestion`.
 fn client_config(
     roots: &Arc<RootCertStore>,
     chain: &[CertificateDer<'static>],
     key: &PrivateKeyDer<'static>,
     alpn: &[u8],
+    congestion: CongestionControl,
     deny: Arc<dyn DenyList>,
 ) -> Result<quinn::ClientConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -266,7 +284,7 @@ fn client_config(
         .with_client_auth_cert(chain.to_vec(), key.clone_key())?;
     client.alpn_protocols = vec![alpn.to_vec()];
     let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(client)?));
-    client.transport_config(transport_config());
+    client.transport_config(transport_config(congestion));
     Ok(client)
 }
 

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use yilian_consensus::tls::TlsFiles;
-use yilian_consensus::RaftSettings;
+use yilian_consensus::{RaftSettings, TransportSettings};
 
 /// A node's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -31,6 +31,9 @@ pub struct NodeConfig {
     /// Raft timing and snapshots.
     #[serde(default)]
     pub raft: RaftSettings,
+    /// How the node's QUIC connections send (congestion controller).
+    #[serde(default)]
+    pub transport: TransportSettings,
     /// Patient pseudonymisation.
     #[serde(default)]
     pub patient: PatientSettings,
@@ -299,6 +302,19 @@ key = "n.key"
             let err = NodeConfig::load(&write(dir.path(), &text)).expect_err("out of range");
             assert!(err.to_string().contains("fetch_window_kb"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn congestion_control_defaults_to_cubic_and_a_wrong_name_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plain = NodeConfig::load(&write(dir.path(), GOOD)).expect("load");
+        assert_eq!(plain.transport.congestion_control, yilian_consensus::CongestionControl::Cubic);
+        let bbr = format!("{GOOD}\n[transport]\ncongestion_control = \"bbr\"\n");
+        let cfg = NodeConfig::load(&write(dir.path(), &bbr)).expect("load");
+        assert_eq!(cfg.transport.congestion_control, yilian_consensus::CongestionControl::Bbr);
+        let wrong = NodeConfig::load(&write(dir.path(), &bbr.replace("\"bbr\"", "\"reno\"")));
+        let err = wrong.expect_err("unknown controller").to_string();
+        assert!(err.contains("reno") && err.contains("bbr"), "{err}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         let session_key = SessionKey::load(cfg.auth_secret_file()).context("loading the auth secret")?;
         let info =
             NodeInfo { raft_addr: cfg.advertised_raft_addr().to_owned(), api_addr: cfg.api_addr.clone() };
-        let node = ClusterNode::start(cfg.node_id, info, &cfg.raft_addr, &cfg.data_dir, &cfg.tls, &cfg.raft)
+        let node = ClusterNode::start(cfg.node_id, info, &cfg.raft_addr, &cfg.data_dir, &cfg.tls, &cfg.raft, &cfg.transport)
             .await
             .context("starting the node")?;
         match yilian_referral::verify_chain(node.state().read().region.audit_events()) {
@@ -29,7 +29,7 @@ pub async fn run(cfg: NodeConfig) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&cfg.api_addr)
             .await
             .with_context(|| format!("cannot listen on api_addr {}; is the port in use?", cfg.api_addr))?;
-        tracing::info!(raft_addr = %cfg.raft_addr, advertised = %cfg.advertised_raft_addr(), api_addr = %cfg.api_addr, data_dir = %cfg.data_dir.display(), "node started");
+        tracing::info!(raft_addr = %cfg.raft_addr, advertised = %cfg.advertised_raft_addr(), api_addr = %cfg.api_addr, data_dir = %cfg.data_dir.display(), congestion_control = %cfg.transport.congestion_control, "node started");
         let deidentifier = Deidentifier::new(patient_keys.derived_secret("de-identification"))
             .context("deriving the de-identification secret")?;
         let imaging = Arc::new(

@@ -22,6 +22,7 @@ use yilian_dicom::synth::{generate, SynthKind, SynthOptions, SynthSummary};
 use yilian_dicom::{Digest, Store};
 use yilian_referral::StudyManifest;
 use yilian_tests::imaging_client::{output_text, sent_and_held, upload_cmd, upload_cmd_with};
+use yilian_tests::netfault::LinkRule;
 
 /// Every node serves the county hospital's readers, with prefetches capped at 8 Mbit/s per link.
 fn imaging_toml() -> String {
@@ -126,6 +127,51 @@ async fn prefetch_resumes_after_a_restart_and_ends_byte_identical() {
     let found: serde_json::Value =
         dr_reader.get(&format!("/dicomweb/studies?StudyInstanceUID={dr_uid}")).await.expect("QIDO on node 2");
     assert_eq!(found.as_array().map(Vec::len), Some(1), "{found}");
+}
+
+/// Sites whose uplink loses packets choose BBR (`[transport] congestion_control`, `yilian upload
+/// --congestion`): a study uploaded with it and prefetched between two BBR nodes through a path
+/// that drops 1 % of packets arrives byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_lossy_path_bbr_nodes_deliver_byte_identical_copies() {
+    let toml = format!("{}\n[transport]\ncongestion_control = \"bbr\"\n", imaging_toml());
+    let cluster = TestCluster::start_behind_relays(2, &toml, 0x10_55).await;
+    let lossy = LinkRule { loss: 0.01, delay: Duration::from_millis(5), ..LinkRule::default() };
+    cluster.net().set_all(lossy);
+    let api = cluster.api(1);
+    seed_region(&api).await;
+    let case = submit_retrying(&api, "lossy").await;
+    token(&api, NURSE).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let summary = synth(dir.path(), &[SynthKind::Ct], &case, SynthOptions::small(44));
+    let out = run(upload_cmd(&cluster, 1, &case, &[dir.path()], &["--congestion", "bbr", "--commit"])).await;
+    assert!(out.status.success(), "upload failed: {}", output_text(&out));
+    let uid = summary.studies[0].study_instance_uid.clone();
+    wait_for("node 2 to hold the study", Duration::from_secs(90), || async {
+        manifest(&cluster, 1, &uid).await.held_by(2)
+    })
+    .await;
+    assert!(cluster.net().counts().dropped > 0, "the path dropped no packet");
+    for node in [1, 2] {
+        assert!(
+            cluster.log_of(node).contains("congestion_control=bbr"),
+            "node {node} did not start with BBR"
+        );
+    }
+
+    let store = Store::open(cluster.node(2).data_dir().join("objects")).expect("store");
+    let study = manifest(&cluster, 1, &uid).await;
+    assert_eq!(study.instances.len(), summary.studies[0].files.len());
+    for file in &summary.studies[0].files {
+        let sent = std::fs::read(file).expect("original");
+        let held = std::fs::read(store.path_of(&Digest::of_bytes(&sent))).expect("copy on node 2");
+        assert!(held == sent, "node 2's copy of {} differs", file.display());
+    }
+
+    let out = run(upload_cmd(&cluster, 1, &case, &[dir.path()], &["--congestion", "reno"])).await;
+    assert!(!out.status.success());
+    assert!(output_text(&out).contains("use \"cubic\""), "{}", output_text(&out));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

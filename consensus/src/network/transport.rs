@@ -3,6 +3,7 @@
 use super::connections::{Connections, Dial};
 use super::rpc::{PeerRequest, PeerResponse};
 use crate::codec;
+use crate::congestion::CongestionControl;
 use crate::pki::node_dns_name;
 use crate::tls::{
     fetch_transport_config, fingerprint, negotiated_alpn, peer_certificate, peer_identity, PeerIdentity,
@@ -91,6 +92,7 @@ impl SeenCertificates {
 struct Clients {
     raft: quinn::ClientConfig,
     dicom: quinn::ClientConfig,
+    congestion: CongestionControl,
 }
 
 /// A node's QUIC endpoint: Raft traffic, with one cached connection per peer, plus the bulk
@@ -117,7 +119,11 @@ impl Transport {
             endpoint,
             connections: Default::default(),
             seen_certificates: Default::default(),
-            clients: std::sync::RwLock::new(Clients { raft: tls.client, dicom: tls.dicom_client }),
+            clients: std::sync::RwLock::new(Clients {
+                raft: tls.client,
+                dicom: tls.dicom_client,
+                congestion: tls.congestion,
+            }),
             bulk: OnceLock::new(),
         })
     }
@@ -127,7 +133,7 @@ impl Transport {
     pub fn reload(&self, tls: QuicTls) {
         self.endpoint.set_server_config(Some(tls.server));
         *self.clients.write().unwrap_or_else(|p| p.into_inner()) =
-            Clients { raft: tls.client, dicom: tls.dicom_client };
+            Clients { raft: tls.client, dicom: tls.dicom_client, congestion: tls.congestion };
         self.connections.clear();
     }
 
@@ -157,8 +163,8 @@ impl Transport {
         receive_window: u32,
         stream_window: u32,
     ) -> Result<quinn::Connection, TransportError> {
-        let mut client = self.clients().dicom;
-        client.transport_config(fetch_transport_config(receive_window, stream_window));
+        let Clients { dicom: mut client, congestion, .. } = self.clients();
+        client.transport_config(fetch_transport_config(receive_window, stream_window, congestion));
         handshake(&self.endpoint, client, target, addr).await.map_err(|reason| TransportError::Connect {
             target,
             addr: addr.to_owned(),

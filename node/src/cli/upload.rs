@@ -14,6 +14,7 @@ use std::time::Duration;
 use yilian_consensus::cluster::Member;
 use yilian_consensus::pki::node_dns_name;
 use yilian_consensus::tls::{client_only, TlsFiles, ALPN_UPLOAD};
+use yilian_consensus::CongestionControl;
 use yilian_dicom::transfer::{upload_file_with, UploadError, UploadMeta, UploadOptions};
 use yilian_referral::{Case, Outcome};
 
@@ -49,6 +50,10 @@ pub struct UploadArgs {
     /// Send at most this many kilobits per second (share a weak link); no cap when unset.
     #[arg(long)]
     limit_kbit: Option<u64>,
+    /// Congestion controller: `cubic`, or `bbr` where the uplink loses packets (radio, long
+    /// rural lines), which keeps its rate through random loss.
+    #[arg(long, default_value_t = CongestionControl::Cubic)]
+    congestion: CongestionControl,
 }
 
 /// Every regular file under `paths`, sorted, each once.
@@ -123,7 +128,7 @@ pub async fn run(args: UploadArgs) -> anyhow::Result<()> {
         || format!("node {}'s QUIC address {} does not resolve", node.node_id, node.raft_addr),
     )?;
     let tls = TlsFiles { ca_cert: args.tls_ca.clone(), cert: args.cert.clone(), key: args.key.clone() };
-    let client = client_only(&tls, ALPN_UPLOAD)
+    let client = client_only(&tls, ALPN_UPLOAD, args.congestion)
         .context("loading the uploader certificate; check --tls-ca, --cert and --key")?;
     let bind: SocketAddr = if addr.is_ipv6() { "[::]:0".parse()? } else { "0.0.0.0:0".parse()? };
     let mut endpoint = quinn::Endpoint::client(bind).context("opening a UDP socket")?;

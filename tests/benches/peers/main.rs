@@ -11,6 +11,7 @@ mod dcmtk;
 mod etcd;
 mod failover;
 mod ingest;
+mod lossy;
 mod machine;
 mod orthanc;
 mod peers;
@@ -45,16 +46,20 @@ pub enum Scenario {
     Transfer,
     /// Raft write latency while a study transfer saturates the links vs idle, same cluster.
     Bulk,
+    /// One CT study through a link that loses 1 % of packets: Yilian's nodes sending with BBR
+    /// vs as shipped (Cubic).
+    Lossy,
 }
 
 impl Scenario {
-    const EACH: [Scenario; 6] = [
+    const EACH: [Scenario; 7] = [
         Scenario::Writes,
         Scenario::Ingest,
         Scenario::Failover,
         Scenario::Scale,
         Scenario::Transfer,
         Scenario::Bulk,
+        Scenario::Lossy,
     ];
 
     fn peers(self) -> &'static [Peer] {
@@ -62,7 +67,7 @@ impl Scenario {
             Scenario::All => &[],
             Scenario::Writes | Scenario::Failover => &[peers::ETCD],
             Scenario::Ingest => &[peers::ORTHANC, peers::STORESCU],
-            Scenario::Scale | Scenario::Bulk => &[],
+            Scenario::Scale | Scenario::Bulk | Scenario::Lossy => &[],
             Scenario::Transfer => &[peers::STORESCU, peers::STORESCP, peers::DCMQRSCP, peers::GETSCU],
         }
     }
@@ -171,6 +176,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
             Scenario::Scale => scale::run(&settings).await?,
             Scenario::Transfer => transfer::run(&settings).await?,
             Scenario::Bulk => bulk::run(&settings, &http).await?,
+            Scenario::Lossy => lossy::run(&settings).await?,
         };
         report.rows.extend(rows);
         report.write_json(&cli.out)?;

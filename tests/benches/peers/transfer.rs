@@ -116,7 +116,7 @@ impl Path {
 }
 
 /// What one Yilian transfer took: (first image servable at node 2, verified copy at node 2).
-async fn prefetch_once(ours: &YilianCluster, staged: &Staged) -> anyhow::Result<(f64, f64)> {
+pub async fn prefetch_once(ours: &YilianCluster, staged: &Staged) -> anyhow::Result<(f64, f64)> {
     let since = prefetch::offer(ours, 1, staged).await?;
     let (first, copy) = tokio::join!(
         prefetch::first_image(ours, 2, staged, since),
