@@ -67,6 +67,13 @@ impl Orthanc {
     }
 }
 
+impl Orthanc {
+    /// The Orthanc process's id (for its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Orthanc {
     fn drop(&mut self) {
         let _ = self.child.kill();
