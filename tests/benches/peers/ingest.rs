@@ -38,6 +38,16 @@ struct Sent {
     cpu_ms: f64,
 }
 
+/// A row of each ingest measurement: metric, unit, which way is better, its value in a run.
+type Measure = (&'static str, &'static str, Better, fn(&Sent) -> f64);
+
+/// The measurements reported for every association count and DCMTK TCP setting.
+const MEASURES: [Measure; 3] = [
+    ("C-STORE instances/s", "/s", Better::Higher, |r| r.per_s),
+    ("C-STORE MB/s", "MB/s", Better::Higher, |r| r.mb_per_s),
+    ("receiver CPU per instance", "ms", Better::Lower, |r| r.cpu_ms),
+];
+
 /// storescu `files` (`bytes` in all) to `ae` at `port` over `associations`, metering `pids`.
 async fn send(
     (ae, port, pids): (&str, u16, &[u32]),
@@ -104,12 +114,7 @@ pub async fn run(s: &Settings, http: &reqwest::Client) -> anyhow::Result<Vec<Row
             let metric = |m: &str| {
                 format!("{m}, CT {slices}×512² 16-bit, {associations} assoc, storescu{}", nagle.peer_suffix())
             };
-            let measures: [(&str, &str, Better, fn(&Sent) -> f64); 3] = [
-                ("C-STORE instances/s", "/s", Better::Higher, |r| r.per_s),
-                ("C-STORE MB/s", "MB/s", Better::Higher, |r| r.mb_per_s),
-                ("receiver CPU per instance", "ms", Better::Lower, |r| r.cpu_ms),
-            ];
-            for (name, unit, better, value) in measures {
+            for (name, unit, better, value) in MEASURES {
                 let (ours, theirs): (Vec<f64>, Vec<f64>) =
                     (y.iter().map(value).collect(), o.iter().map(value).collect());
                 rows.push(Row::compare("ingest", metric(name), unit, better, &ours, &peer_name, &theirs));
