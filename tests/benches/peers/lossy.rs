@@ -7,10 +7,11 @@
 //! MSS / RTT × 1.22 / √loss (about 7 Mbit/s here), as Cubic over QUIC is.
 
 use crate::prefetch;
-use crate::transfer::{prefetch_once, shaped_link, LINK_MBIT};
+use crate::transfer::{link_share, prefetch_once, shaped_link, LINK_MBIT};
 use crate::yilian::YilianCluster;
 use crate::Settings;
 use std::time::Duration;
+use yilian_consensus::CongestionControl;
 use yilian_tests::netfault::LinkRule;
 use yilian_tests::report::{Better, Row};
 
@@ -23,7 +24,7 @@ const LOSS: f64 = 0.01;
 const SLICES: u32 = 60;
 
 /// Two sites whose nodes send with `controller`, behind the lossy path.
-async fn site_pair(controller: &str) -> anyhow::Result<YilianCluster> {
+async fn site_pair(controller: CongestionControl) -> anyhow::Result<YilianCluster> {
     let toml = format!("{}\n[transport]\ncongestion_control = \"{controller}\"\n", prefetch::imaging_toml());
     let ours = YilianCluster::start_behind_relays(2, &toml).await?;
     let delay = Duration::from_millis(RTT_MS / 2);
@@ -34,11 +35,12 @@ async fn site_pair(controller: &str) -> anyhow::Result<YilianCluster> {
 
 /// Run the scenario and return its rows.
 pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
-    let (bbr, cubic) = (site_pair("bbr").await?, site_pair("cubic").await?);
+    let controllers = [CongestionControl::Bbr, CongestionControl::Cubic];
+    let (bbr, cubic) = (site_pair(controllers[0]).await?, site_pair(controllers[1]).await?);
     let (mut copy, mut first) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
     let mut mb = 0.0;
     for run in 0..s.runs {
-        for (i, (name, ours)) in [("bbr", &bbr), ("cubic", &cubic)].into_iter().enumerate() {
+        for (i, (name, ours)) in controllers.into_iter().zip([&bbr, &cubic]).enumerate() {
             let staged = prefetch::stage(ours, 1, 7500 + (2 * run + i) as u64, SLICES).await?;
             let (first_s, copy_s) = prefetch_once(ours, &staged).await?;
             mb = staged.bytes as f64 / 1e6;
@@ -53,7 +55,7 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
     let path = format!("{LINK_MBIT} Mbit/s link, {RTT_MS} ms round trip, {}% loss", LOSS * 100.0);
     let metric = |m: &str| format!("{m}, {path}, CT {SLICES}×512² ({mb:.0} MB)");
     let peer = "Yilian, congestion_control = cubic (default)";
-    let share = |secs: &[f64]| secs.iter().map(|t| 100.0 * (mb * 8.0 / t) / LINK_MBIT).collect::<Vec<_>>();
+    let share = |secs: &[f64]| secs.iter().map(|t| link_share(mb, *t)).collect::<Vec<_>>();
     Ok(vec![
         Row::compare("lossy", metric("bbr: seconds"), "s", Better::Lower, &copy[0], peer, &copy[1]),
         Row::compare(

@@ -55,6 +55,11 @@ impl Drop for StoreScp {
 /// Round trip of the wide-area path, ms: a county hospital to its provincial hospital.
 const WAN_RTT_MS: u64 = 40;
 
+/// Goodput of `mb` megabytes moved in `secs` seconds, as a percentage of [`LINK_MBIT`].
+pub fn link_share(mb: f64, secs: f64) -> f64 {
+    100.0 * (mb * 8.0 / secs) / LINK_MBIT
+}
+
 /// Link rule of the shaped link: [`LINK_MBIT`] each way, packets beyond a 250 ms queue dropped.
 pub fn shaped_link() -> LinkRule {
     LinkRule { rate: Some((LINK_MBIT * 1e6 / 8.0) as u64), ..LinkRule::default() }
@@ -104,6 +109,22 @@ impl Path {
         };
         prefetch::add_reader(&ours).await?;
         Ok(ours)
+    }
+
+    /// Metric and unit of this path's rate row: MB/s on loopback, the share of the link through it.
+    fn rate_metric(self) -> (String, &'static str) {
+        match self {
+            Path::Loopback => (format!("{} MB/s", self.label()), "MB/s"),
+            Path::Link | Path::Wan => (format!("goodput share of a {}", self.label()), "%"),
+        }
+    }
+
+    /// The rate of [`Path::rate_metric`] for `mb` megabytes moved in `secs` seconds.
+    fn rate(self, mb: f64, secs: f64) -> f64 {
+        match self {
+            Path::Loopback => mb / secs,
+            Path::Link | Path::Wan => link_share(mb, secs),
+        }
     }
 
     /// The port a DCMTK client uses to reach a DCMTK server on `port` through this path, and the
@@ -266,15 +287,8 @@ pub async fn run(s: &Settings) -> anyhow::Result<Vec<Row>> {
             };
             let (ours, theirs) = (&runs.yilian_s, &runs.dcmtk_s[i]);
             rows.push(row(format!("{label} seconds"), "s", Better::Lower, ours, theirs));
-            let (rate_metric, unit, rate): (String, &str, Box<dyn Fn(f64) -> f64>) = match path {
-                Path::Loopback => (format!("{label} MB/s"), "MB/s", Box::new(move |t| mb / t)),
-                Path::Link | Path::Wan => (
-                    format!("goodput share of a {label}"),
-                    "%",
-                    Box::new(move |t| 100.0 * (mb * 8.0 / t) / LINK_MBIT),
-                ),
-            };
-            let rates = |secs: &[f64]| secs.iter().map(|t| rate(*t)).collect::<Vec<_>>();
+            let (rate_metric, unit) = path.rate_metric();
+            let rates = |secs: &[f64]| secs.iter().map(|t| path.rate(mb, *t)).collect::<Vec<_>>();
             rows.push(row(rate_metric, unit, Better::Higher, &rates(ours), &rates(theirs)));
         }
     }
