@@ -50,7 +50,9 @@ const MEASURES: [Measure; 3] = [
 
 /// storescu `files` (`bytes` in all) to `ae` at `port` over `associations`, metering `pids`.
 async fn send(
-    (ae, port, pids): (&str, u16, &[u32]),
+    ae: &str,
+    port: u16,
+    pids: &[u32],
     files: &[PathBuf],
     bytes: u64,
     associations: usize,
@@ -88,9 +90,11 @@ pub async fn run(s: &Settings, http: &reqwest::Client) -> anyhow::Result<Vec<Row
                     1000 + associations as u64 * 100 + run as u64 + 10 * u64::from(nagle == Nagle::Off);
                 let (files, bytes) = study(dir.path(), &case, seed, slices)?;
                 let into_yilian =
-                    send(("YILIAN", dimse_port, &node_pids), &files, bytes, associations, nagle).await?;
+                    send("YILIAN", dimse_port, &node_pids, &files, bytes, associations, nagle).await?;
                 let into_orthanc = send(
-                    (orthanc::AE_TITLE, peer.dicom_port, &[peer.pid()]),
+                    orthanc::AE_TITLE,
+                    peer.dicom_port,
+                    &[peer.pid()],
                     &files,
                     bytes,
                     associations,
